@@ -1,0 +1,5 @@
+"""Allow ``python -m bolt_bot``."""
+
+from bolt_bot.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""Bolt's settings: defaults, overridden by [tool.bolt] in pyproject.toml, overridden by flags or Action inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bolt_bot.errors import BoltError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MEASURES = ("auto", "walltime", "instructions")
+COMMENT_MODES = ("always", "on-change", "never")
+APPROVERS = ("write", "admin")
+
+
+@dataclass
+class Settings:
+    """One typed object read once; every step receives the part it needs."""
+
+    threshold: float = 3.0  # wall-time effect floor, percent
+    instr_threshold: float = 1.0  # instruction-count floor, percent
+    instr_warning: float = 0.5  # instruction-count warning band starts here, percent
+    alpha: float = 0.05  # false discovery rate across stages
+    rounds: int = 10  # planned rounds (pytest processes) per side
+    budget: float = 120.0  # seconds for extra rounds on inconclusive stages
+    round_timeout: float = 600.0  # seconds before one round is stopped
+    measure: str = "auto"
+    benchmarks: list[str] = field(default_factory=list)  # paths given to pytest
+    pytest_args: list[str] = field(default_factory=list)
+    install: str | None = None  # custom install command, run in the checkout with the env's python on PATH
+    extras: list[str] = field(default_factory=list)
+    python: str | None = None  # interpreter version for the environments, e.g. "3.11"
+    fail_on_regression: bool = False
+    comment: str = "on-change"
+    perf_label: str = "perf"
+    approval_label: str = "perf-approved"
+    regression_label: str = "perf-regression"
+    approvers: str = "write"
+    approve_by_review: bool = False
+    template_dir: str | None = None
+    profile: bool = True  # profile the regressed stages
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, values: dict[str, Any], source: str) -> Settings:
+        """A copy with `values` applied (None means "not given"), each checked and converted."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for raw_key, value in values.items():
+            key = raw_key.replace("-", "_")
+            if value is None:
+                continue
+            if key not in known:
+                raise BoltError(f"{source}: unknown setting {raw_key!r}")
+            changes[key] = _convert(key, value, getattr(self, key), source)
+        new = dataclasses.replace(self, **changes)
+        new.check(source)
+        return new
+
+    def check(self, source: str) -> None:
+        if self.measure not in MEASURES:
+            raise BoltError(f"{source}: measure must be one of {', '.join(MEASURES)}, not {self.measure!r}")
+        if self.comment not in COMMENT_MODES:
+            raise BoltError(f"{source}: comment must be one of {', '.join(COMMENT_MODES)}, not {self.comment!r}")
+        if self.approvers not in APPROVERS:
+            raise BoltError(f"{source}: approvers must be one of {', '.join(APPROVERS)}, not {self.approvers!r}")
+        if not 0 <= self.threshold < 100:
+            raise BoltError(f"{source}: threshold is a percent change between 0 and 100, not {self.threshold}")
+        if not 0 < self.alpha < 1:
+            raise BoltError(f"{source}: alpha must be between 0 and 1, not {self.alpha}")
+        if self.rounds < 1:
+            raise BoltError(f"{source}: rounds must be at least 1, not {self.rounds}")
+
+
+def _convert(key: str, value: Any, default: Any, source: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("true", "yes", "1", "on"):
+                    return True
+                if low in ("false", "no", "0", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, float):
+            text = str(value).strip().rstrip("%") if isinstance(value, str) else value
+            return float(text)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                return shlex.split(value)
+            return [str(v) for v in value]
+        return None if value == "" else str(value)
+    except (TypeError, ValueError):
+        raise BoltError(f"{source}: setting {key!r} has a bad value {value!r}") from None
+
+
+def read_project_settings(repo: Path) -> dict[str, Any]:
+    """The [tool.bolt] table of the measured project's pyproject.toml, or {}."""
+    path = repo / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BoltError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("tool", {}).get("bolt", {})
+    if not isinstance(table, dict):
+        raise BoltError(f"{path}: [tool.bolt] must be a table")
+    return table
+
+
+def load_settings(repo: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults < [tool.bolt] of `repo` < `overrides` (flags or Action inputs; None = not given)."""
+    settings = Settings()
+    if repo is not None:
+        settings = settings.updated(read_project_settings(repo), f"{repo / 'pyproject.toml'} [tool.bolt]")
+    if overrides:
+        settings = settings.updated(overrides, "options")
+    return settings
