@@ -1,0 +1,1 @@
+"""Code that runs inside the measured project's environment (no Bolt imports)."""
