@@ -50,6 +50,7 @@ class SideSummary:
     """What one side measured for one stage, over all its rounds."""
 
     rounds: int = 0
+    center: float | None = None  # geometric mean of the per-round medians: what the ratio compares
     median: float | None = None  # median of the per-round medians
     mean: float | None = None
     rel_stddev: float | None = None  # relative spread of the per-round medians

@@ -1,0 +1,107 @@
+"""Reading pytest-benchmark JSON files (versions 3.x to 5.x) into BenchmarkRound records."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bolt_bot.errors import BoltError
+from bolt_bot.model import BenchmarkRound
+
+MAX_FILE_BYTES = 512 * 1024 * 1024  # a saved run with raw data for 10,000 stages stays well below this
+
+
+def read_round(path: Path) -> list[BenchmarkRound]:
+    """One pytest-benchmark JSON file (one process, one round) → one record per benchmark."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise BoltError(f"{path}: {size} bytes is too large for a pytest-benchmark file")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BoltError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not raw.strip():
+        raise BoltError(f"{path}: empty file, expected pytest-benchmark JSON")
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise BoltError(f"{path}: not text (is this a pytest-benchmark JSON file?)") from None
+    except json.JSONDecodeError as exc:
+        raise BoltError(f"{path}: not valid JSON, {exc.msg} at line {exc.lineno} column {exc.colno} (truncated?)") from None
+    except ValueError as exc:
+        raise BoltError(f"{path}: {exc}") from None
+    return parse_round(data, str(path))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the JSON holds {name}, which pytest-benchmark never writes")
+
+
+def parse_round(data: Any, source: str) -> list[BenchmarkRound]:
+    """Benchmarks of one already-decoded pytest-benchmark document."""
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise BoltError(f"{source}: not a pytest-benchmark file (no 'benchmarks' list at the top)")
+    benchmarks = data["benchmarks"]
+    if not isinstance(benchmarks, list):
+        raise BoltError(f"{source}: 'benchmarks' is a {type(benchmarks).__name__}, expected a list")
+    rounds = []
+    seen: set[str] = set()
+    for index, bench in enumerate(benchmarks):
+        record = _parse_benchmark(bench, f"{source}: benchmark #{index + 1}")
+        if record.name in seen:
+            raise BoltError(f"{source}: benchmark {record.name!r} appears twice")
+        seen.add(record.name)
+        rounds.append(record)
+    return rounds
+
+
+def _parse_benchmark(bench: Any, where: str) -> BenchmarkRound:
+    if not isinstance(bench, dict):
+        raise BoltError(f"{where}: expected an object")
+    name = bench.get("fullname") or bench.get("name")
+    if not isinstance(name, str) or not name:
+        raise BoltError(f"{where}: has no name")
+    stats = bench.get("stats")
+    if not isinstance(stats, dict):
+        raise BoltError(f"{where} ({name}): has no 'stats' object")
+    numbers = {}
+    for key in ("median", "mean", "min", "max"):
+        numbers[key] = _number(stats.get(key), f"{where} ({name}): stats.{key}")
+    stddev = stats.get("stddev", 0.0)
+    numbers["stddev"] = 0.0 if stddev is None else _number(stddev, f"{where} ({name}): stats.stddev")
+    samples = stats.get("rounds", 0)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise BoltError(f"{where} ({name}): stats.rounds is {samples!r}, expected a count")
+    data = stats.get("data")
+    if data is not None:
+        if not isinstance(data, list):
+            raise BoltError(f"{where} ({name}): stats.data is not a list")
+        data = [_number(v, f"{where} ({name}): stats.data") for v in data]
+    group = bench.get("group")
+    params = bench.get("params")
+    extra = bench.get("extra_info")
+    return BenchmarkRound(
+        name=name,
+        group=group if isinstance(group, str) else None,
+        params=params if isinstance(params, dict) else None,
+        extra_info=extra if isinstance(extra, dict) else {},
+        samples=samples,
+        data=data,
+        **numbers,
+    )
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BoltError(f"{where} is {value!r}, expected a number")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise BoltError(f"{where} is {value!r}, expected a finite time")
+    return value
+
+
+def read_rounds(paths: list[Path]) -> list[list[BenchmarkRound]]:
+    """Several files, one per round; each round is one list of benchmarks."""
+    return [read_round(Path(p)) for p in paths]

@@ -1,0 +1,111 @@
+"""The `bolt` command line: thin click wrappers over the steps, and one place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bolt_bot import __version__
+from bolt_bot.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSION, BoltError
+
+FORMATS = ("text", "markdown", "json")
+
+
+class BoltGroup(click.Group):
+    """Prints BoltError as one line with its exit code; anything else as one line too, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BoltError as exc:
+            click.echo(f"bolt: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("bolt: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # a bug: still one line, with what is needed to report it
+            click.echo(f"bolt: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (please report this)", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=BoltGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bolt")
+def main() -> None:
+    """Bolt ⚡ reviews the performance of pull requests on Python projects.
+
+    \b
+    Exit codes: 0 success (no blocking regression), 1 blocking regression
+    (--fail-on-regression), 2 bad input or usage, 3 publishing to GitHub failed
+    (results kept on disk), 4 internal error.
+    """
+
+
+def _emit(results, fmt: str, template_dir: str | None) -> None:
+    from bolt_bot import render
+
+    if fmt == "json":
+        click.echo(json.dumps(results.to_dict(), indent=2, allow_nan=False))
+    elif fmt == "markdown":
+        click.echo(render.render_comment(results, template_dir), nl=False)
+    else:
+        click.echo(render.render_text(results), nl=False)
+
+
+def finish(results, fail_on_regression: bool) -> None:
+    """Exit 1 when asked to fail on a regression and there is one that nobody approved."""
+    if fail_on_regression and results.regressions and not results.approval:
+        sys.exit(EXIT_REGRESSION)
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@click.option("--base", "base_files", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="pytest-benchmark JSON of the base; repeat once per round.")
+@click.option("--head", "head_files", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="pytest-benchmark JSON of the head; repeat once per round.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--threshold", type=float, default=None, help="Effect floor as a signed percent change [default: 3].")
+@click.option("--alpha", type=float, default=None, help="False discovery rate across stages [default: 0.05].")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a stage regressed.")
+@click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of templates overriding Bolt's own (comment.md.j2, summary.md.j2).")
+def compare(base_files, head_files, fmt, threshold, alpha, fail_on_regression, template_dir):
+    """Compare pytest-benchmark JSON files: one or more rounds per side."""
+    from bolt_bot import benchjson
+    from bolt_bot.compare import SideRounds, build_results, compare_sides
+    from bolt_bot.settings import load_settings
+
+    settings = load_settings(None, {"threshold": threshold, "alpha": alpha, "fail_on_regression": fail_on_regression})
+    base = SideRounds(benchjson.read_rounds(list(base_files)))
+    head = SideRounds(benchjson.read_rounds(list(head_files)))
+    stages = compare_sides(base, head, threshold=settings.threshold, alpha=settings.alpha)
+    results = build_results(
+        stages,
+        settings=settings.to_dict(),
+        environment={"rounds": min(len(base_files), len(head_files))},
+    )
+    _emit(results, fmt, str(template_dir) if template_dir else None)
+    finish(results, settings.fail_on_regression)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of templates overriding Bolt's own.")
+def render(directory: Path, template_dir):
+    """Re-render DIR/comment.md and DIR/summary.md from DIR/results.json."""
+    from bolt_bot.model import Results
+    from bolt_bot.output import write_markdown
+
+    results = Results.read(directory / "results.json")
+    write_markdown(results, directory, str(template_dir) if template_dir else None)
+    click.echo(f"wrote {directory / 'comment.md'} and {directory / 'summary.md'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

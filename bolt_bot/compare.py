@@ -1,0 +1,161 @@
+"""Comparing the rounds of both sides: stages matched by name, estimated, tested and given verdicts."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bolt_bot import stats
+from bolt_bot.model import (
+    ADDED,
+    FAILED,
+    IMPROVED,
+    INCONCLUSIVE,
+    REGRESSED,
+    REMOVED,
+    UNCHANGED,
+    WALLTIME,
+    BenchmarkRound,
+    CommitRef,
+    Results,
+    SideSummary,
+    StageComparison,
+)
+
+# The run verdict is the most urgent stage verdict, in this order.
+_URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
+
+
+@dataclass
+class SideRounds:
+    """Everything one side measured: its rounds, and the stages that failed (name → error excerpt)."""
+
+    rounds: list[list[BenchmarkRound]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def by_stage(self) -> dict[str, list[BenchmarkRound]]:
+        stages: dict[str, list[BenchmarkRound]] = {}
+        for one_round in self.rounds:
+            for record in one_round:
+                stages.setdefault(record.name, []).append(record)
+        return stages
+
+
+def summarize(records: Sequence[BenchmarkRound], error: str | None = None) -> SideSummary:
+    values = [r.median for r in records]
+    if not values:
+        return SideSummary(error=error)
+    spread = stats.relative_spread(values)
+    return SideSummary(
+        rounds=len(values),
+        center=stats.geometric_mean(values),
+        median=statistics.median(values),
+        mean=statistics.fmean(values),
+        rel_stddev=spread,
+        min=min(r.min for r in records),
+        max=max(r.max for r in records),
+        unit=records[0].unit,
+        values=values,
+        error=error,
+    )
+
+
+def _estimate(base: Sequence[BenchmarkRound], head: Sequence[BenchmarkRound]) -> stats.Estimate | None:
+    est = stats.estimate_from_rounds([r.median for r in base], [r.median for r in head])
+    if est is not None or len(base) > 1 or len(head) > 1:
+        return est
+    b, h = base[0], head[0]
+    return stats.estimate_within_run(b.data, h.data, (b.mean, b.stddev, b.samples), (h.mean, h.stddev, h.samples))
+
+
+def compare_sides(
+    base: SideRounds,
+    head: SideRounds,
+    *,
+    threshold: float,
+    alpha: float = 0.05,
+    measure: str = WALLTIME,
+) -> list[StageComparison]:
+    """One StageComparison per stage seen on either side. `threshold` is in percent."""
+    base_stages, head_stages = base.by_stage(), head.by_stage()
+    names = sorted(set(base_stages) | set(head_stages) | set(base.failed) | set(head.failed))
+    floor = threshold / 100.0
+    comparisons: list[StageComparison] = []
+    tested: list[tuple[StageComparison, stats.Estimate]] = []
+    for name in names:
+        b, h = base_stages.get(name, []), head_stages.get(name, [])
+        first = (h or b or [BenchmarkRound(name=name)])[0]
+        stage = StageComparison(
+            name=name,
+            verdict=UNCHANGED,
+            group=first.group,
+            params=first.params,
+            measure=measure,
+            extra_info=first.extra_info,
+            base=summarize(b, base.failed.get(name)),
+            head=summarize(h, head.failed.get(name)),
+        )
+        comparisons.append(stage)
+        if name in head.failed or name in base.failed:
+            side = "head" if name in head.failed else "base"
+            stage.verdict = FAILED
+            stage.note = f"failed on {side}: {(head.failed.get(name) or base.failed.get(name) or '').strip()}"
+            continue
+        if not b:
+            stage.verdict = ADDED
+            continue
+        if not h:
+            stage.verdict = REMOVED
+            continue
+        est = _estimate(b, h)
+        if est is None:
+            stage.verdict = INCONCLUSIVE
+            stage.note = "not enough samples to compare"
+            continue
+        stage.ratio, stage.ci, stage.p = est.ratio, list(est.ci), est.p
+        stage.low_confidence = est.low_confidence
+        tested.append((stage, est))
+    qvalues = stats.adjust_pvalues([est.p for _, est in tested])
+    for (stage, est), q in zip(tested, qvalues):
+        stage.q = q
+        stage.verdict, stage.note = stats.decide(est, q, floor, alpha)
+        if est.low_confidence and stage.note is None:
+            stage.note = "one round per side: low confidence"
+    return comparisons
+
+
+def run_verdict(stages: Sequence[StageComparison]) -> str:
+    """The most urgent stage verdict; `failed` when nothing at all was measured."""
+    verdicts = {s.verdict for s in stages}
+    if not stages or verdicts <= {FAILED, ADDED, REMOVED} and FAILED in verdicts:
+        return FAILED
+    for verdict in _URGENCY:
+        if verdict in verdicts:
+            return verdict
+    return UNCHANGED
+
+
+def build_results(
+    stages: list[StageComparison],
+    *,
+    measure: str = WALLTIME,
+    settings: Mapping[str, object] | None = None,
+    base: CommitRef | None = None,
+    head: CommitRef | None = None,
+    environment: Mapping[str, object] | None = None,
+    notices: Sequence[str] = (),
+) -> Results:
+    notices = list(notices)
+    if not stages:
+        notices.append("no benchmarks were found on either side: check the benchmark paths and pytest arguments")
+    return Results(
+        stages=stages,
+        verdict=run_verdict(stages),
+        measure=measure,
+        settings=dict(settings or {}),
+        base=base or CommitRef(),
+        head=head or CommitRef(),
+        environment=dict(environment or {}),
+        notices=notices,
+    )

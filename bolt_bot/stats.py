@@ -1,0 +1,154 @@
+"""All of Bolt's statistics: the ratio and its interval, the tests, false-discovery control, verdict rules.
+
+Each pytest process (round) is one sample: measurement-facts.md shows that the variance lives between
+processes, so the samples inside one process are not independent evidence. With two or more rounds per
+side Bolt runs Welch's t-test on the logarithms of the per-round medians (a ratio becomes a difference),
+controls the false discovery rate across stages with Benjamini-Hochberg, and asks for an effect of at
+least the floor. With a single round per side it falls back on the samples inside that round and marks
+the result low-confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from bolt_bot.model import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimated head/base ratio of one stage, with its uncertainty."""
+
+    ratio: float
+    ci: tuple[float, float]
+    p: float
+    low_confidence: bool = False
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width, as a relative change (0.03 = ±3 %)."""
+        return (self.ci[1] - self.ci[0]) / 2
+
+
+def relative_spread(values: Sequence[float]) -> float | None:
+    """Standard deviation of the logs: about the coefficient of variation for small spreads."""
+    if len(values) < 2 or min(values) <= 0:
+        return None
+    return float(np.std(np.log(values), ddof=1))
+
+
+def geometric_mean(values: Sequence[float]) -> float | None:
+    """The centre the ratio is estimated from (a mean on the log scale)."""
+    if not values:
+        return None
+    if min(values) <= 0:
+        return float(np.mean(values))
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def estimate_from_rounds(base: Sequence[float], head: Sequence[float]) -> Estimate | None:
+    """Welch's t-test on log per-round medians; None when a side has fewer than two positive rounds."""
+    if len(base) < 2 or len(head) < 2 or min(base) <= 0 or min(head) <= 0:
+        return None
+    return _welch_log(np.log(np.asarray(base, float)), np.log(np.asarray(head, float)))
+
+
+def estimate_within_run(
+    base: Sequence[float] | None,
+    head: Sequence[float] | None,
+    base_summary: tuple[float, float, int],
+    head_summary: tuple[float, float, int],
+) -> Estimate | None:
+    """Fallback with one round per side: the samples inside each process.
+
+    Uses the raw samples when saved (`--benchmark-save-data`), else the (mean, stddev, n) summaries.
+    Samples inside one process are correlated, so the p-value is optimistic: marked low-confidence.
+    """
+    if base and head and len(base) >= 2 and len(head) >= 2 and min(base) > 0 and min(head) > 0:
+        est = _welch_log(np.log(np.asarray(base, float)), np.log(np.asarray(head, float)))
+    else:
+        est = _welch_summary(base_summary, head_summary)
+    if est is None:
+        return None
+    return Estimate(est.ratio, est.ci, est.p, low_confidence=True)
+
+
+def _welch_log(log_base: np.ndarray, log_head: np.ndarray) -> Estimate:
+    diff = float(log_head.mean() - log_base.mean())
+    var_b = float(log_base.var(ddof=1)) / len(log_base)
+    var_h = float(log_head.var(ddof=1)) / len(log_head)
+    se2 = var_b + var_h
+    if se2 == 0.0:
+        # Identical rounds on each side (instruction counts, or a coarse clock): no noise to test against.
+        p = 1.0 if diff == 0.0 else 0.0
+        ratio = math.exp(diff)
+        return Estimate(ratio, (ratio, ratio), p)
+    se = math.sqrt(se2)
+    # Welch-Satterthwaite degrees of freedom.
+    dof = se2**2 / ((var_b**2 / (len(log_base) - 1) if var_b else 0.0) + (var_h**2 / (len(log_head) - 1) if var_h else 0.0))
+    t = diff / se
+    p = float(2 * sps.t.sf(abs(t), dof))
+    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
+    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
+
+
+def _welch_summary(base: tuple[float, float, int], head: tuple[float, float, int]) -> Estimate | None:
+    """Welch on means from summaries; the ratio's interval by the delta method on the log scale."""
+    (mean_b, sd_b, n_b), (mean_h, sd_h, n_h) = base, head
+    if mean_b <= 0 or mean_h <= 0 or n_b < 2 or n_h < 2:
+        return None
+    # Variance of log(mean) ≈ (sd/mean)² / n.
+    var_b = (sd_b / mean_b) ** 2 / n_b
+    var_h = (sd_h / mean_h) ** 2 / n_h
+    diff = math.log(mean_h / mean_b)
+    se2 = var_b + var_h
+    if se2 == 0.0:
+        ratio = mean_h / mean_b
+        return Estimate(ratio, (ratio, ratio), 1.0 if diff == 0 else 0.0)
+    dof = se2**2 / ((var_b**2 / (n_b - 1)) + (var_h**2 / (n_h - 1)))
+    se = math.sqrt(se2)
+    p = float(2 * sps.t.sf(abs(diff / se), dof))
+    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
+    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
+
+
+def adjust_pvalues(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values): control of false alarms across many stages."""
+    if not pvalues:
+        return []
+    return [float(q) for q in sps.false_discovery_control(np.asarray(pvalues, float), method="bh")]
+
+
+def decide(estimate: Estimate, q: float, threshold: float, alpha: float) -> tuple[str, str | None]:
+    """The verdict for one stage and, where it is not obvious, why.
+
+    `threshold` is the effect floor as a fraction (0.03 = 3 %). A change must be statistically
+    significant after false-discovery control AND at least the floor. A stage whose noise is wider than
+    the floor can only be called regressed or improved when the whole interval lies beyond the floor;
+    otherwise it is inconclusive, never regressed.
+    """
+    change = estimate.ratio - 1.0
+    low, high = estimate.ci
+    noisy = estimate.half_width > threshold
+    significant = q < alpha
+    noise = f"±{estimate.half_width * 100:.1f} %"
+    if significant and change >= threshold:
+        if noisy and low < 1.0 + threshold:
+            return INCONCLUSIVE, f"{change * 100:+.1f} %, but the noise ({noise}) is wider than the {threshold * 100:g} % floor"
+        return REGRESSED, None
+    if significant and change <= -threshold:
+        if noisy and high > 1.0 - threshold:
+            return INCONCLUSIVE, f"{change * 100:+.1f} %, but the noise ({noise}) is wider than the {threshold * 100:g} % floor"
+        return IMPROVED, None
+    if abs(change) >= threshold:
+        return INCONCLUSIVE, f"{change * 100:+.1f} %, not significant (q = {q:.2g})"
+    if low < 1.0 - 2 * threshold or high > 1.0 + 2 * threshold:
+        return INCONCLUSIVE, f"too noisy ({noise}) to rule out a change beyond the {threshold * 100:g} % floor"
+    return UNCHANGED, None

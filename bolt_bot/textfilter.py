@@ -1,0 +1,74 @@
+"""Neutralising text from the measured project (stage names, params, messages, profile lines) for markdown.
+
+Anything a pull request can control is treated as hostile: it must not open HTML tags, mention people,
+break out of a table cell or a code span, start a link, or hide text with control characters.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Characters with meaning in GitHub markdown or HTML, replaced by numeric entities. Entities render as the
+# character itself but are never parsed as markup, mentions (@), issue links (#) or table cells (|).
+_ENTITIES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&#39;",
+    "`": "&#96;",
+    "|": "&#124;",
+    "@": "&#64;",
+    "#": "&#35;",
+    "[": "&#91;",
+    "]": "&#93;",
+    "*": "&#42;",
+    "~": "&#126;",
+    "\\": "&#92;",
+    "$": "&#36;",  # GitHub renders $...$ as math
+}
+_ESCAPE_TABLE = str.maketrans(_ENTITIES)
+# Underscores inside words are harmless in GitHub markdown; at word edges they start emphasis.
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# GitHub turns bare URLs and www. names into links.
+_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+ELLIPSIS = "…"
+
+
+def _visible(text: str) -> str:
+    """Replace control, format (bidi overrides, zero-width) and line/paragraph separators by spaces."""
+    out = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(" ")
+        else:
+            out.append(char)
+    return " ".join("".join(out).split())
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut in the middle so both the start and the end stay readable."""
+    if limit <= 0 or len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    tail = limit - 1 - head
+    return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
+
+
+def inert(value: object, limit: int = 200) -> str:
+    """Text safe inside a markdown table cell, a list item, a summary line or HTML."""
+    text = shorten(_visible("" if value is None else str(value)), limit)
+    text = text.translate(_ESCAPE_TABLE)
+    text = _AUTOLINK.sub(lambda m: m.group(1).replace(":", "&#58;").replace(".", "&#46;"), text)
+    return _EDGE_UNDERSCORE.sub("&#95;", text)
+
+
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+/ ]")
+
+
+def chart_label(value: object, limit: int = 32) -> str:
+    """A label for a mermaid chart: a strict allow-list, since mermaid has its own syntax to escape."""
+    text = _LABEL_UNSAFE.sub("_", _visible(str(value)))
+    return shorten(text, limit).replace(ELLIPSIS, "~")
