@@ -252,7 +252,11 @@ def match_functions(
     how a `<listcomp>` or `<lambda>` finds its twin inside its enclosing function; then, for named
     functions only, by line order, so that an edit above a function does not make it look new.
     """
-    to_base: dict[str, str] = {k: k for k in head.functions if k in base.functions}
+    # Builtins and named functions are identified by their key; anonymous code objects only once
+    # their enclosing function is known, since new code can land on an old lambda's line number.
+    to_base: dict[str, str] = {
+        k: k for k, h in head.functions.items() if k in base.functions and not _is_anonymous(h)
+    }
     matched_base = set(to_base.values())
 
     def leftovers() -> dict[tuple[str, str], tuple[list[FunctionStats], list[FunctionStats]]]:
@@ -286,8 +290,8 @@ def match_functions(
                         progress = True
 
     by_shared_callers()
-    for (_, name), (bases, heads) in leftovers().items():
-        if _is_anonymous(name):
+    for bases, heads in leftovers().values():
+        if _is_anonymous(heads[0]):
             continue
         bases.sort(key=lambda f: f.line)
         heads.sort(key=lambda f: f.line)
@@ -300,6 +304,9 @@ def match_functions(
             if b.key not in matched_base and h.key not in to_base:
                 pair(b, h)
     by_shared_callers()
+    for key, h in head.functions.items():  # no better evidence: an anonymous function that stayed put
+        if key not in to_base and key in base.functions and key not in matched_base:
+            pair(base.functions[key], h)
 
     pairs: list[tuple[FunctionStats | None, FunctionStats | None]] = []
     for h in head.functions.values():
@@ -309,8 +316,8 @@ def match_functions(
     return pairs
 
 
-def _is_anonymous(name: str) -> bool:
-    return name.startswith("<")  # <lambda>, <listcomp>, <genexpr>, <module>, builtins...
+def _is_anonymous(func: FunctionStats) -> bool:
+    return func.name.startswith("<") and func.file != "~"  # <lambda>, <listcomp>, <genexpr>...
 
 
 def _line(b: FunctionStats | None, h: FunctionStats) -> ProfileLine:

@@ -79,11 +79,11 @@ def pytest_configure(config):
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     _settings = _Settings(out_dir, calls, float(max_seconds) if max_seconds else None, select)
-    _neutralise_benchmark_options(config)
+    _neutralise_benchmark_options(config, out_dir)
     _patch_fixture()
 
 
-def _neutralise_benchmark_options(config):
+def _neutralise_benchmark_options(config, out_dir: Path):
     # This runs before pytest-benchmark builds its session (it configures trylast), so the project's
     # addopts cannot make it time, save, compare or fail anything in a profiling run; --benchmark-only
     # would clash with --benchmark-disable, and non-benchmark tests are deselected below instead.
@@ -98,6 +98,8 @@ def _neutralise_benchmark_options(config):
         "benchmark_compare_fail": None,
         "benchmark_histogram": [],
         "benchmark_cprofile": None,
+        # pytest-benchmark creates its storage folder even when disabled; keep the checkout clean
+        "benchmark_storage": "file://" + str(out_dir / ".benchmarks"),
     }
     for name, value in overrides.items():
         if hasattr(config.option, name):
