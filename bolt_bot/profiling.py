@@ -343,7 +343,7 @@ def diff_profiles(
     is new) and marked `new`. Changes below `min_share` of the stage's time are noise and left out.
     Own time alone can point at a builtin (say `sorted`) without saying who called it more, so
     the deepest project function whose cumulative time grew by at least half of the stage's
-    slowdown is appended (within `top`) unless it is listed already.
+    slowdown is appended (within `top`) unless a listed project function already accounts for it.
     """
     if top <= 0:
         return []
@@ -361,7 +361,10 @@ def diff_profiles(
     lines = [line for _, line, _ in chosen]
 
     slowdown = head.total - base.total
-    if slowdown > floor:
+    explained = any(
+        h.is_project and line.head_cum - line.base_cum >= 0.5 * slowdown for _, line, h in chosen
+    )
+    if slowdown > floor and not explained:
         culprit = _deepest_responsible(base, head, slowdown)
         if culprit is not None and culprit[1].key not in {line.function for line in lines}:
             if len(lines) >= top:
