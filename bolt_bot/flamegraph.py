@@ -157,18 +157,25 @@ def flamegraph_svg(profile: Profile, title: str, *, root: Path | None = None, mi
     height = HEADER + depth * ROW + FOOTER
     scale = (WIDTH - 2 * PAD) / total if total > 0 else 0.0
     safe_title = _clean(title)
+    subtitle = (
+        f"{_fmt(total)} per call of the stage, {table.stage_calls} call(s) profiled with cProfile; "
+        "width = time, hover for details"
+    )
     out = [
         '<?xml version="1.0" encoding="UTF-8" standalone="no"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="{FONT}">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" height="{height}" '
+            f'viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" '
+            f'font-size="{FONT}">'
+        ),
         f"<title>{escape(safe_title)}</title>",
         "<style>g.f:hover rect { stroke: #222; stroke-width: 1; } text { pointer-events: none; }</style>",
         f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fbfbf8"/>',
-        f'<text x="{WIDTH / 2:.1f}" y="22" text-anchor="middle" font-size="16" font-weight="bold" fill="#111">'
-        f"{escape(safe_title)}</text>",
-        f'<text x="{WIDTH / 2:.1f}" y="40" text-anchor="middle" fill="#444">'
-        f"{escape(f'{_fmt(total)} per call of the stage, {table.stage_calls} call(s) profiled with cProfile; width = time, hover for details')}"
-        "</text>",
+        (
+            f'<text x="{WIDTH / 2:.1f}" y="22" text-anchor="middle" font-size="16" font-weight="bold" '
+            f'fill="#111">{escape(safe_title)}</text>'
+        ),
+        f'<text x="{WIDTH / 2:.1f}" y="40" text-anchor="middle" fill="#444">{escape(subtitle)}</text>',
     ]
     if total <= 0:
         out.append(f'<text x="{PAD}" y="{HEADER + ROW}" fill="#444">no time recorded</text>')
@@ -232,27 +239,9 @@ def speedscope_json(profiles: Profile | dict[str, Profile], title: str, *, root:
     index: dict[str, int] = {}
     out_profiles = []
     for name, profile in named.items():
-        tree = call_tree(_as_table(profile, root))
         samples: list[list[int]] = []
         weights: list[float] = []
-
-        def walk(node: Node, stack: list[int]) -> None:
-            func = node.function
-            if func is not None:
-                if func.key not in index:
-                    index[func.key] = len(frames)
-                    frame: dict = {"name": func.name, "file": func.file}
-                    if func.line:
-                        frame["line"] = func.line
-                    frames.append(frame)
-                stack = stack + [index[func.key]]
-                if node.self_time > 0:
-                    samples.append(stack)
-                    weights.append(node.self_time)
-            for child in node.children:
-                walk(child, stack)
-
-        walk(tree, [])
+        _samples(call_tree(_as_table(profile, root)), [], frames, index, samples, weights)
         out_profiles.append(
             {
                 "type": "sampled",
@@ -272,3 +261,22 @@ def speedscope_json(profiles: Profile | dict[str, Profile], title: str, *, root:
         "activeProfileIndex": 0,
         "exporter": "bolt",
     }
+
+
+def _samples(
+    node: Node, stack: list[int], frames: list[dict], index: dict[str, int], samples: list[list[int]], weights: list[float]
+) -> None:
+    func = node.function
+    if func is not None:
+        if func.key not in index:
+            index[func.key] = len(frames)
+            frame: dict = {"name": func.name, "file": func.file}
+            if func.line:
+                frame["line"] = func.line
+            frames.append(frame)
+        stack = [*stack, index[func.key]]
+        if node.self_time > 0:
+            samples.append(stack)
+            weights.append(node.self_time)
+    for child in node.children:
+        _samples(child, stack, frames, index, samples, weights)

@@ -184,7 +184,7 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ]
     env = dict(os.environ, HOME=str(tmp_path))  # chromium writes caches under HOME
-    return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 @pytest.mark.slow

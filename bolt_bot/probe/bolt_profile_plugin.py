@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import hashlib
 import json
@@ -106,10 +107,8 @@ def _neutralise_benchmark_options(config, out_dir: Path):
             setattr(config.option, name, value)
     handle = getattr(config.option, "benchmark_json", None)
     if handle is not None:
-        try:
+        with contextlib.suppress(Exception):  # a stray file handle must not stop profiling
             handle.close()
-        except Exception:  # noqa: BLE001 - a stray file handle must not stop profiling
-            pass
         config.option.benchmark_json = None
 
 
