@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,12 +47,12 @@ def summarize(records: Sequence[BenchmarkRound], error: str | None = None) -> Si
     values = [r.median for r in records]
     if not values:
         return SideSummary(error=error)
-    spread = stats.relative_spread(values)
+    center, spread = stats.center_and_spread(values)
     return SideSummary(
         rounds=len(values),
-        center=stats.geometric_mean(values),
+        center=center,
         median=statistics.median(values),
-        mean=statistics.fmean(values),
+        mean=math.fsum(values) / len(values),
         rel_stddev=spread,
         min=min(r.min for r in records),
         max=max(r.max for r in records),
@@ -61,10 +62,10 @@ def summarize(records: Sequence[BenchmarkRound], error: str | None = None) -> Si
     )
 
 
-def _estimate(base: Sequence[BenchmarkRound], head: Sequence[BenchmarkRound]) -> stats.Estimate | None:
-    est = stats.estimate_from_rounds([r.median for r in base], [r.median for r in head])
-    if est is not None or len(base) > 1 or len(head) > 1:
-        return est
+def _within_run(base: Sequence[BenchmarkRound], head: Sequence[BenchmarkRound]) -> stats.Estimate | None:
+    """The low-confidence fallback when both sides have a single round."""
+    if len(base) > 1 or len(head) > 1:
+        return None
     b, h = base[0], head[0]
     return stats.estimate_within_run(b.data, h.data, (b.mean, b.stddev, b.samples), (h.mean, h.stddev, h.samples))
 
@@ -82,7 +83,7 @@ def compare_sides(
     names = sorted(set(base_stages) | set(head_stages) | set(base.failed) | set(head.failed))
     floor = threshold / 100.0
     comparisons: list[StageComparison] = []
-    tested: list[tuple[StageComparison, stats.Estimate]] = []
+    pending: list[tuple[StageComparison, list[BenchmarkRound], list[BenchmarkRound]]] = []
     for name in names:
         b, h = base_stages.get(name, []), head_stages.get(name, [])
         first = (h or b or [BenchmarkRound(name=name)])[0]
@@ -108,7 +109,11 @@ def compare_sides(
         if not h:
             stage.verdict = REMOVED
             continue
-        est = _estimate(b, h)
+        pending.append((stage, b, h))
+    estimates = stats.estimate_many_from_rounds([([r.median for r in b], [r.median for r in h]) for _, b, h in pending])
+    tested: list[tuple[StageComparison, stats.Estimate]] = []
+    for (stage, b, h), est in zip(pending, estimates):
+        est = est or _within_run(b, h)
         if est is None:
             stage.verdict = INCONCLUSIVE
             stage.note = "not enough samples to compare"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ def builtin_template_dir() -> Path:
     raise BoltError("Bolt's templates are missing from this installation (reinstall bolt-bot)")
 
 
+@functools.lru_cache(maxsize=8)
 def environment(template_dir: str | Path | None = None) -> jinja2.Environment:
     """A jinja2 environment whose templates a user may override one by one with `template_dir`."""
     paths = []
@@ -195,7 +197,9 @@ def render_limited(
     state: dict[str, Any] | None = None,
 ) -> str:
     """Render, shrinking what is shown (unchanged first, then profiles, then the rest) until it fits."""
-    limits = Limits()
+    # A table row takes about 100 characters or more: never render more rows than could possibly fit.
+    most = max(limit // 100, 1)
+    limits = Limits(changed=most, others=most, unchanged=most)
 
     def attempt() -> str:
         return render_template(name, context(results, limits, state), template_dir)
@@ -216,31 +220,24 @@ def render_limited(
 
 
 def _shrink(section: str, limits: Limits, attempt, limit: int) -> str:
-    """Binary search for the most rows of `section` that fit."""
+    """The most rows of `section` that fit, found from the size of one row rather than by bisection."""
+    shown = getattr(limits, section)
     setattr(limits, section, 0)
-    text = attempt()
-    if len(text) > limit:
-        return text
-    low, high = 0, 1
-    while True:  # find an upper bound that does not fit
-        setattr(limits, section, high)
-        candidate = attempt()
-        if len(candidate) > limit:
-            break
-        low, text = high, candidate
-        if high > 10_000_000:  # cannot happen: everything in this section was already too long
+    empty = attempt()
+    if len(empty) > limit or not shown:
+        return empty
+    setattr(limits, section, shown)
+    full = attempt()
+    per_row = max((len(full) - len(empty)) / shown, 1.0)
+    rows = min(shown, int((limit - len(empty)) / per_row))
+    while rows > 0:
+        setattr(limits, section, rows)
+        text = attempt()
+        if len(text) <= limit:
             return text
-        high *= 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        setattr(limits, section, mid)
-        candidate = attempt()
-        if len(candidate) <= limit:
-            low, text = mid, candidate
-        else:
-            high = mid
-    setattr(limits, section, low)
-    return text
+        rows = int(rows * 0.97) - 1  # rows differ in length: step down a little and retry
+    setattr(limits, section, 0)
+    return empty
 
 
 def read_state(comment_body: str) -> dict[str, Any] | None:
@@ -262,9 +259,11 @@ def render_comment(results: Results, template_dir=None, state: dict[str, Any] | 
     return render_limited("comment.md.j2", results, template_dir=template_dir, state=state)
 
 
+SUMMARY_LIMIT = 200_000  # the job summary allows 1 MiB; keep it readable rather than complete
+
+
 def render_summary(results: Results, template_dir=None) -> str:
-    # The job summary allows 1 MiB; keep it readable rather than complete.
-    return render_limited("summary.md.j2", results, limit=512 * 1024, template_dir=template_dir)
+    return render_limited("summary.md.j2", results, limit=SUMMARY_LIMIT, template_dir=template_dir)
 
 
 def render_text(results: Results) -> str:

@@ -37,27 +37,70 @@ class Estimate:
         return (self.ci[1] - self.ci[0]) / 2
 
 
-def relative_spread(values: Sequence[float]) -> float | None:
-    """Standard deviation of the logs: about the coefficient of variation for small spreads."""
-    if len(values) < 2 or min(values) <= 0:
-        return None
-    return float(np.std(np.log(values), ddof=1))
-
-
-def geometric_mean(values: Sequence[float]) -> float | None:
-    """The centre the ratio is estimated from (a mean on the log scale)."""
-    if not values:
-        return None
+def center_and_spread(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Geometric mean (the centre the ratio compares) and the standard deviation of the logs
+    (about the coefficient of variation for small spreads)."""
+    n = len(values)
+    if not n:
+        return None, None
     if min(values) <= 0:
-        return float(np.mean(values))
-    return float(np.exp(np.mean(np.log(values))))
+        return math.fsum(values) / n, None
+    logs = [math.log(v) for v in values]
+    mean = math.fsum(logs) / n
+    spread = math.sqrt(math.fsum([(x - mean) ** 2 for x in logs]) / (n - 1)) if n > 1 else None
+    return math.exp(mean), spread
 
 
 def estimate_from_rounds(base: Sequence[float], head: Sequence[float]) -> Estimate | None:
     """Welch's t-test on log per-round medians; None when a side has fewer than two positive rounds."""
-    if len(base) < 2 or len(head) < 2 or min(base) <= 0 or min(head) <= 0:
-        return None
-    return _welch_log(np.log(np.asarray(base, float)), np.log(np.asarray(head, float)))
+    return estimate_many_from_rounds([(base, head)])[0]
+
+
+def estimate_many_from_rounds(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[Estimate | None]:
+    """Welch's t-test on log per-round medians for many stages at once, vectorised by round counts."""
+    out: list[Estimate | None] = [None] * len(pairs)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for i, (base, head) in enumerate(pairs):
+        if len(base) >= 2 and len(head) >= 2 and min(base) > 0 and min(head) > 0:
+            shapes.setdefault((len(base), len(head)), []).append(i)
+    for (n_b, n_h), index in shapes.items():
+        log_b = np.log(np.array([pairs[i][0] for i in index], float))
+        log_h = np.log(np.array([pairs[i][1] for i in index], float))
+        diff = log_h.mean(axis=1) - log_b.mean(axis=1)
+        var_b = log_b.var(axis=1, ddof=1) / n_b
+        var_h = log_h.var(axis=1, ddof=1) / n_h
+        se2 = var_b + var_h
+        noisy = se2 > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dof = np.where(noisy, se2**2 / (var_b**2 / (n_b - 1) + var_h**2 / (n_h - 1)), 1.0)
+            se = np.sqrt(se2)
+            p = np.where(noisy, 2 * sps.t.sf(np.abs(diff / np.where(noisy, se, 1.0)), dof), (diff != 0).choose(1.0, 0.0))
+        margin = sps.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
+        for j, i in enumerate(index):
+            d, m = float(diff[j]), float(margin[j])
+            # Identical rounds on each side (instruction counts, a coarse clock) have no noise: p is 0 or 1.
+            out[i] = Estimate(math.exp(d), (math.exp(d - m), math.exp(d + m)), float(p[j]))
+    return out
+
+
+def _welch_parts(diff: float, var_b: float, n_b: int, var_h: float, n_h: int):
+    """(diff, standard error, Welch-Satterthwaite degrees of freedom), or an Estimate when there is no noise."""
+    se2 = var_b + var_h
+    if se2 == 0.0:
+        # Identical rounds on each side (instruction counts, or a coarse clock): no noise to test against.
+        ratio = math.exp(diff)
+        return Estimate(ratio, (ratio, ratio), 1.0 if diff == 0.0 else 0.0)
+    dof = se2**2 / ((var_b**2 / (n_b - 1) if var_b else 0.0) + (var_h**2 / (n_h - 1) if var_h else 0.0))
+    return diff, math.sqrt(se2), dof
+
+
+def _estimate(parts) -> Estimate:
+    if isinstance(parts, Estimate):
+        return parts
+    diff, se, dof = parts
+    p = float(2 * sps.t.sf(abs(diff / se), dof))
+    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
+    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
 
 
 def estimate_within_run(
@@ -82,21 +125,8 @@ def estimate_within_run(
 
 def _welch_log(log_base: np.ndarray, log_head: np.ndarray) -> Estimate:
     diff = float(log_head.mean() - log_base.mean())
-    var_b = float(log_base.var(ddof=1)) / len(log_base)
-    var_h = float(log_head.var(ddof=1)) / len(log_head)
-    se2 = var_b + var_h
-    if se2 == 0.0:
-        # Identical rounds on each side (instruction counts, or a coarse clock): no noise to test against.
-        p = 1.0 if diff == 0.0 else 0.0
-        ratio = math.exp(diff)
-        return Estimate(ratio, (ratio, ratio), p)
-    se = math.sqrt(se2)
-    # Welch-Satterthwaite degrees of freedom.
-    dof = se2**2 / ((var_b**2 / (len(log_base) - 1) if var_b else 0.0) + (var_h**2 / (len(log_head) - 1) if var_h else 0.0))
-    t = diff / se
-    p = float(2 * sps.t.sf(abs(t), dof))
-    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
-    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
+    n_b, n_h = len(log_base), len(log_head)
+    return _estimate(_welch_parts(diff, float(log_base.var(ddof=1)) / n_b, n_b, float(log_head.var(ddof=1)) / n_h, n_h))
 
 
 def _welch_summary(base: tuple[float, float, int], head: tuple[float, float, int]) -> Estimate | None:
@@ -105,18 +135,7 @@ def _welch_summary(base: tuple[float, float, int], head: tuple[float, float, int
     if mean_b <= 0 or mean_h <= 0 or n_b < 2 or n_h < 2:
         return None
     # Variance of log(mean) ≈ (sd/mean)² / n.
-    var_b = (sd_b / mean_b) ** 2 / n_b
-    var_h = (sd_h / mean_h) ** 2 / n_h
-    diff = math.log(mean_h / mean_b)
-    se2 = var_b + var_h
-    if se2 == 0.0:
-        ratio = mean_h / mean_b
-        return Estimate(ratio, (ratio, ratio), 1.0 if diff == 0 else 0.0)
-    dof = se2**2 / ((var_b**2 / (n_b - 1)) + (var_h**2 / (n_h - 1)))
-    se = math.sqrt(se2)
-    p = float(2 * sps.t.sf(abs(diff / se), dof))
-    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
-    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
+    return _estimate(_welch_parts(math.log(mean_h / mean_b), (sd_b / mean_b) ** 2 / n_b, n_b, (sd_h / mean_h) ** 2 / n_h, n_h))
 
 
 def adjust_pvalues(pvalues: Sequence[float]) -> list[float]:

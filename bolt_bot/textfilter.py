@@ -6,6 +6,7 @@ break out of a table cell or a code span, start a link, or hide text with contro
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -38,6 +39,8 @@ ELLIPSIS = "…"
 
 def _visible(text: str) -> str:
     """Replace control, format (bidi overrides, zero-width) and line/paragraph separators by spaces."""
+    if text.isprintable():  # the common case: no control or format characters at all
+        return " ".join(text.split())
     out = []
     for char in text:
         category = unicodedata.category(char)
@@ -57,12 +60,17 @@ def shorten(text: str, limit: int) -> str:
     return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
-def inert(value: object, limit: int = 200) -> str:
-    """Text safe inside a markdown table cell, a list item, a summary line or HTML."""
-    text = shorten(_visible("" if value is None else str(value)), limit)
+@functools.lru_cache(maxsize=65536)  # a comment renders the same names several times while it is fitted
+def _inert_text(text: str, limit: int) -> str:
+    text = shorten(_visible(text), limit)
     text = text.translate(_ESCAPE_TABLE)
     text = _AUTOLINK.sub(lambda m: m.group(1).replace(":", "&#58;").replace(".", "&#46;"), text)
     return _EDGE_UNDERSCORE.sub("&#95;", text)
+
+
+def inert(value: object, limit: int = 200) -> str:
+    """Text safe inside a markdown table cell, a list item, a summary line or HTML."""
+    return _inert_text("" if value is None else str(value), limit)
 
 
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+/ ]")

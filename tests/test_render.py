@@ -1,0 +1,142 @@
+"""The rendered markdown: golden files, the size limit, hostile names, user templates."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bolt_bot.model import CommitRef, ProfileLine, Results, SideSummary, StageComparison
+from bolt_bot.render import COMMENT_LIMIT, MARKER, read_state, render_comment, render_summary, render_text
+
+GOLDEN = Path(__file__).parent / "golden"
+ALLOWED_TAGS = {"details", "/details", "summary", "/summary", "sub", "/sub", "!--"}
+
+
+def side(center, unit="s", rounds=10):
+    return SideSummary(rounds=rounds, center=center, median=center, unit=unit, values=[center] * rounds)
+
+
+def stage(name, verdict, ratio=None, ci=None, base=1e-3, **kw):
+    head = base * ratio if ratio else base
+    return StageComparison(name=name, verdict=verdict, ratio=ratio, ci=ci, p=0.001 if ratio else None,
+                           base=side(base), head=side(head), **kw)
+
+
+def sample_results() -> Results:
+    stages = [
+        stage("benchmarks/test_pipeline.py::test_parse", "regressed", 1.092, [1.071, 1.113], base=2.1e-3,
+              profile=[ProfileLine("pipeline/parse.py:40(normalise_row)", 0.0, 1.8e-4, 1.8e-4, 0.0, 1.8e-4, 0, 1000, True),
+                       ProfileLine("pipeline/parse.py:12(parse)", 1.9e-3, 1.95e-3, 5e-5, 2.1e-3, 2.3e-3, 1, 1)]),
+        stage("benchmarks/test_pipeline.py::test_render", "improved", 0.81, [0.79, 0.83], base=5.2e-3),
+        stage("benchmarks/test_pipeline.py::test_ingest", "unchanged", 1.004, [0.99, 1.018], base=1.2e-2),
+        stage("benchmarks/test_pipeline.py::test_encode", "instructions-placeholder", 1.0),
+        stage("benchmarks/test_pipeline.py::test_export", "failed", note="failed on head: ValueError: bad row"),
+        stage("benchmarks/test_pipeline.py::test_new_stage", "added"),
+    ]
+    stages[3].verdict, stages[3].measure = "unchanged", "instructions"
+    stages[3].base, stages[3].head = side(12.3e6, "instr", 2), side(12.3e6, "instr", 2)
+    return Results(
+        stages=stages,
+        verdict="regressed",
+        settings={"threshold": 3.0, "alpha": 0.05},
+        base=CommitRef("main", "a" * 40),
+        head=CommitRef("feature", "b" * 40),
+        environment={"rounds": 10, "plan": "interleaved", "runner": "Linux x86_64, Python 3.11"},
+    )
+
+
+@pytest.mark.parametrize("name, render", [("comment.md", render_comment), ("summary.md", render_summary)])
+def test_golden(name, render):
+    text = render(sample_results())
+    path = GOLDEN / name
+    if os.environ.get("BOLT_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_comment_shape():
+    text = render_comment(sample_results())
+    assert text.startswith(MARKER)
+    assert "### ⚡ 1 stage slower, 1 faster, 1 failed, 1 added, 2 unchanged" in text
+    assert "```mermaid" in text
+    assert "normalise&#95;row" not in text and "normalise_row" in text and "**new**" in text
+    assert "<details><summary>2 unchanged stages</summary>" in text
+    assert "12.3 M instr" in text
+
+
+def hostile_name(i: int) -> str:
+    return f"tests/t.py::test_{i}[<img src=x onerror=alert(1)> @everyone | `rm -rf` ]](http://evil) <script>x</script> {'é' * 300}]"
+
+
+def hostile_results(n: int = 1500, regressed: int = 40) -> Results:
+    stages = []
+    for i in range(n):
+        verdict = "regressed" if i < regressed else "unchanged"
+        stages.append(stage(hostile_name(i), verdict, 1.2 if verdict == "regressed" else 1.001, [1.1, 1.3]))
+    return Results(stages=stages, verdict="regressed")
+
+
+def assert_inert(text: str) -> None:
+    tags = {m.group(1).lower() for m in re.finditer(r"<\s*(/?[!A-Za-z][A-Za-z0-9-]*)", text)}
+    assert tags <= ALLOWED_TAGS, tags - ALLOWED_TAGS
+    assert not re.search(r"(?<![&#\w])@[A-Za-z0-9]", text), "a live mention got through"
+    assert "](http" not in text and "`rm" not in text
+
+
+def test_1500_hostile_stages_fit_list_the_regressions_and_stay_inert():
+    text = render_comment(hostile_results())
+    assert len(text) <= COMMENT_LIMIT
+    assert_inert(text)
+    for i in range(40):
+        assert f"test&#95;{i}&#91;" in text or f"test_{i}&#91;" in text
+    assert "more not shown" in text
+
+
+def test_ten_thousand_regressions_keep_the_worst_first_and_say_what_was_left_out():
+    results = Results(stages=[stage(f"t.py::test_{i}", "regressed", 1.1 + i / 1e5, [1.05, 1.2]) for i in range(10_000)], verdict="regressed")
+    text = render_comment(results)
+    assert len(text) <= COMMENT_LIMIT
+    assert "t.py::test_9999 " in text  # the largest ratio comes first
+    assert re.search(r"and \d+ more changed stages not shown", text)
+
+
+def test_state_round_trips_and_cannot_close_the_comment_early():
+    state = {"head": "b" * 40, "approval": {"user": "x", "reason": "evil --> <b>"}}
+    text = render_comment(sample_results(), state=state)
+    assert read_state(text) == state
+    before_chart = text.split("```mermaid")[0]  # mermaid's axis syntax uses --> too
+    assert before_chart.count("-->") == before_chart.count("<!--") == 2
+
+
+def test_user_templates_override_one_file(tmp_path):
+    (tmp_path / "comment.md.j2").write_text("{{ marker }}\nCustom: {{ verdict_line }}\n")
+    assert render_comment(sample_results(), template_dir=tmp_path) == f"{MARKER}\nCustom: ⚡ 1 stage slower, 1 faster, 1 failed, 1 added, 2 unchanged\n"
+    assert "| Stage |" in render_summary(sample_results(), template_dir=tmp_path)  # not overridden
+
+
+def test_text_table():
+    out = render_text(sample_results())
+    assert out.splitlines()[0].startswith("⚡") and "+9.2 %" in out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(min_size=0, max_size=400), min_size=1, max_size=30), st.integers(0, 29))
+def test_any_names_render_inert_and_within_the_limit(names, n_regressed):
+    stages = [stage(f"{i}-{name}", "regressed" if i < n_regressed else "unchanged", 1.5, [1.4, 1.6]) for i, name in enumerate(names)]
+    results = Results(stages=stages, verdict="regressed")
+    text = render_comment(results)
+    assert len(text) <= COMMENT_LIMIT
+    assert_inert(text)
+    small = render_comment_limited(results, 3000)
+    assert len(small) <= 3000
+
+
+def render_comment_limited(results, limit):
+    from bolt_bot.render import render_limited
+
+    return render_limited("comment.md.j2", results, limit=limit)

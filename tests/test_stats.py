@@ -1,0 +1,147 @@
+"""The statistics on synthetic samples with known answers: false alarms, detection, noise handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bolt_bot import stats
+from bolt_bot.compare import SideRounds, compare_sides, run_verdict
+from bolt_bot.model import (
+    ADDED,
+    FAILED,
+    IMPROVED,
+    INCONCLUSIVE,
+    REGRESSED,
+    REMOVED,
+    UNCHANGED,
+    BenchmarkRound,
+)
+
+
+def rounds_for(stage_medians: dict[str, list[float]]) -> SideRounds:
+    """Turn {stage: [median per round]} into the rounds pytest-benchmark would have produced."""
+    n = max(len(v) for v in stage_medians.values())
+    side = SideRounds()
+    for i in range(n):
+        side.rounds.append(
+            [
+                BenchmarkRound(name=name, median=values[i], mean=values[i], min=values[i], max=values[i], samples=5)
+                for name, values in stage_medians.items()
+                if i < len(values)
+            ]
+        )
+    return side
+
+
+def simulate(rng, stages: int, rounds: int, cv: float, shift: dict[int, float] | None = None):
+    shift = shift or {}
+    base, head = {}, {}
+    for s in range(stages):
+        mean = 1e-3 * (1 + s)
+        base[f"t::s{s}"] = list(mean * np.exp(rng.normal(0, cv, rounds)))
+        head[f"t::s{s}"] = list(mean * (1 + shift.get(s, 0.0)) * np.exp(rng.normal(0, cv, rounds)))
+    return rounds_for(base), rounds_for(head)
+
+
+def test_false_alarm_rate_over_many_identical_stages():
+    rng = np.random.default_rng(1)
+    alarms = prs_with_alarm = total = 0
+    for _ in range(200):  # 200 PRs of 10 unchanged stages, 10 rounds each, 3 % noise
+        base, head = simulate(rng, 10, 10, 0.03)
+        verdicts = [s.verdict for s in compare_sides(base, head, threshold=3.0)]
+        n = sum(v in (REGRESSED, IMPROVED) for v in verdicts)
+        alarms += n
+        prs_with_alarm += n > 0
+        total += len(verdicts)
+    assert alarms / total <= 0.01
+    assert prs_with_alarm / 200 <= 0.05
+
+
+@pytest.mark.parametrize("size, expected_rate", [(0.05, 0.9), (0.10, 0.99)])
+def test_detects_known_shifts(size, expected_rate):
+    rng = np.random.default_rng(2)
+    found = 0
+    for _ in range(100):
+        base, head = simulate(rng, 10, 10, 0.02, shift={3: size})
+        by_name = {s.name: s for s in compare_sides(base, head, threshold=3.0)}
+        found += by_name["t::s3"].verdict == REGRESSED
+    assert found / 100 >= expected_rate
+
+
+def test_improvement_is_the_mirror_of_a_regression():
+    rng = np.random.default_rng(3)
+    base, head = simulate(rng, 3, 8, 0.01, shift={0: 0.2})
+    forward = {s.name: s.verdict for s in compare_sides(base, head, threshold=3.0)}
+    backward = {s.name: s.verdict for s in compare_sides(head, base, threshold=3.0)}
+    assert forward["t::s0"] == REGRESSED and backward["t::s0"] == IMPROVED
+    assert forward["t::s1"] == backward["t::s1"] == UNCHANGED
+
+
+def test_noise_wider_than_the_floor_is_inconclusive_never_regressed():
+    rng = np.random.default_rng(4)
+    base, head = simulate(rng, 1, 5, 0.15, shift={0: 0.06})
+    stage = compare_sides(base, head, threshold=3.0)[0]
+    assert stage.verdict == INCONCLUSIVE
+    assert stage.note
+
+
+def test_small_change_below_the_floor_is_unchanged_even_when_significant():
+    base = rounds_for({"t::a": [1.000, 1.001, 0.999, 1.000, 1.000]})
+    head = rounds_for({"t::a": [1.010, 1.011, 1.009, 1.010, 1.010]})
+    stage = compare_sides(base, head, threshold=3.0)[0]
+    assert stage.p < 0.001
+    assert stage.verdict == UNCHANGED
+    assert stage.ratio == pytest.approx(1.01, rel=1e-3)
+
+
+def test_interval_contains_the_ratio_and_p_is_sane():
+    base = rounds_for({"t::a": [1.0, 1.02, 0.98, 1.01, 0.99]})
+    head = rounds_for({"t::a": [1.2, 1.22, 1.18, 1.21, 1.19]})
+    stage = compare_sides(base, head, threshold=3.0)[0]
+    low, high = stage.ci
+    assert low < stage.ratio < high
+    assert low > 1.15 and high < 1.25
+    assert 0 <= stage.p < 1e-6
+    assert stage.verdict == REGRESSED
+
+
+def test_identical_counts_need_no_noise():
+    base = rounds_for({"t::a": [100.0, 100.0], "t::b": [50.0, 50.0]})
+    head = rounds_for({"t::a": [110.0, 110.0], "t::b": [50.0, 50.0]})
+    by_name = {s.name: s for s in compare_sides(base, head, threshold=1.0)}
+    assert by_name["t::a"].verdict == REGRESSED
+    assert by_name["t::b"].verdict == UNCHANGED
+
+
+def test_one_round_per_side_falls_back_on_samples_and_says_so():
+    rng = np.random.default_rng(5)
+    b = list(1e-3 * np.exp(rng.normal(0, 0.02, 50)))
+    h = list(1.2e-3 * np.exp(rng.normal(0, 0.02, 50)))
+    base = SideRounds([[BenchmarkRound(name="t::a", median=float(np.median(b)), mean=float(np.mean(b)), stddev=float(np.std(b)), samples=50, data=b)]])
+    head = SideRounds([[BenchmarkRound(name="t::a", median=float(np.median(h)), mean=float(np.mean(h)), stddev=float(np.std(h)), samples=50, data=h)]])
+    stage = compare_sides(base, head, threshold=3.0)[0]
+    assert stage.low_confidence
+    assert stage.verdict == REGRESSED
+    # Without raw data the summaries are enough.
+    for side in (base, head):
+        side.rounds[0][0].data = None
+    stage = compare_sides(base, head, threshold=3.0)[0]
+    assert stage.low_confidence and stage.verdict == REGRESSED
+
+
+def test_added_removed_failed_and_run_verdict():
+    base = rounds_for({"t::kept": [1.0, 1.0], "t::gone": [1.0, 1.0], "t::breaks": [1.0, 1.0]})
+    head = rounds_for({"t::kept": [1.0, 1.0], "t::new": [1.0, 1.0]})
+    head.failed["t::breaks"] = "AssertionError: boom"
+    by_name = {s.name: s for s in compare_sides(base, head, threshold=3.0)}
+    assert by_name["t::gone"].verdict == REMOVED
+    assert by_name["t::new"].verdict == ADDED
+    assert by_name["t::breaks"].verdict == FAILED and "boom" in by_name["t::breaks"].note
+    assert run_verdict(list(by_name.values())) == FAILED
+    assert run_verdict([]) == FAILED  # nothing benchmarked is never a success
+
+
+def test_benjamini_hochberg_matches_the_textbook():
+    q = stats.adjust_pvalues([0.01, 0.04, 0.03, 0.005])
+    assert q == pytest.approx([0.02, 0.04, 0.04, 0.02])
