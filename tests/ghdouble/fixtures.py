@@ -169,11 +169,16 @@ class GhSession:
         """Allow an ad-hoc violation (regexes on method, path, "location: message"); say why."""
         self._allowed.append(("ad-hoc", KnownViolation(method, path, message, why)))
 
+    def settle(self) -> None:
+        """Wait until prism has answered every request the double received in this test.
+        Needed after a client timeout on a delayed request: prism answers the next request
+        only once the delayed one is done."""
+        slow = max((f.delay for f in self.double.faults), default=0.0)
+        self.prism.settle(len(self.double.requests), self._mark, timeout=2.0 + slow)
+
     def exchanges(self) -> list[Exchange]:
         """What prism saw during this test so far (waits for its log to catch up)."""
-        pending = [r for r in self.double.requests]
-        slow = max((f.delay for f in self.double.faults), default=0.0)
-        self.prism.settle(len(pending), self._mark, timeout=2.0 + slow)
+        self.settle()
         return self.prism.exchanges(self._mark)
 
     def _is_allowed(self, ex: Exchange, v: Violation) -> bool:
