@@ -414,7 +414,8 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log: Pa
     with open(log, "wb") as out:
         try:
             proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_no_core_dumps)
         except OSError as e:
             raise BoltError(f"could not start {cmd[0]}: {e}") from None
         timed_out = False
@@ -431,6 +432,16 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log: Pa
     output = log.read_bytes().decode("utf-8", "replace")
     return _Result(proc.returncode if proc.returncode is not None else -9, output, timed_out,
                    time.monotonic() - start)
+
+
+def _no_core_dumps() -> None:
+    # valgrind writes vgcore.<pid> into the cwd (the checkout) on a fatal signal unless this is 0.
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _kill_group(proc: subprocess.Popen, only_leftovers: bool = False) -> None:
