@@ -28,26 +28,42 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
-# Build Bolt into /opt/bolt in a separate stage, so neither the sources nor a
-# local wheelhouse end up in the final image.
-FROM runtime AS build
-COPY . /tmp/bolt-src
-# On GitHub the context has no .wheelhouse/ and pip installs from PyPI. A local
-# build (.ci/image/build) prepares the wheels on the host instead, because the
-# build cannot always reach the index from inside.
+# Bolt's dependencies, in a stage of their own: their layer stays cached while
+# Bolt's sources change, and no wheelhouse reaches the final image.
+# On GitHub the context has no .wheelhouse/ (the pattern then matches nothing)
+# and pip installs from PyPI. A local build (.ci/image/build) wheels the
+# dependencies on the host first, because the build cannot always reach the
+# index from inside.
+FROM runtime AS deps
+COPY pyproject.toml .wheelhous[e] /tmp/bolt-deps/
 # hadolint ignore=DL3013
-RUN python3 -m venv /opt/bolt \
- && if ls /tmp/bolt-src/.wheelhouse/*.whl >/dev/null 2>&1; then \
-      /opt/bolt/bin/pip install --no-index --find-links /tmp/bolt-src/.wheelhouse /tmp/bolt-src; \
+RUN python3 -c 'import tomllib; print(*tomllib.load(open("/tmp/bolt-deps/pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+      >/tmp/bolt-deps/requirements.txt \
+ && python3 -m venv /opt/bolt \
+ && if ls /tmp/bolt-deps/*.whl >/dev/null 2>&1; then \
+      /opt/bolt/bin/pip install --no-index --find-links /tmp/bolt-deps -r /tmp/bolt-deps/requirements.txt; \
     else \
-      /opt/bolt/bin/pip install /tmp/bolt-src; \
-    fi \
- && /opt/bolt/bin/bolt --version
+      /opt/bolt/bin/pip install -r /tmp/bolt-deps/requirements.txt; \
+    fi
+
+# Bolt itself, built into a wheel from the context's sources.
+FROM deps AS wheel
+COPY . /tmp/bolt-src
+RUN if ls /tmp/bolt-src/.wheelhouse/*.whl >/dev/null 2>&1; then \
+      /opt/bolt/bin/pip wheel --no-deps --no-index --find-links /tmp/bolt-src/.wheelhouse --wheel-dir /tmp/dist /tmp/bolt-src; \
+    else \
+      /opt/bolt/bin/pip wheel --no-deps --wheel-dir /tmp/dist /tmp/bolt-src; \
+    fi
 
 FROM runtime
-COPY --from=build /opt/bolt /opt/bolt
+COPY --from=deps /opt/bolt /opt/bolt
+COPY --from=wheel /tmp/dist /tmp/dist
 # Only Bolt's own commands go on PATH (bolt, and uv for the measured project's
 # environments): `python3` stays Debian's clean interpreter, without Bolt's
 # dependencies in it.
-RUN ln -s /opt/bolt/bin/bolt /opt/bolt/bin/uv /usr/local/bin/
+# hadolint ignore=DL3013
+RUN /opt/bolt/bin/pip install --no-deps --no-index /tmp/dist/*.whl \
+ && rm -rf /tmp/dist \
+ && ln -s /opt/bolt/bin/bolt /opt/bolt/bin/uv /usr/local/bin/ \
+ && bolt --version
 ENTRYPOINT ["bolt"]
