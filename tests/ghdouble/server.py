@@ -1315,7 +1315,7 @@ class GitHubDouble:
         if state not in STATUS_STATES:
             raise ApiError(422, "Validation Failed", errors=[
                 {"resource": "Status", "code": "custom", "field": "state",
-                 "message": f"state is not included in the list"}])
+                 "message": "state is not included in the list"}])
         description = body.get("description")
         if isinstance(description, str) and len(description) > 140:
             raise ApiError(422, "Validation Failed", errors=[

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,9 @@ def _replace_strings(node: Any, old: str, new: str) -> Any:
 
 
 def _renumber(node: Any, old: int, new: int) -> Any:
-    """Rewrite ``/pulls/OLD``, ``/issues/OLD``, ``/pull/OLD`` in URLs (exact segment)."""
+    """Rewrite ``/pulls/OLD``, ``/issues/OLD``, ``/pull/OLD`` in URLs (whole segment only)."""
     if isinstance(node, str):
-        for seg in ("pulls", "issues", "pull"):
-            for tail in ("", "/", "#", ".", "{"):
-                node = node.replace(f"/{seg}/{old}{tail}", f"/{seg}/{new}{tail}") if tail else (
-                    f"{node[:-len(f'/{seg}/{old}')]}/{seg}/{new}" if node.endswith(f"/{seg}/{old}") else node)
-        return node
+        return re.sub(rf"/(pulls|issues|pull)/{old}(?=$|[/#.{{?])", rf"/\g<1>/{new}", node)
     if isinstance(node, dict):
         return {k: _renumber(v, old, new) for k, v in node.items()}
     if isinstance(node, list):
