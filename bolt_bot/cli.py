@@ -93,6 +93,74 @@ def compare(base_files, head_files, fmt, threshold, alpha, fail_on_regression, t
     finish(results, settings.fail_on_regression)
 
 
+def measure_options(f):
+    """The options `bolt run` shares with `bolt demo` and the Action's inputs (None = not given)."""
+    options = [
+        click.option("--measure", type=click.Choice(["auto", "walltime", "instructions"]), default=None,
+                     help="How to measure [default: auto: instruction counts where valgrind runs, else wall time]."),
+        click.option("--threshold", type=float, default=None, help="Effect floor, signed percent change [default: 3]."),
+        click.option("--rounds", type=int, default=None, help="Interleaved rounds per side [default: 10]."),
+        click.option("--budget", type=float, default=None, help="Seconds for extra rounds on unclear stages [default: 120]."),
+        click.option("--round-timeout", type=float, default=None, help="Seconds before one round is stopped [default: 600]."),
+        click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated)."),
+        click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'."),
+        click.option("--install", default=None, help="Custom install command, run in each checkout."),
+        click.option("--extras", default=None, help="Extras of the project to install (space-separated)."),
+        click.option("--python", "python_version", default=None, help="Python for the environments, e.g. 3.11."),
+        click.option("--no-profile", "no_profile", is_flag=True, default=None, help="Do not profile regressed stages."),
+        click.option("--fail-on-regression", is_flag=True, default=None, help="Exit 1 when a stage regressed."),
+        click.option("--template-dir", type=click.Path(file_okay=False), default=None, help="Folder of templates overriding Bolt's own."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def overrides_from(kw: dict) -> dict:
+    return {
+        "measure": kw["measure"], "threshold": kw["threshold"], "rounds": kw["rounds"], "budget": kw["budget"],
+        "round_timeout": kw["round_timeout"], "benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"],
+        "install": kw["install"], "extras": kw["extras"], "python": kw["python_version"],
+        "profile": False if kw["no_profile"] else None, "fail_on_regression": kw["fail_on_regression"],
+        "template_dir": kw["template_dir"],
+    }
+
+
+@main.command()
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The git repository to measure.")
+@click.option("--base", "base_ref", default=None, help="Base commit [default: merge-base of head with the default branch].")
+@click.option("--head", "head_ref", default=None, help="Head commit [default: HEAD].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bolt-results"), show_default=True,
+              help="Results directory: results.json, comment.md, summary.md.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@measure_options
+def run(repo, base_ref, head_ref, out, quiet, **kw):
+    """Measure base and head on this machine and write the results directory."""
+    from bolt_bot.progress import Progress
+    from bolt_bot.runner import execute, make_plan
+
+    plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
+    results = execute(plan, out, Progress(quiet=quiet))
+    click.echo(f"{results.verdict}: {(out / 'comment.md')}")
+    finish(results, plan.settings.fail_on_regression)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bolt-demo"), show_default=True,
+              help="Results directory.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@measure_options
+def demo(out, quiet, **kw):
+    """Run Bolt's main job on the bundled example pipeline (no GitHub needed) and show the comment."""
+    from bolt_bot.demo import run_demo
+    from bolt_bot.progress import Progress
+
+    run_demo(out, overrides_from(kw), Progress(quiet=quiet))
+    click.echo((out / "comment.md").read_text(encoding="utf-8"))
+    click.echo(f"(results in {out}/: results.json, comment.md, summary.md)", err=True)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

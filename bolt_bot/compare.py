@@ -34,6 +34,7 @@ class SideRounds:
 
     rounds: list[list[BenchmarkRound]] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    error: str | None = None  # the whole suite failed on this side: its missing stages are failed, not added/removed
 
     def by_stage(self) -> dict[str, list[BenchmarkRound]]:
         stages: dict[str, list[BenchmarkRound]] = {}
@@ -103,11 +104,13 @@ def compare_sides(
             stage.verdict = FAILED
             stage.note = f"failed on {side}: {(head.failed.get(name) or base.failed.get(name) or '').strip()}"
             continue
-        if not b:
-            stage.verdict = ADDED
-            continue
-        if not h:
-            stage.verdict = REMOVED
+        if not b or not h:
+            broken = base if not b else head
+            if broken.error:
+                stage.verdict = FAILED
+                stage.note = f"failed on {'base' if broken is base else 'head'}: {broken.error}"
+            else:
+                stage.verdict = ADDED if not b else REMOVED
             continue
         pending.append((stage, b, h))
     estimates = stats.estimate_many_from_rounds([([r.median for r in b], [r.median for r in h]) for _, b, h in pending])

@@ -106,19 +106,30 @@ def _convert(key: str, value: Any, default: Any, source: str) -> Any:
         raise BoltError(f"{source}: setting {key!r} has a bad value {value!r}") from None
 
 
+def read_project_settings_text(text: str | None, source: str) -> dict[str, Any]:
+    """The [tool.bolt] table of a pyproject.toml's text, or {} (also when there is no file)."""
+    if text is None:
+        return {}
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BoltError(f"{source}: not valid TOML ({exc})") from None
+    table = data.get("tool", {}).get("bolt", {})
+    if not isinstance(table, dict):
+        raise BoltError(f"{source}: [tool.bolt] must be a table")
+    return table
+
+
 def read_project_settings(repo: Path) -> dict[str, Any]:
     """The [tool.bolt] table of the measured project's pyproject.toml, or {}."""
     path = repo / "pyproject.toml"
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BoltError(f"{path}: not valid TOML ({exc})") from None
-    table = data.get("tool", {}).get("bolt", {})
-    if not isinstance(table, dict):
-        raise BoltError(f"{path}: [tool.bolt] must be a table")
-    return table
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BoltError(f"{path}: cannot read ({exc})") from None
+    return read_project_settings_text(text, str(path))
 
 
 def load_settings(repo: Path | None, overrides: dict[str, Any] | None = None) -> Settings:

@@ -1,0 +1,135 @@
+"""One wall-time round: one pytest-benchmark process on one side, stopped if it hangs, read back as data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bolt_bot.benchjson import read_round
+from bolt_bot.errors import BoltError
+from bolt_bot.model import BenchmarkRound
+
+PROBE_DIR = Path(__file__).resolve().parent / "probe"
+
+# Short rounds: the variance lives between processes, so time goes into more rounds, not longer ones.
+BENCHMARK_FLAGS = [
+    "--benchmark-only",
+    "--benchmark-max-time=0.05",
+    "--benchmark-min-rounds=5",
+    "--benchmark-disable-gc",
+    "--benchmark-sort=name",
+]
+# Never parallel (xdist disables pytest-benchmark), never the project's addopts (they may add -n auto or
+# --benchmark-skip); pytest-args from the settings come after and can add things back.
+ISOLATION_FLAGS = ["-p", "no:xdist", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "addopts=", "-q"]
+
+
+@dataclass
+class RoundResult:
+    records: list[BenchmarkRound] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # stage → error excerpt
+    collect_errors: list[str] = field(default_factory=list)
+    hung: str | None = None  # the stage that was running when the round timed out
+    error: str | None = None  # the whole round failed: why
+    seconds: float = 0.0
+
+
+def measured_env(extra: dict[str, str] | None = None, events: Path | None = None) -> dict[str, str]:
+    """Variables every measured process gets: fixed hash seed, Bolt's probe plugins importable."""
+    env = dict(extra or os.environ)
+    env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
+    env.pop("PYTHONMALLOC", None)
+    env["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches keep rounds alike
+    if events is not None:
+        env["BOLT_ROUND_EVENTS"] = str(events)
+    return env
+
+
+def run_pytest(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+    """Run a process in its own group; on timeout kill the whole group. Returns (exit code or None, output)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out or ""
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, _ = proc.communicate()
+        return None, out or ""
+    except BaseException:  # Ctrl-C, SIGTERM: leave no benchmark running behind us
+        _kill_group(proc)
+        proc.wait()
+        raise
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _last_line(output: str) -> str:
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip() and not line.startswith("=")]
+    errors = [line for line in lines if line.startswith(("E ", "ERROR", "error:")) or "Error" in line]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def run_round(
+    python: Path,
+    checkout: Path,
+    targets: list[str],
+    workdir: Path,
+    *,
+    label: str,
+    pytest_args: list[str] = (),
+    deselect: list[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 600.0,
+) -> RoundResult:
+    """Run one round of the suite (or of the `targets` node ids) and read its JSON."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    json_out = workdir / f"{label}.json"
+    events = workdir / f"{label}.events"
+    for stale in (json_out, events):
+        stale.unlink(missing_ok=True)
+    cmd = [str(python), "-m", "pytest", *targets, *ISOLATION_FLAGS, "-p", "bolt_round_plugin", *BENCHMARK_FLAGS,
+           f"--benchmark-json={json_out}", *pytest_args]
+    for nodeid in deselect:
+        cmd += ["--deselect", nodeid]
+    started = time.monotonic()
+    code, output = run_pytest(cmd, checkout, measured_env(env, events), timeout)
+    result = RoundResult(seconds=time.monotonic() - started)
+    running = None
+    for line in events.read_text(encoding="utf-8").splitlines() if events.exists() else []:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "start":
+            running = event["nodeid"]
+        elif event.get("event") == "failed":
+            result.failed.setdefault(event["nodeid"], event.get("excerpt") or "failed")
+        elif event.get("event") == "collect_error":
+            result.collect_errors.append(f"{event['nodeid']}: {event.get('excerpt')}")
+    if code is None:
+        result.hung = running
+        result.error = f"timed out after {timeout:.0f} s" + (f" in {running}" if running else "")
+        if running:
+            result.failed[running] = f"timed out after {timeout:.0f} s (stopped)"
+        return result
+    if code == 4:
+        raise BoltError(f"pytest refused the arguments ({_last_line(output)})")
+    if json_out.exists() and json_out.stat().st_size:
+        result.records = read_round(json_out)
+    elif code not in (0, 5):
+        if code < 0 and running:  # killed by a signal (crash, out of memory) mid-stage
+            result.failed[running] = f"crashed with signal {-code}"
+        result.error = _last_line(output) if not result.collect_errors else result.collect_errors[0][:300]
+    return result

@@ -1,0 +1,122 @@
+"""`bolt run`: plan (which commits), measure both sides, compare, profile the regressions, write the results directory."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bolt_bot import envs, gitrepo, output
+from bolt_bot.compare import build_results
+from bolt_bot.errors import BoltError
+from bolt_bot.model import INSTRUCTIONS, REGRESSED, WALLTIME, CommitRef, Results, StageComparison
+from bolt_bot.progress import Progress
+from bolt_bot.settings import Settings, read_project_settings_text
+from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+
+
+@dataclass
+class Plan:
+    """Which commits, and how to measure them."""
+
+    repo: Path
+    base: CommitRef
+    head: CommitRef
+    settings: Settings
+
+
+def make_plan(repo: Path, base_ref: str | None, head_ref: str | None, overrides: dict[str, Any] | None = None) -> Plan:
+    """Resolve the commits; read [tool.bolt] from the BASE commit, so a pull request cannot loosen its own gate."""
+    repo = gitrepo.toplevel(repo)
+    head_ref = head_ref or "HEAD"
+    head_sha = gitrepo.resolve(repo, head_ref)
+    if base_ref:
+        base_sha = gitrepo.resolve(repo, base_ref)
+    else:
+        branch = gitrepo.default_branch(repo)
+        base_ref = f"merge-base({branch})"
+        base_sha = gitrepo.merge_base(repo, gitrepo.resolve(repo, branch), head_sha)
+    project = read_project_settings_text(gitrepo.file_at(repo, base_sha, "pyproject.toml"), f"{base_sha[:7]}:pyproject.toml")
+    settings = Settings().updated(project, f"{base_sha[:7]}:pyproject.toml [tool.bolt]").updated(overrides or {}, "options")
+    return Plan(repo, CommitRef(base_ref, base_sha), CommitRef(head_ref, head_sha), settings)
+
+
+def _compile(python: Path, checkout: Path) -> None:
+    """Write bytecode caches first: the first run after a checkout differs from the next ones."""
+    subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)], capture_output=True, timeout=600)
+
+
+def _python_version(python: Path) -> str:
+    proc = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True)
+    return proc.stdout.strip() or "?"
+
+
+def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
+    """Measure, compare, write results.json at once, then profile the regressions and write again."""
+    progress = progress or Progress()
+    settings = plan.settings
+    if settings.measure == INSTRUCTIONS:
+        raise BoltError("--measure instructions is not available yet; use walltime")
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install)
+    with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees:
+        setups = {}
+        with progress.group("Preparing the environments"):
+            for side, tree in trees.items():
+                env = envs.prepare(tree.path, spec, side)
+                progress.note(f"{side} {tree.sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
+                _compile(env.python, tree.path)
+                setups[side] = SideSetup(python=env.python, checkout=tree.path, env=env.environ())
+        wall_plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha,
+                                 budget=settings.budget, timeout=settings.round_timeout,
+                                 targets=list(settings.benchmarks), pytest_args=list(settings.pytest_args))
+        with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
+            run = measure_walltime(setups, wall_plan, out / "rounds", progress)
+        results = build_results(
+            run.stages,
+            measure=WALLTIME,
+            settings=settings.to_dict(),
+            base=plan.base,
+            head=plan.head,
+            environment={
+                "rounds": settings.rounds,
+                "plan": "interleaved",
+                "extra_rounds": run.extra_pairs,
+                "confirmation_rounds": run.confirm_pairs,
+                "runner": f"{platform.system()} {platform.machine()}, Python {_python_version(setups[HEAD].python)}",
+                "duration": time.monotonic() - started,
+            },
+        )
+        # Nothing measured is lost if profiling or rendering fails.
+        results.write(out / "results.json")
+        regressed = [s for s in results.stages if s.verdict == REGRESSED]
+        if regressed and settings.profile:
+            with progress.group(f"Profiling {len(regressed)} regressed stage(s) on both sides"):
+                _attach_profiles(regressed, setups, out / "profiles", settings, progress)
+        results.environment["duration"] = time.monotonic() - started
+    output.write_results_dir(results, out, settings.template_dir)
+    return results
+
+
+def _attach_profiles(stages: list[StageComparison], setups: dict[str, SideSetup], folder: Path, settings: Settings,
+                     progress: Progress) -> None:
+    from bolt_bot import profiling
+
+    names = [s.name for s in stages]
+    tables = {}
+    for side, setup in setups.items():
+        try:
+            files = profiling.collect_profiles(setup.python, setup.checkout, list(settings.pytest_args), folder / side,
+                                               stages=names, env=setup.env, timeout=settings.round_timeout)
+        except BoltError as exc:
+            progress.warn(f"profiling the {side} side failed: {exc}")
+            return
+        tables[side] = {name: profiling.load_profile(path, setup.checkout) for name, path in files.items()}
+    for stage in stages:
+        base, head = tables[BASE].get(stage.name), tables[HEAD].get(stage.name)
+        if base is not None and head is not None:
+            stage.profile = profiling.diff_profiles(base, head)

@@ -1,0 +1,160 @@
+"""The wall-time plan: interleaved ABBA rounds, adaptive extra rounds for unclear stages, a confirmation pass.
+
+measurement-facts.md: the variance is between processes, drift inside a process is large, and a CPU hog
+on the other core hits whichever side runs at that moment. So every round is a separate process, base and
+head alternate as A B B A A B..., and a regression is only reported after flagged stages were measured
+again and moved the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bolt_bot import stats
+from bolt_bot.compare import SideRounds, compare_sides
+from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, StageComparison
+from bolt_bot.progress import Progress
+from bolt_bot.rounds import RoundResult, run_round
+
+BASE, HEAD = "base", "head"
+
+
+@dataclass
+class SideSetup:
+    python: Path
+    checkout: Path
+    env: dict[str, str] | None = None
+
+
+@dataclass
+class WalltimePlan:
+    rounds: int = 10
+    threshold: float = 3.0  # percent
+    alpha: float = 0.05
+    budget: float = 120.0  # seconds for extra rounds on inconclusive stages
+    timeout: float = 600.0  # per round
+    confirm_pairs: int = 3
+    max_extra_pairs: int = 10
+    targets: list[str] = field(default_factory=list)
+    pytest_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WalltimeRun:
+    sides: dict[str, SideRounds]
+    stages: list[StageComparison]
+    rounds: dict[str, int]  # per side, including extra and confirmation rounds
+    extra_pairs: int = 0
+    confirm_pairs: int = 0
+    seconds: float = 0.0
+
+
+class _Runner:
+    """Owns the round counter, the per-side state, and the alternation."""
+
+    def __init__(self, setups: dict[str, SideSetup], plan: WalltimePlan, workdir: Path, progress: Progress,
+                 round_fn: Callable[..., RoundResult]):
+        self.setups, self.plan, self.workdir, self.progress, self.round_fn = setups, plan, workdir, progress, round_fn
+        self.sides = {side: SideRounds() for side in setups}
+        self.deselect: dict[str, list[str]] = {side: [] for side in setups}
+        self.dead: set[str] = set()
+        self.pairs = 0
+        self.counts = {side: 0 for side in setups}
+
+    def pair(self, targets: list[str], tag: str) -> dict[str, list]:
+        """One round per side, order alternating (A B, B A, ...). Returns the records of this pair."""
+        order = [BASE, HEAD] if self.pairs % 2 == 0 else [HEAD, BASE]
+        self.pairs += 1
+        got: dict[str, list] = {}
+        for side in order:
+            if side in self.dead:
+                continue
+            setup = self.setups[side]
+            result = self.round_fn(
+                setup.python, setup.checkout, targets or self.plan.targets, self.workdir / side,
+                label=f"{tag}-{self.pairs:03d}", pytest_args=self.plan.pytest_args, deselect=self.deselect[side],
+                env=setup.env, timeout=self.plan.timeout,
+            )
+            self.counts[side] += 1
+            self._absorb(side, result)
+            got[side] = result.records
+            self.progress.step(f"round {self.pairs} {side}: {len(result.records)} stages in {result.seconds:.1f} s")
+        return got
+
+    def _absorb(self, side: str, result: RoundResult) -> None:
+        rounds = self.sides[side]
+        if result.records:
+            rounds.rounds.append(result.records)
+        for name, excerpt in result.failed.items():
+            rounds.failed.setdefault(name, excerpt)
+        if result.hung:
+            self.deselect[side].append(result.hung)
+            self.progress.warn(f"{side}: {result.hung} hung and was stopped; later rounds skip it")
+        if result.error and not result.records and not result.hung:
+            # The suite itself cannot run on this side (import error, crash at start): repeating won't help.
+            rounds.error = result.error
+            self.dead.add(side)
+            self.progress.warn(f"{side}: the benchmark suite failed: {result.error}")
+
+    def compare(self) -> list[StageComparison]:
+        return compare_sides(self.sides[BASE], self.sides[HEAD], threshold=self.plan.threshold, alpha=self.plan.alpha)
+
+
+def measure_walltime(
+    setups: dict[str, SideSetup],
+    plan: WalltimePlan,
+    workdir: Path,
+    progress: Progress | None = None,
+    round_fn: Callable[..., RoundResult] = run_round,
+) -> WalltimeRun:
+    progress = progress or Progress(quiet=True)
+    started = time.monotonic()
+    runner = _Runner(setups, plan, workdir, progress, round_fn)
+    with progress.bar(plan.rounds * 2, "measuring base and head"):
+        for _ in range(plan.rounds):
+            runner.pair([], "round")
+            if len(runner.dead) == 2:
+                break
+    stages = runner.compare()
+    extra = 0
+    deadline = time.monotonic() + plan.budget
+    while extra < plan.max_extra_pairs and time.monotonic() < deadline and not runner.dead:
+        unclear = [s.name for s in stages if s.verdict == INCONCLUSIVE and s.ratio is not None]
+        if not unclear:
+            break
+        runner.pair(unclear, "extra")
+        extra += 1
+        stages = runner.compare()
+    confirmed = 0
+    flagged = [s.name for s in stages if s.verdict == REGRESSED]
+    if flagged and not runner.dead:
+        confirm = {BASE: SideRounds(), HEAD: SideRounds()}
+        for _ in range(plan.confirm_pairs):
+            for side, records in runner.pair(flagged, "confirm").items():
+                confirm[side].rounds.append(records)
+            confirmed += 1
+        stages = runner.compare()
+        _require_confirmation(stages, confirm, plan.threshold / 100)
+    return WalltimeRun(sides=runner.sides, stages=stages, rounds=dict(runner.counts), extra_pairs=extra,
+                       confirm_pairs=confirmed, seconds=time.monotonic() - started)
+
+
+def _require_confirmation(stages: list[StageComparison], confirm: dict[str, SideRounds], floor: float) -> None:
+    """A regression stands only if the confirmation rounds alone moved the same way by half the floor."""
+    base, head = confirm[BASE].by_stage(), confirm[HEAD].by_stage()
+    for stage in stages:
+        if stage.verdict != REGRESSED:
+            continue
+        b = [r.median for r in base.get(stage.name, [])]
+        h = [r.median for r in head.get(stage.name, [])]
+        center_b, _ = stats.center_and_spread(b)
+        center_h, _ = stats.center_and_spread(h)
+        if not center_b or not center_h:
+            stage.verdict, stage.note = FAILED if stage.name in confirm[HEAD].failed else INCONCLUSIVE, "the confirmation pass could not measure it"
+            continue
+        if center_h / center_b < 1 + floor / 2:
+            stage.verdict = INCONCLUSIVE
+            stage.note = f"flagged at {(stage.ratio - 1) * 100:+.1f} % but not confirmed by a second measurement ({(center_h / center_b - 1) * 100:+.1f} %)"
