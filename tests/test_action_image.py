@@ -9,6 +9,10 @@ import shutil
 import subprocess
 import sys
 import threading
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 from pathlib import Path
 
 import pytest
@@ -182,11 +186,17 @@ def test_dockerfile_follows_githubs_rules_for_action_images():
         assert re.search(rf"\b{tool}\b", text), tool
 
 
-def test_dockerignore_keeps_the_context_small():
+def test_dockerignore_lets_in_everything_the_wheel_needs():
     lines = [s for s in (line.strip() for line in DOCKERIGNORE.read_text().splitlines()) if s and not s.startswith("#")]
     assert lines[0] == "*", "an allow-list: everything out, then what the build needs back in"
-    for needed in ("pyproject.toml", "README.md", "bolt_bot/", "templates/"):
-        assert f"!{needed}" in lines, needed
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wheel = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]
+    needed = {"pyproject.toml", pyproject["project"].get("readme", "README.md")}
+    needed |= {p.rstrip("/").split("/")[0] for p in wheel.get("packages", [])}
+    needed |= {p.rstrip("/").split("/")[0] for p in wheel.get("force-include", {})}
+    missing = sorted(n for n in needed if n not in allowed)
+    assert not missing, f".dockerignore keeps out what the wheel build needs: add !{', !'.join(missing)}"
 
 
 # ---------------------------------------------------------------------------------------------------------
