@@ -162,6 +162,32 @@ def demo(out, quiet, **kw):
 
 
 @main.command()
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The git repository to profile.")
+@click.option("--ref", default=None, help="Commit to profile [default: HEAD].")
+@click.option("-k", "filter_", default=None, metavar="FILTER", help="Only the benchmarks pytest's -k selects.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bolt-profile"), show_default=True,
+              help="Report directory: report.md, index.html, a .pstats and a .svg per stage, speedscope JSON.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated).")
+@click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'.")
+@click.option("--install", default=None, help="Custom install command, run in the checkout.")
+@click.option("--extras", default=None, help="Extras of the project to install (space-separated).")
+@click.option("--python", "python_version", default=None, help="Python for the environment, e.g. 3.11.")
+@click.option("--template-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of templates overriding Bolt's own (profile.md.j2, profile.html.j2).")
+def profile(repo, ref, filter_, out, quiet, **kw):
+    """Profile every stage of one commit: report.md, index.html, flame graphs, pstats and speedscope files."""
+    from bolt_bot.progress import Progress
+    from bolt_bot.report import profile_report
+
+    overrides = {"benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"], "install": kw["install"],
+                 "extras": kw["extras"], "python": kw["python_version"], "template_dir": kw["template_dir"]}
+    report = profile_report(repo, ref, filter_, out, overrides, Progress(quiet=quiet))
+    click.echo(f"profile report: {report} (and {report.parent / 'index.html'})")
+
+
+@main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of templates overriding Bolt's own.")
