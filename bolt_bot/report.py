@@ -72,7 +72,7 @@ class StageReport:
 def profile_report(
     repo: Path,
     ref: str | None,
-    filter: str | None,  # noqa: A002 - the name `-k` has in the CLI contract
+    filter: str | None,  # pytest -k expression; the name shadows the builtin only in this function
     out: Path,
     overrides: dict | None = None,
     progress: Progress | None = None,
@@ -249,22 +249,49 @@ def _function_row(func: FunctionStats, table: FunctionTable) -> dict[str, Any]:
     }
 
 
+def _named_project(func: FunctionStats) -> bool:
+    return func.is_project and not func.name.startswith("<")
+
+
+def _callers(key: str, tables: dict[str, FunctionTable], weight: int) -> list[str]:
+    """Callers of `key` over all stages, heaviest first; `weight` picks own (1) or cumulative (2) edge time."""
+    by_caller: dict[str, float] = {}
+    for table in tables.values():
+        entry = table.functions.get(key)
+        for caller, edge in (entry.callers.items() if entry else ()):
+            if caller != key:
+                by_caller[caller] = by_caller.get(caller, 0.0) + edge[weight]
+    return sorted(by_caller, key=lambda k: (-by_caller[k], k))
+
+
+def _lookup(key: str, tables: dict[str, FunctionTable]) -> FunctionStats | None:
+    return next((t.functions[key] for t in tables.values() if key in t.functions), None)
+
+
 def _bottleneck_row(b: Bottleneck, tables: dict[str, FunctionTable]) -> dict[str, Any]:
-    """A bottleneck with the project functions responsible for it: itself, or its heaviest project callers."""
-    func = next(t.functions[b.function] for t in tables.values() if b.function in t.functions)
+    """A bottleneck with the project functions responsible for it: none beyond itself when it is one."""
+    func = _lookup(b.function, tables)
+    assert func is not None  # top_bottlenecks only names functions of these tables
     responsible: list[str] = []
-    if not func.is_project or func.name.startswith("<"):
-        # Own time in a builtin, a dependency or a <listcomp> says what is slow, not which of the project's
-        # functions asked for it: name the callers that spent the most time there.
-        by_caller: dict[str, float] = {}
-        for table in tables.values():
-            entry = table.functions.get(b.function)
-            for caller, (_calls, own, _cum) in (entry.callers.items() if entry else ()):
-                by_caller[caller] = by_caller.get(caller, 0.0) + own
-        for caller in sorted(by_caller, key=lambda k: (-by_caller[k], k))[:2]:
-            stats = next((t.functions[caller] for t in tables.values() if caller in t.functions), None)
-            if stats is not None:
-                responsible.append(f"{display_name(stats)} ({_where(stats)})")
+    if not _named_project(func):
+        # Own time in a builtin, a dependency or a <genexpr> says what is slow, not which of the project's
+        # functions asked for it: from its two heaviest callers, climb the heaviest path to a named one.
+        for start in _callers(b.function, tables, 1)[:2]:
+            key, seen = start, {b.function}
+            while key not in seen:
+                seen.add(key)
+                stats = _lookup(key, tables)
+                if stats is None:
+                    break
+                if _named_project(stats):
+                    label = f"{display_name(stats)} ({_where(stats)})"
+                    if label not in responsible:
+                        responsible.append(label)
+                    break
+                up = _callers(key, tables, 2)
+                if not up:
+                    break
+                key = up[0]
     return {
         "name": display_name(func),
         "where": _where(func),
