@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from bolt_bot.cli import main
 from bolt_bot.profiling import FunctionStats, FunctionTable, top_bottlenecks
 from bolt_bot.report import _bottleneck_row
-from tests.conftest import make_repo
 from tests.test_flamegraph import CHROMIUM, _chromium, _colour_variety, _png_pixels
 
 pytestmark = pytest.mark.slow
@@ -82,15 +81,38 @@ def test_not_a_benchmark():
 '''
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _env_cache(tmp_path_factory):
+    """Environments live in one directory per test session (reused across these tests), never in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "BOLT_CACHE_DIR" not in os.environ:  # a session-wide cache set up elsewhere serves as well
+            patch.setenv("BOLT_CACHE_DIR", str(tmp_path_factory.mktemp("bolt-cache")))
+        yield
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    # No pyproject.toml: envs.prepare then installs only pytest and pytest-benchmark, no build backend needed.
-    return make_repo(tmp_path_factory.mktemp("project") / "repo", {
+    """A real git repository; no pyproject.toml, so envs.prepare installs only pytest and pytest-benchmark."""
+    repo = tmp_path_factory.mktemp("project") / "repo"
+    files = {
         "pipeline/__init__.py": "",
         "pipeline/stages.py": STAGES_SOURCE,
         "benchmarks/test_pipeline.py": BENCHMARKS,
         "pytest.ini": "[pytest]\npythonpath = .\n",
-    })
+    }
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text, encoding="utf-8")
+    _git(repo, "init", "--quiet", "--initial-branch=main")
+    for key, value in (("user.name", "Test"), ("user.email", "test@example.invalid"), ("commit.gpgsign", "false")):
+        _git(repo, "config", key, value)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "pipeline")
+    return repo
 
 
 @pytest.fixture(scope="module")
