@@ -1,0 +1,315 @@
+"""Everything that talks to GitHub (PyGithub 2.x): the client, small calls, and failures as one-line PublishErrors."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bolt_bot.errors import PublishError
+from bolt_bot.render import MARKER
+
+DEFAULT_API_URL = "https://api.github.com"
+STATUS_CONTEXT = "bolt/performance"
+STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 above this
+READ_ONLY_MESSAGE = "Resource not accessible by integration"
+
+
+class ReadOnlyToken(PublishError):
+    """The token may read but not write (a pull request from a fork): keep the results for a second workflow."""
+
+
+@dataclass
+class ClientOptions:
+    """How patient and how polite the client is; tests set the throttles to 0 and the waits short."""
+
+    base_url: str = DEFAULT_API_URL
+    seconds_between_requests: float = 0.25
+    seconds_between_writes: float = 1.0
+    retries: int = 3  # total, for idempotent requests (never POST: see create_comment)
+    backoff: float = 0.5
+    timeout: float = 20.0
+    max_rate_wait: float = 60.0  # the longest Bolt waits for a rate limit to lift
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ClientOptions:
+        """GITHUB_API_URL (GitHub Enterprise: https://HOST/api/v3), and BOLT_GITHUB_* for tests and slow servers."""
+        options = cls(base_url=(environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"))
+        for name, attr in (
+            ("BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS", "seconds_between_requests"),
+            ("BOLT_GITHUB_SECONDS_BETWEEN_WRITES", "seconds_between_writes"),
+            ("BOLT_GITHUB_RETRIES", "retries"),
+            ("BOLT_GITHUB_BACKOFF", "backoff"),
+            ("BOLT_GITHUB_TIMEOUT", "timeout"),
+            ("BOLT_GITHUB_MAX_RATE_WAIT", "max_rate_wait"),
+        ):
+            value = environ.get(name, "").strip()
+            if value:
+                kind = type(getattr(options, attr))
+                try:
+                    setattr(options, attr, kind(float(value)) if kind is int else kind(value))
+                except ValueError:
+                    raise PublishError(f"{name} must be a number, not {value!r}", exit_code=2) from None
+        return options
+
+
+def _retry(options: ClientOptions):
+    """GithubRetry without POST: a 5xx after the server created a comment must not create a second one."""
+    from github import GithubRetry
+    from urllib3 import Retry
+
+    kwargs: dict[str, Any] = dict(
+        total=options.retries,
+        backoff_factor=options.backoff,
+        # PATCH and PUT are idempotent (editing a comment, replacing labels): safe to repeat.
+        allowed_methods=(Retry.DEFAULT_ALLOWED_METHODS | {"GET", "PATCH"}) - {"POST"},
+        secondary_rate_wait=options.max_rate_wait,
+        max_rate_limit_wait=options.max_rate_wait,
+    )
+    # urllib3 >= 2.6 caps Retry-After itself; older ones would sleep whatever the server says.
+    if "retry_after_max" in inspect.signature(Retry.__init__).parameters:
+        kwargs["retry_after_max"] = max(int(options.max_rate_wait), 0)
+    return GithubRetry(**kwargs)
+
+
+class Client:
+    """One repository on GitHub through PyGithub, with the options that made it (for messages and waits)."""
+
+    def __init__(self, token: str, repository: str, options: ClientOptions | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        from github import Auth, Github
+
+        if not token:
+            raise PublishError("no GitHub token: give the github-token input (or set GITHUB_TOKEN)")
+        self.options = options or ClientOptions()
+        self.repository = repository
+        self.sleep = sleep
+        # lazy: get_repo/get_issue/get_commit make no request until something is read or written.
+        self.github = Github(
+            base_url=self.options.base_url,
+            auth=Auth.Token(token),
+            timeout=int(max(self.options.timeout, 1)),
+            retry=_retry(self.options),
+            seconds_between_requests=self.options.seconds_between_requests,
+            seconds_between_writes=self.options.seconds_between_writes,
+            lazy=True,
+        )
+        self.repo = self.github.get_repo(repository)
+
+    # ------------------------------------------------------------------ reads
+
+    def pull(self, number: int):
+        with calling(f"reading pull request #{number}", self.options):
+            pull = self.repo.get_pull(number)
+            _ = pull.head.sha  # lazily fetched objects load here, inside the error mapping
+            return pull
+
+    def head_sha(self, number: int) -> str:
+        return self.pull(number).head.sha
+
+    def workflow_run(self, run_id: int):
+        with calling(f"reading workflow run {run_id}", self.options):
+            run = self.repo.get_workflow_run(run_id)
+            _ = run.head_sha
+            return run
+
+    def permission(self, login: str) -> str:
+        """admin | write | read | none (maintain is reported as write, triage as read)."""
+        with calling(f"reading the permission of {login}", self.options):
+            return self.repo.get_collaborator_permission(login)
+
+    def find_comment(self, number: int):
+        """Bolt's comment on the PR (paginating), preferring one written by a bot, else the oldest."""
+        with calling(f"listing the comments of #{number}", self.options):
+            found = [c for c in self.repo.get_issue(number).get_comments() if MARKER in (c.body or "")]
+        if not found:
+            return None
+        bots = [c for c in found if getattr(c.user, "type", None) == "Bot"]
+        return (bots or found)[0]
+
+    # ------------------------------------------------------------------ writes
+
+    def create_comment(self, number: int, body: str):
+        """POST once; after a failure whose outcome is unknown, look for the comment before posting again."""
+        issue = self.repo.get_issue(number)
+        what = f"creating the comment on #{number}"
+        try:
+            with calling(what, self.options):
+                return issue.create_comment(body)
+        except ReadOnlyToken:
+            raise
+        except PublishError as first:
+            self._before_second_attempt(first)
+        # The server may have created it before failing (5xx, timeout): never post a duplicate.
+        existing = self.find_comment(number)
+        if existing is not None:
+            if existing.body != body:
+                self.edit_comment(existing, body)
+            return existing
+        with calling(what + " (second attempt)", self.options):
+            return issue.create_comment(body)
+
+    def edit_comment(self, comment, body: str):
+        with calling(f"editing comment {comment.id}", self.options):
+            comment.edit(body)
+            return comment
+
+    def set_status(self, sha: str, state: str, description: str, target_url: str | None = None,
+                   context: str = STATUS_CONTEXT):
+        description = short_description(description)
+        kwargs: dict[str, Any] = {"description": description, "context": context}
+        if target_url:
+            kwargs["target_url"] = target_url
+        commit = self.repo.get_commit(sha)
+        # A repeated status is harmless (the latest per context wins), so one more try after an unclear failure.
+        return self._post_twice(f"setting the {context} status on {sha[:7]}",
+                                lambda: commit.create_status(state, **kwargs))
+
+    def create_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str):
+        """Only GitHub App tokens (the Actions GITHUB_TOKEN with checks: write) may; 403 otherwise."""
+        with calling(f"creating the {name} check run on {sha[:7]}", self.options):
+            return self.repo.create_check_run(name, sha, status="completed", conclusion=conclusion,
+                                              output={"title": title[:255], "summary": summary[:65_535]})
+
+    def add_label(self, number: int, name: str) -> None:
+        issue = self.repo.get_issue(number)
+        # Adding a label twice is harmless: one more try after an unclear failure.
+        self._post_twice(f"adding the label {name!r} to #{number}", lambda: issue.add_to_labels(name))
+
+    def remove_label(self, number: int, name: str) -> bool:
+        """Remove if present; False when it was not there."""
+        from github import GithubException
+
+        issue = self.repo.get_issue(number)
+        with calling(f"removing the label {name!r} from #{number}", self.options):
+            try:
+                issue.remove_from_labels(name)
+            except GithubException as exc:
+                if exc.status == 404:  # "Label does not exist": nothing to remove
+                    return False
+                raise
+        return True
+
+    def _before_second_attempt(self, error: PublishError) -> None:
+        """Re-raise unless a second attempt may help; wait first when GitHub said how long."""
+        if not getattr(error, "retriable", False):
+            raise error
+        wait = getattr(error, "wait", 0.0)
+        if wait:
+            self.sleep(min(wait, self.options.max_rate_wait))
+
+    def _post_twice(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            with calling(what, self.options):
+                return call()
+        except ReadOnlyToken:
+            raise
+        except PublishError as first:
+            self._before_second_attempt(first)
+        with calling(what + " (second attempt)", self.options):
+            return call()
+
+
+def short_description(text: str) -> str:
+    """One line of at most 140 characters, cut at a word with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= STATUS_DESCRIPTION_LIMIT:
+        return text
+    cut = text[: STATUS_DESCRIPTION_LIMIT - 1]
+    if " " in cut[STATUS_DESCRIPTION_LIMIT // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# errors
+
+
+def _message(exc: Any) -> str:
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict) and data.get("message"):
+        text = str(data["message"])
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("message"):
+            text += f" ({errors[0]['message']})"
+        return text
+    return str(data or exc)
+
+
+def _rate_wait(headers: Mapping[str, str] | None, now: float) -> float:
+    """Seconds until a rate limit lifts, from Retry-After or X-RateLimit-Reset (60 s when neither says)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    value = headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    reset = headers.get("x-ratelimit-reset", "").strip()
+    if reset.isdigit():
+        return max(float(reset) - now, 0.0) + 1.0
+    return 60.0
+
+
+def translate(exc: BaseException, what: str, options: ClientOptions | None = None) -> PublishError | None:
+    """The one-line PublishError for a PyGithub/requests failure, or None when it is not one of theirs.
+
+    The error carries `retriable` (the outcome is unknown or temporary) and `wait` (seconds to wait first)."""
+    import requests
+    from github import BadCredentialsException, GithubException, RateLimitExceededException
+
+    options = options or ClientOptions()
+    retriable, wait = False, 0.0
+    if isinstance(exc, BadCredentialsException):
+        error: PublishError = PublishError(
+            f"GitHub rejected the token (401 Bad credentials) while {what}: check the github-token input")
+    elif isinstance(exc, RateLimitExceededException):
+        wait = _rate_wait(exc.headers, time.time())
+        retriable = wait <= options.max_rate_wait
+        error = PublishError(f"GitHub's rate limit stopped Bolt while {what}: {_message(exc)} "
+                             f"(lifts in about {wait:.0f} s)")
+    elif isinstance(exc, GithubException):
+        status = exc.status
+        message = _message(exc)
+        if status == 403 and READ_ONLY_MESSAGE in message:
+            error = ReadOnlyToken(f"the token is read-only ({status} {message}) while {what}")
+        elif status == 429 or (status == 403 and "rate limit" in message.lower()):
+            wait = _rate_wait(exc.headers, time.time())
+            retriable = wait <= options.max_rate_wait
+            error = PublishError(f"GitHub's rate limit stopped Bolt while {what}: {status} {message}")
+        elif status == 404:
+            error = PublishError(f"GitHub answered 404 Not Found while {what} "
+                                 "(a wrong repository or number, or a token without access)")
+        else:
+            retriable = status is not None and status >= 500
+            error = PublishError(f"GitHub answered {status} while {what}: {message}")
+    elif isinstance(exc, requests.exceptions.RetryError):
+        reason = getattr(getattr(exc.args[0] if exc.args else None, "reason", None), "args", None)
+        detail = str(reason[0]) if reason else str(exc)
+        retriable = True
+        error = PublishError(f"GitHub kept failing while {what} (gave up after {options.retries} retries: {detail})")
+    elif isinstance(exc, requests.exceptions.Timeout):
+        retriable = True
+        error = PublishError(f"GitHub did not answer within {options.timeout:.0f} s while {what}")
+    elif isinstance(exc, requests.exceptions.ConnectionError):
+        retriable = True
+        error = PublishError(f"cannot reach GitHub at {options.base_url} while {what}: {type(exc).__name__}")
+    else:
+        return None
+    error.retriable = retriable  # type: ignore[attr-defined]
+    error.wait = wait  # type: ignore[attr-defined]
+    return error
+
+
+@contextlib.contextmanager
+def calling(what: str, options: ClientOptions | None = None) -> Iterator[None]:
+    """Turn PyGithub and requests failures inside the block into one-line PublishErrors about `what`."""
+    try:
+        yield
+    except PublishError:
+        raise
+    except Exception as exc:
+        error = translate(exc, what, options)
+        if error is None:
+            raise
+        raise error from None

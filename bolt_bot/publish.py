@@ -1,0 +1,258 @@
+"""Publishing a results directory: the one sticky comment, the commit status, the label, outputs, summary, annotations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from bolt_bot import render
+from bolt_bot.errors import BoltError
+from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, Results, StageComparison
+from bolt_bot.settings import Settings
+
+STATE_VERSION = 1
+# Keys of the hidden state that publish owns; any other key (approvals...) is carried over from the old comment.
+OWN_STATE_KEYS = ("v", "head_sha", "base_sha", "run_at", "verdict", "regressions")
+QUIET_VERDICTS = (UNCHANGED, INCONCLUSIVE)  # `comment: on-change` stays silent on these until a comment exists
+
+
+@dataclass
+class Outcome:
+    """What publish did, for the caller's messages and for tests."""
+
+    comment: str = "none"  # created | updated | skipped-quiet | skipped-never | skipped-stale | none
+    comment_url: str = ""
+    status: str | None = None  # the commit status state set, if any
+    label: str | None = None  # added | removed | None
+    notices: list[str] = field(default_factory=list)
+
+
+def publish(
+    results_dir: Path,
+    client: Any,
+    repo: str,
+    pr_number: int | None,
+    settings: Settings,
+    *,
+    results: Results | None = None,
+    environ: Mapping[str, str] | None = None,
+    run_url: str | None = None,
+    results_dir_output: str | None = None,
+    state_extra: dict[str, Any] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    stdout: TextIO | None = None,
+) -> Outcome:
+    """Post `results_dir/results.json` (already on disk) to GitHub: comment, status, label.
+
+    The job summary, the annotations and the step outputs are written first and last, so that a
+    failing GitHub call (a PublishError, exit 3) still leaves them. `client` is a bolt_bot.github.Client,
+    or None to write only the local parts. `state_extra` adds keys to the comment's hidden state."""
+    environ = os.environ if environ is None else environ
+    stdout = stdout or sys.stdout
+    results = results if results is not None else Results.read(results_dir / "results.json")
+    outcome = Outcome()
+    append_summary(environ, render.render_summary(results, settings.template_dir))
+    annotate(results, stdout)
+    try:
+        if client is not None:
+            _publish_to_github(results, client, pr_number, settings, outcome, run_url, state_extra, now)
+    finally:
+        write_outputs(environ, {
+            "verdict": results.verdict,
+            "regressions": str(len(results.regressions)),
+            "comment-url": outcome.comment_url,
+            "results-dir": results_dir_output if results_dir_output is not None else str(results_dir),
+        })
+    for notice in outcome.notices:
+        print(f"::notice title=Bolt::{escape_data(notice)}", file=stdout)
+    return outcome
+
+
+def _publish_to_github(results: Results, client: Any, pr_number: int | None, settings: Settings, outcome: Outcome,
+                       run_url: str | None, state_extra: dict[str, Any] | None,
+                       now: Callable[[], datetime]) -> None:
+    head_sha = results.head.sha
+    if not head_sha:
+        raise BoltError("results.json names no head commit: cannot publish it")
+    if pr_number is not None:
+        if settings.comment == "never":
+            outcome.comment = "skipped-never"
+        else:
+            existing = client.find_comment(pr_number)
+            old_state = render.read_state(existing.body or "") if existing is not None else None
+            if old_state and old_state.get("head_sha") not in (None, head_sha):
+                # Another run already reported a different commit: only overwrite it if ours is the PR's head.
+                current = client.head_sha(pr_number)
+                if current != head_sha:
+                    outcome.comment = "skipped-stale"
+                    outcome.notices.append(
+                        f"not publishing: these results are for {head_sha[:7]}, but pull request #{pr_number} "
+                        f"is now at {current[:7]} and its comment already reports {str(old_state['head_sha'])[:7]}")
+                    return
+            if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS:
+                outcome.comment = "skipped-quiet"
+            else:
+                state = _state(results, old_state, state_extra, now)
+                body = comment_body(results, settings.template_dir, state)
+                if existing is None:
+                    comment = client.create_comment(pr_number, body)
+                    outcome.comment = "created"
+                else:
+                    comment = client.edit_comment(existing, body) if existing.body != body else existing
+                    outcome.comment = "updated"
+                outcome.comment_url = comment.html_url or ""
+    state, description = status_for(results)
+    client.set_status(head_sha, state, description, target_url=run_url)
+    outcome.status = state
+    if pr_number is not None and settings.regression_label:
+        if results.verdict == REGRESSED and results.regressions:
+            client.add_label(pr_number, settings.regression_label)
+            outcome.label = "added"
+        elif client.remove_label(pr_number, settings.regression_label):
+            outcome.label = "removed"
+
+
+def _state(results: Results, old: dict[str, Any] | None, extra: dict[str, Any] | None,
+           now: Callable[[], datetime]) -> dict[str, Any]:
+    """The comment's hidden state: what this run reported, plus what others keep there (approvals)."""
+    state = {k: v for k, v in (old or {}).items() if k not in OWN_STATE_KEYS}
+    state.update({
+        "v": STATE_VERSION,
+        "head_sha": results.head.sha,
+        "base_sha": results.base.sha,
+        "run_at": now().isoformat(timespec="seconds"),
+        "verdict": results.verdict,
+        "regressions": sorted(s.name for s in results.regressions),
+    })
+    state.update(extra or {})
+    return state
+
+
+def comment_body(results: Results, template_dir: str | None, state: dict[str, Any]) -> str:
+    """The rendered comment, with the marker and the state even when a custom template leaves them out."""
+    body = render.render_comment(results, template_dir, state=state)
+    header = ""
+    if render.MARKER not in body:
+        header += render.MARKER + "\n"
+    if render.read_state(body) is None:
+        header += _state_line(state) + "\n"
+    if not header:
+        return body
+    body = render.render_limited("comment.md.j2", results, limit=render.COMMENT_LIMIT - len(header),
+                                 template_dir=template_dir, state=state)
+    return header + body
+
+
+def _state_line(state: dict[str, Any]) -> str:
+    # "--" would end the HTML comment early: escape it inside the JSON strings.
+    data = json.dumps(state, separators=(",", ":"), sort_keys=True).replace("--", "\\u002d\\u002d")
+    return f"{render.STATE_PREFIX}{data}{render.STATE_SUFFIX}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the commit status
+
+
+def short_name(stage: StageComparison) -> str:
+    """The test part of a pytest fullname, one line: `tests/bench.py::test_parse[x]` -> `test_parse[x]`."""
+    return " ".join(stage.name.rsplit("::", 1)[-1].split()) or "?"
+
+
+def _listing(stages: list[StageComparison]) -> str:
+    return ", ".join(f"{short_name(s)} {render.format_change(s.ratio)}" for s in stages)
+
+
+def status_for(results: Results) -> tuple[str, str]:
+    """(state, description) of the bolt/performance commit status; the description is cut to 140 characters."""
+    from bolt_bot.github import short_description
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} stage{'s' if n != 1 else ''} {word}"
+
+    regressed = sorted(results.regressions, key=lambda s: -(s.ratio or 1.0))
+    if results.verdict == REGRESSED and regressed:
+        text = f"{plural(len(regressed), 'slower')}: {_listing(regressed)}"
+        approval = results.approval or {}
+        if approval:
+            who = " ".join(str(approval.get("user") or "a maintainer").split())
+            return "success", short_description(f"approved by {who}; {text}")
+        return "failure", short_description(text)
+    if results.verdict == FAILED:
+        failed = [s for s in results.stages if s.verdict == FAILED]
+        note = f": {short_name(failed[0])}: {failed[0].note}" if failed and failed[0].note else ""
+        return "error", short_description(f"measurement failed{note}")
+    if results.verdict == IMPROVED:
+        faster = sorted((s for s in results.stages if s.verdict == IMPROVED), key=lambda s: s.ratio or 1.0)
+        return "success", short_description(f"no regression; {plural(len(faster), 'faster')}: {_listing(faster)}")
+    if results.verdict == INCONCLUSIVE:
+        return "success", short_description(
+            f"no regression found; {plural(results.count(INCONCLUSIVE), 'inconclusive')}")
+    if not results.stages:
+        return "success", "no benchmark measured"
+    return "success", short_description(f"no regression: {plural(results.count(UNCHANGED), 'unchanged')}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the runner's files and workflow commands
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message: `%`, CR and LF encoded, so PR-controlled text stays on one command."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value: also `:` and `,`, which end a value."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotate(results: Results, stdout: TextIO) -> None:
+    """One ::warning per regressed stage, on the benchmark's file when the name says which."""
+    for stage in sorted(results.regressions, key=lambda s: -(s.ratio or 1.0)):
+        props = [f"title={escape_property('Bolt: slower benchmark')}"]
+        path = stage.name.split("::", 1)[0]
+        if "::" in stage.name and path.endswith(".py") and not path.startswith("/") and ".." not in path.split("/"):
+            props.insert(0, f"file={escape_property(path)}")
+        interval = render.format_interval(stage.ci)
+        message = f"{stage.name} is {render.format_change(stage.ratio)} slower" + (f" (95% CI {interval})" if interval else "")
+        if results.approval:
+            message += " (approved)"
+        print(f"::warning {','.join(props)}::{escape_data(message)}", file=stdout)
+
+
+def append_summary(environ: Mapping[str, str], text: str) -> None:
+    path = environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+
+
+def write_outputs(environ: Mapping[str, str], values: Mapping[str, str]) -> None:
+    """Append step outputs with the runner's delimiter syntax, safe for any value (several lines too)."""
+    path = environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    lines = []
+    for name, value in values.items():
+        delimiter = f"ghadelimiter_{uuid.uuid4()}"
+        while delimiter in value:  # never, in practice: a fresh uuid
+            delimiter = f"ghadelimiter_{uuid.uuid4()}"
+        lines.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(lines))
+
+
+def settings_from_results(results: Results, overrides: dict[str, Any] | None = None) -> Settings:
+    """The settings a local results directory was measured with (yours: trusted), plus overrides."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(Settings)}
+    recorded = {k: v for k, v in (results.settings or {}).items() if k in known}
+    return Settings().updated(recorded, "results.json settings").updated(overrides or {}, "options")
