@@ -136,6 +136,10 @@ def profile_report(
                             timed_by="benchmark" if measured else "profiler", calls=calls, profiled=profiled,
                             hot=[_function_row(f, table) for f in hot_functions(table, HOT_PER_STAGE)])
         stages.append(stage)
+    # A stage whose test failed under the profiler has no dump; say so rather than drop it silently.
+    missing = sorted(set(timings) - set(tables))
+    for name in missing:
+        progress.warn(f"{name} was timed but not profiled (its test failed under the profiler)")
     grand = sum(s.time for s in stages) or 1.0
     for stage in stages:
         stage.share = stage.time / grand
@@ -154,6 +158,7 @@ def profile_report(
             "filter": filter,
             "stages": stages,
             "total": sum(s.time for s in stages),
+            "missing": missing,
             "bottlenecks": [_bottleneck_row(b, tables) for b in top_bottlenecks(tables, 3)],
             "any_profiler_timed": any(s.timed_by == "profiler" for s in stages),
             "profile_calls": PROFILE_CALLS,
