@@ -189,6 +189,48 @@ def profile(repo, ref, filter_, out, quiet, **kw):
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--repo", "repository", default=None, metavar="OWNER/NAME",
+              help="Repository [default: results.json's, else $GITHUB_REPOSITORY].")
+@click.option("--pr", "pr_number", type=int, default=None, help="Pull request [default: results.json's or pr.json's].")
+@click.option("--token-env", default="GITHUB_TOKEN", show_default=True, help="Environment variable holding the token.")
+@click.option("--comment", type=click.Choice(["always", "on-change", "never"]), default=None,
+              help="When to write the sticky comment [default: results.json's setting, else on-change].")
+def publish(directory: Path, repository, pr_number, token_env, comment):
+    """Post DIR/results.json to GitHub: the sticky comment, the commit status, the label."""
+    import os
+
+    from bolt_bot.github import Client, ClientOptions
+    from bolt_bot.model import Results
+    from bolt_bot.publish import publish as publish_results
+    from bolt_bot.publish import settings_from_results
+
+    results = Results.read(directory / "results.json")
+    repository = repository or results.repository or os.environ.get("GITHUB_REPOSITORY")
+    if not repository:
+        raise click.UsageError("no repository: give --repo OWNER/NAME")
+    if pr_number is None:
+        pr_number = results.pull_request
+    if pr_number is None and (directory / "pr.json").is_file():
+        pr_number = json.loads((directory / "pr.json").read_text(encoding="utf-8")).get("number")
+    settings = settings_from_results(results, {"comment": comment})
+    client = Client(os.environ.get(token_env, ""), repository, ClientOptions.from_env(os.environ))
+    outcome = publish_results(directory, client, repository, pr_number, settings, results=results)
+    click.echo(f"{results.verdict}: comment {outcome.comment}{' ' + outcome.comment_url if outcome.comment_url else ''}, "
+               f"status {outcome.status or 'not set'}")
+
+
+@main.command()
+def action():
+    """The Action's entry point: reads the GitHub environment and event, and does what it asks."""
+    import os
+
+    from bolt_bot.action import read_config, run_action
+
+    sys.exit(run_action(read_config(os.environ)))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of templates overriding Bolt's own.")
 def render(directory: Path, template_dir):

@@ -61,14 +61,14 @@ def _retry(options: ClientOptions):
     from github import GithubRetry
     from urllib3 import Retry
 
-    kwargs: dict[str, Any] = dict(
-        total=options.retries,
-        backoff_factor=options.backoff,
+    kwargs: dict[str, Any] = {
+        "total": options.retries,
+        "backoff_factor": options.backoff,
         # PATCH and PUT are idempotent (editing a comment, replacing labels): safe to repeat.
-        allowed_methods=(Retry.DEFAULT_ALLOWED_METHODS | {"GET", "PATCH"}) - {"POST"},
-        secondary_rate_wait=options.max_rate_wait,
-        max_rate_limit_wait=options.max_rate_wait,
-    )
+        "allowed_methods": (Retry.DEFAULT_ALLOWED_METHODS | {"GET", "PATCH"}) - {"POST"},
+        "secondary_rate_wait": options.max_rate_wait,
+        "max_rate_limit_wait": options.max_rate_wait,
+    }
     # urllib3 >= 2.6 caps Retry-After itself; older ones would sleep whatever the server says.
     if "retry_after_max" in inspect.signature(Retry.__init__).parameters:
         kwargs["retry_after_max"] = max(int(options.max_rate_wait), 0)
@@ -256,7 +256,11 @@ def translate(exc: BaseException, what: str, options: ClientOptions | None = Non
 
     The error carries `retriable` (the outcome is unknown or temporary) and `wait` (seconds to wait first)."""
     import requests
-    from github import BadCredentialsException, GithubException, RateLimitExceededException
+    from github import (
+        BadCredentialsException,
+        GithubException,
+        RateLimitExceededException,
+    )
 
     options = options or ClientOptions()
     retriable, wait = False, 0.0

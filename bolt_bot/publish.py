@@ -14,7 +14,15 @@ from typing import Any, TextIO
 
 from bolt_bot import render
 from bolt_bot.errors import BoltError
-from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, Results, StageComparison
+from bolt_bot.model import (
+    FAILED,
+    IMPROVED,
+    INCONCLUSIVE,
+    REGRESSED,
+    UNCHANGED,
+    Results,
+    StageComparison,
+)
 from bolt_bot.settings import Settings
 
 STATE_VERSION = 1

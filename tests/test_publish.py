@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("github")
 
-from bolt_bot import publish as pub  # noqa: E402
-from bolt_bot.errors import EXIT_PUBLISH, PublishError  # noqa: E402
-from bolt_bot.github import STATUS_CONTEXT, Client, ClientOptions, ReadOnlyToken  # noqa: E402
-from bolt_bot.model import (  # noqa: E402
+from bolt_bot import publish as pub
+from bolt_bot.errors import EXIT_PUBLISH, PublishError
+from bolt_bot.github import STATUS_CONTEXT, Client, ClientOptions, ReadOnlyToken
+from bolt_bot.model import (
     IMPROVED,
     REGRESSED,
     UNCHANGED,
@@ -21,10 +21,10 @@ from bolt_bot.model import (  # noqa: E402
     SideSummary,
     StageComparison,
 )
-from bolt_bot.output import write_results_dir  # noqa: E402
-from bolt_bot.render import MARKER, read_state  # noqa: E402
-from bolt_bot.settings import Settings  # noqa: E402
-from tests.container import parse_key_values  # noqa: E402
+from bolt_bot.output import write_results_dir
+from bolt_bot.render import MARKER, read_state
+from bolt_bot.settings import Settings
+from tests.container import parse_key_values
 
 # Until tests/conftest.py star-imports the fixtures, bring them in here (as tests/test_ghdouble.py does).
 _conftest = Path(__file__).with_name("conftest.py")
