@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bolt_bot import envs, gitrepo, output
+from bolt_bot import envs, gitrepo, instrplan, output
 from bolt_bot.compare import build_results
 from bolt_bot.errors import BoltError
-from bolt_bot.model import INSTRUCTIONS, REGRESSED, WALLTIME, CommitRef, Results, StageComparison
+from bolt_bot.model import REGRESSED, CommitRef, Results, StageComparison
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings, read_project_settings_text
-from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+from bolt_bot.walltime import BASE, HEAD, SideSetup
 
 
 @dataclass
@@ -58,11 +58,10 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     """Measure, compare, write results.json at once, then profile the regressions and write again."""
     progress = progress or Progress()
     settings = plan.settings
-    if settings.measure == INSTRUCTIONS:
-        raise BoltError("--measure instructions is not available yet; use walltime")
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install)
+    spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install,
+                        requirements=instrplan.requirements(settings))
     with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees:
         setups = {}
         with progress.group("Preparing the environments"):
@@ -71,25 +70,19 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                 progress.note(f"{side} {tree.sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
                 _compile(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path, env=env.environ())
-        wall_plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha,
-                                 budget=settings.budget, timeout=settings.round_timeout,
-                                 targets=list(settings.benchmarks), pytest_args=list(settings.pytest_args))
-        with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
-            run = measure_walltime(setups, wall_plan, out / "rounds", progress)
+        measured = instrplan.measure(settings, setups, out, progress)
         results = build_results(
-            run.stages,
-            measure=WALLTIME,
+            measured.stages,
+            measure=measured.measure,
             settings=settings.to_dict(),
             base=plan.base,
             head=plan.head,
             environment={
-                "rounds": settings.rounds,
-                "plan": "interleaved",
-                "extra_rounds": run.extra_pairs,
-                "confirmation_rounds": run.confirm_pairs,
+                **measured.environment,
                 "runner": f"{platform.system()} {platform.machine()}, Python {_python_version(setups[HEAD].python)}",
                 "duration": time.monotonic() - started,
             },
+            notices=measured.notices,
         )
         # Nothing measured is lost if profiling or rendering fails.
         results.write(out / "results.json")

@@ -33,6 +33,7 @@ class Settings:
     budget: float = 120.0  # seconds for extra rounds on inconclusive stages
     round_timeout: float = 600.0  # seconds before one round is stopped
     measure: str = "auto"
+    walltime_stages: list[str] = field(default_factory=list)  # fnmatch patterns of stages always timed (I/O, threads)
     benchmarks: list[str] = field(default_factory=list)  # paths given to pytest
     pytest_args: list[str] = field(default_factory=list)
     install: str | None = None  # custom install command, run in the checkout with the env's python on PATH

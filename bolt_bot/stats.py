@@ -171,3 +171,29 @@ def decide(estimate: Estimate, q: float, threshold: float, alpha: float) -> tupl
     if low < 1.0 - 2 * threshold or high > 1.0 + 2 * threshold:
         return INCONCLUSIVE, f"too noisy ({noise}) to rule out a change beyond the {threshold * 100:g} % floor"
     return UNCHANGED, None
+
+
+def decide_counts(base: int, head: int, repeat_delta: float | None, threshold: float, warning: float) -> tuple[str, str | None]:
+    """The verdict for one stage measured by instruction counts, and a note where it helps.
+
+    Counts carry no sampling noise to test against: what can go wrong is that they do not repeat, so
+    `repeat_delta` is the relative difference between two runs of the same side (None: the second run
+    could not measure the stage). `threshold` and `warning` are fractions (0.01 = 1 %). A change at or
+    beyond the threshold is regressed/improved; one inside the warning band stays unchanged with a note;
+    a stage whose counts moved between identical runs by more than the warning level is inconclusive.
+    """
+    if base <= 0 or head <= 0:
+        return INCONCLUSIVE, "no instructions were counted on one side"
+    if repeat_delta is None:
+        return INCONCLUSIVE, "the repeat run could not measure it, so the counts are unconfirmed"
+    change = head / base - 1.0
+    if abs(repeat_delta) > warning:
+        return INCONCLUSIVE, (f"{change * 100:+.1f} %, but the counts did not repeat: a second run of head differed by "
+                              f"{repeat_delta * 100:+.2f} % (more than {warning * 100:g} %)")
+    if change >= threshold:
+        return REGRESSED, None
+    if change <= -threshold:
+        return IMPROVED, None
+    if abs(change) >= warning:
+        return UNCHANGED, f"warning: {change * 100:+.1f} % (within the {warning * 100:g}-{threshold * 100:g} % band)"
+    return UNCHANGED, None

@@ -1,0 +1,350 @@
+"""Choosing the measure per stage (instruction counts or wall time) and measuring instruction counts for `bolt run`.
+
+`measure()` is what the runner calls: it returns the stages of both measures merged into one list.
+Counts come from bolt_bot.instructions (callgrind via pytest-codspeed): base once, head once, then head
+again to show that the counts repeat. `--measure auto` first times one short discovery round per side and
+sends only short, CPU-bound stages to callgrind (measurement-facts.md: counts miss I/O, threads, caches).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bolt_bot import stats
+from bolt_bot.errors import BoltError
+from bolt_bot.instructions import (
+    InstructionRun,
+    codspeed_requirement,
+    measure_instructions,
+    valgrind_available,
+)
+from bolt_bot.model import (
+    ADDED,
+    FAILED,
+    INSTRUCTIONS,
+    REMOVED,
+    UNCHANGED,
+    WALLTIME,
+    SideSummary,
+    StageComparison,
+)
+from bolt_bot.progress import Progress
+from bolt_bot.rounds import RoundResult, run_round
+from bolt_bot.settings import Settings
+from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+
+MIXED = "mixed"
+REPEAT = "hrep"  # the workdir of head's second pass: as long as "base" and "head", since paths show up in counts
+SHORT_CALL = 0.1  # seconds: stages whose call takes longer are timed (callgrind costs about 70x)
+# CPU time / wall time of a stage's fastest call: below this it waits (I/O, sleep, locks), above
+# the upper bound several threads compute at once. Mins, not medians: the least-preempted call of a
+# busy machine is the one where wall time is closest to the CPU time of single-threaded code.
+CPU_SHARE = (0.5, 1.5)
+# The discovery round: as short as pytest-benchmark allows; one call is enough to see a long stage.
+DISCOVERY_ARGS = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=1"]
+CPU_TIMER = "--benchmark-timer=time.process_time"
+
+
+@dataclass
+class CountPlan:
+    threshold: float = 1.0  # percent
+    warning: float = 0.5  # percent: the warning band is [warning, threshold)
+    pytest_args: list[str] = field(default_factory=list)  # selection: paths, node ids, -k, -m
+    timeout: float = 600.0  # per valgrind run
+
+
+@dataclass
+class CountRun:
+    stages: list[StageComparison]
+    runs: dict[str, InstructionRun]  # "base", "head" and REPEAT (head's second pass)
+    errors: dict[str, str] = field(default_factory=dict)  # side → why its whole suite could not run
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Measured:
+    """What the runner needs from the measuring step."""
+
+    stages: list[StageComparison]
+    measure: str  # "instructions", "walltime" or "mixed"
+    environment: dict = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Split:
+    """The per-stage choice of `--measure auto`."""
+
+    counted: list[str] = field(default_factory=list)  # node ids measured by instruction counts
+    timed: list[str] = field(default_factory=list)  # node ids measured by wall time
+    reasons: dict[str, str] = field(default_factory=dict)  # timed stage → why
+
+
+def requirements(settings: Settings) -> list[str]:
+    """What both sides' environments need: pytest-codspeed too when instruction counts may be used."""
+    from bolt_bot.envs import BENCH_REQUIREMENTS
+
+    reqs = list(BENCH_REQUIREMENTS)
+    if settings.measure == INSTRUCTIONS or (settings.measure == "auto" and valgrind_available()):
+        reqs.append(codspeed_requirement())
+    return reqs
+
+
+def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress | None = None, *,
+            round_fn: Callable[..., RoundResult] = run_round,
+            walltime_fn: Callable[..., object] = measure_walltime,
+            counts_fn: Callable[..., InstructionRun] = measure_instructions,
+            valgrind: Callable[[], str | None] = valgrind_available) -> Measured:
+    """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind."""
+    progress = progress or Progress(quiet=True)
+    notices: list[str] = []
+    mode = settings.measure
+    if mode != WALLTIME and valgrind() is None:
+        notices.append("valgrind is not installed, so every stage was measured by wall time instead of instruction counts")
+        progress.warn(notices[-1])
+        mode = WALLTIME
+    if mode == WALLTIME:
+        return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
+    plan = CountPlan(threshold=settings.instr_threshold, warning=settings.instr_warning,
+                     pytest_args=[*settings.benchmarks, *settings.pytest_args], timeout=settings.round_timeout)
+    if mode == INSTRUCTIONS:
+        with progress.group("Measuring instruction counts under callgrind: base, head, head again"):
+            run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
+        return Measured(run.stages, INSTRUCTIONS, _count_environment(run, len(run.stages), 0), notices + run.notices)
+
+    with progress.group("Timing one discovery round per side to choose each stage's measure"):
+        split = discover(settings, setups, out / "discovery", progress, round_fn)
+    stages: list[StageComparison] = []
+    environment: dict = {"discovery": {"instructions": len(split.counted), "walltime": len(split.timed),
+                                       "walltime_reasons": split.reasons}}
+    if split.counted:
+        plan.pytest_args = [*split.counted, *settings.pytest_args]
+        with progress.group(f"Measuring instruction counts of {len(split.counted)} short stage(s) under callgrind"):
+            run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
+        stages += run.stages
+        notices += run.notices
+        environment.update(_count_environment(run, len(split.counted), len(split.timed)))
+    if split.timed:
+        wall = _walltime(settings, setups, out, progress, walltime_fn, targets=split.timed)
+        stages += wall.stages
+        environment.update(wall.environment)
+    if not split.counted and not split.timed:
+        # Discovery found nothing: let the wall-time path report what is wrong with the suite.
+        return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
+    kinds = {s.measure for s in stages}
+    name = MIXED if len(kinds) > 1 else (kinds.pop() if kinds else WALLTIME)
+    stages.sort(key=lambda s: s.name)
+    return Measured(stages, name, environment, notices)
+
+
+def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, progress: Progress,
+             round_fn: Callable[..., RoundResult] = run_round) -> Split:
+    """One short wall-time round per side, then one CPU-time round of the short stages: which stage goes where.
+
+    A stage is counted when its call takes at most SHORT_CALL on every side it exists on, it matches
+    no `walltime_stages` pattern, and its CPU time is close to its wall time (not waiting on I/O or
+    sleeping, not computing on several threads). Failed or hung stages are timed: the wall-time path
+    reports them as usual.
+    """
+    calls: dict[str, float] = {}
+    reasons: dict[str, str] = {}
+    wall_min: dict[str, float] = {}
+    broken: set[str] = set()
+    for side, setup in setups.items():
+        result = _discovery_round(round_fn, setup, settings, [*settings.benchmarks], workdir / side, "wall")
+        progress.step(f"discovery {side}: {len(result.records)} stages in {result.seconds:.1f} s")
+        for record in result.records:
+            calls[record.name] = max(calls.get(record.name, 0.0), record.median)
+            wall_min[record.name] = max(wall_min.get(record.name, 0.0), record.min)
+        broken |= set(result.failed) | ({result.hung} if result.hung else set())
+    for name in sorted(broken):
+        reasons[name] = "failed or hung in the discovery round"
+    for name, seconds in calls.items():
+        if name in reasons:
+            continue
+        pattern = next((p for p in settings.walltime_stages if fnmatch.fnmatchcase(name, p)), None)
+        if pattern is not None:
+            reasons[name] = f"matches walltime_stages {pattern!r}"
+        elif seconds > SHORT_CALL:
+            reasons[name] = f"one call takes {seconds * 1000:.0f} ms (instruction counts are for calls of {SHORT_CALL * 1000:.0f} ms or less)"
+    short = sorted(n for n in calls if n not in reasons)
+    if short:
+        # CPU time per call of the short stages, on head (the side being judged), timed by process_time.
+        result = _discovery_round(round_fn, setups[HEAD], settings, short, workdir / HEAD, "cpu", cpu=True)
+        cpu_min = {r.name: r.min for r in result.records}
+        for name in short:
+            if name not in cpu_min or not wall_min.get(name):
+                continue  # not measured by the CPU round: keep the call-time decision
+            share = cpu_min[name] / wall_min[name]
+            if share < CPU_SHARE[0]:
+                reasons[name] = f"waits for most of its time (CPU {share * 100:.0f} % of wall time): I/O or sleeping"
+            elif share > CPU_SHARE[1]:
+                reasons[name] = f"computes on several threads (CPU {share * 100:.0f} % of wall time)"
+    counted = sorted(n for n in calls if n not in reasons)
+    timed = sorted(reasons)
+    for name in timed:
+        progress.note(f"wall time for {name}: {reasons[name]}")
+    return Split(counted=counted, timed=timed, reasons=reasons)
+
+
+def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: list[str], workdir: Path, label: str,
+                     cpu: bool = False) -> RoundResult:
+    args = [*settings.pytest_args, *DISCOVERY_ARGS, *([CPU_TIMER] if cpu else [])]
+    return round_fn(setup.python, setup.checkout, targets, workdir, label=f"discovery-{label}", pytest_args=args,
+                    env=_without_codspeed(setup.env), timeout=settings.round_timeout)
+
+
+def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path, progress: Progress | None = None,
+                   counts_fn: Callable[..., InstructionRun] = measure_instructions) -> CountRun:
+    """Counts of base, then head, then head again; one StageComparison per stage seen on either side."""
+    progress = progress or Progress(quiet=True)
+    started = time.monotonic()
+    runs: dict[str, InstructionRun] = {}
+    errors: dict[str, str] = {}
+    for side, folder in ((BASE, BASE), (HEAD, HEAD), (REPEAT, REPEAT)):
+        setup = setups[HEAD if side == REPEAT else side]
+        if side == REPEAT and (HEAD in errors or not runs[HEAD].counts):
+            break  # nothing on head to repeat
+        try:
+            runs[side] = counts_fn(setup.python, setup.checkout, list(plan.pytest_args), env=setup.env,
+                                   timeout=plan.timeout, workdir=workdir / folder)
+        except BoltError as exc:
+            if side == REPEAT:
+                runs[side] = InstructionRun(counts={}, failed={}, log_excerpt=str(exc))
+            else:
+                errors[side] = str(exc)
+                progress.warn(f"{side}: instruction counts failed: {exc}")
+            continue
+        run = runs[side]
+        progress.step(f"{'head again' if side == REPEAT else side}: {len(run.counts)} stages counted, "
+                      f"{len(run.failed)} failed, in {run.seconds:.1f} s")
+    if len(errors) == 2:
+        raise BoltError(f"instruction counts failed on both sides: {errors[HEAD]}")
+    stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100)
+    notices = _package_drift(setups)
+    return CountRun(stages=stages, runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
+
+
+def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], threshold: float,
+                     warning: float) -> list[StageComparison]:
+    """Stage verdicts from the runs (`threshold`, `warning` as fractions)."""
+    empty = InstructionRun(counts={}, failed={}, log_excerpt="")
+    base, head, repeat = runs.get(BASE, empty), runs.get(HEAD, empty), runs.get(REPEAT, empty)
+    names = sorted(set(base.counts) | set(base.failed) | set(head.counts) | set(head.failed))
+    stages = []
+    for name in names:
+        b, h = base.counts.get(name), head.counts.get(name)
+        stage = StageComparison(name=name, verdict=UNCHANGED, measure=INSTRUCTIONS,
+                                base=_summary(b, base.failed.get(name) or errors.get(BASE)),
+                                head=_summary(h, head.failed.get(name) or errors.get(HEAD)))
+        stages.append(stage)
+        failed_side = next((side for side, run in ((HEAD, head), (BASE, base)) if name in run.failed), None)
+        if failed_side is not None:
+            stage.verdict = FAILED
+            stage.note = f"failed on {failed_side}: {runs[failed_side].failed[name]}"
+        elif b is None or h is None:
+            missing = BASE if b is None else HEAD
+            if missing in errors:
+                stage.verdict, stage.note = FAILED, f"failed on {missing}: {errors[missing]}"
+            else:
+                stage.verdict = ADDED if b is None else REMOVED
+        else:
+            again = repeat.counts.get(name)
+            delta = None if again is None else again / h - 1.0
+            stage.ratio = h / b
+            stage.ci = [stage.ratio, stage.ratio]
+            stage.verdict, stage.note = stats.decide_counts(b, h, delta, threshold, warning)
+            if again is not None:
+                stage.head.values.append(float(again))
+                stage.head.rounds = 2
+    return stages
+
+
+# Lists the installed distributions with versions, leaving out local/editable installs (the project).
+_PACKAGES = r'''
+import json
+from importlib import metadata
+out = {}
+for dist in metadata.distributions():
+    url = dist.read_text("direct_url.json") or ""
+    if '"dir_info"' not in url:
+        out[(dist.metadata["Name"] or "?").lower()] = dist.version
+print(json.dumps(out))
+'''
+
+
+def _package_drift(setups: dict[str, SideSetup]) -> list[str]:
+    """A notice when base and head environments hold different package versions: that moves counts too."""
+    found = {}
+    for side, setup in setups.items():
+        try:
+            proc = subprocess.run([str(setup.python), "-c", _PACKAGES], capture_output=True, text=True, timeout=60,
+                                  env=setup.env, check=False)
+            found[side] = json.loads(proc.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return []
+    base, head = found.get(BASE, {}), found.get(HEAD, {})
+    differ = sorted(n for n in set(base) | set(head) if base.get(n) != head.get(n))
+    if not differ:
+        return []
+    shown = ", ".join(f"{n} {base.get(n, '-')} → {head.get(n, '-')}" for n in differ[:5])
+    return [(f"the base and head environments differ in {len(differ)} package(s) ({shown}): "
+             "instruction counts may move for that reason alone")]
+
+
+def _summary(count: int | None, error: str | None) -> SideSummary:
+    if count is None:
+        return SideSummary(unit="instr", error=error)
+    value = float(count)
+    return SideSummary(rounds=1, center=value, median=value, mean=value, min=value, max=value, unit="instr",
+                       values=[value], error=error)
+
+
+def _count_environment(run: CountRun, counted: int, timed: int) -> dict:
+    repeat = run.runs.get(REPEAT)
+    head = run.runs.get(HEAD)
+    same = sum(1 for n, c in (repeat.counts if repeat else {}).items() if head and head.counts.get(n) == c)
+    return {
+        "instructions": {
+            "tool": "valgrind callgrind (pytest-codspeed)",
+            "passes": "base, head, head again",
+            "stages": counted,
+            "repeated_identically": same,
+            "seconds": {side: round(r.seconds, 1) for side, r in run.runs.items()},
+        },
+        **({"walltime_stages": timed} if timed else {}),
+    }
+
+
+def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, walltime_fn,
+              targets: list[str]) -> Measured:
+    plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
+                        timeout=settings.round_timeout, targets=targets, pytest_args=list(settings.pytest_args))
+    clean = {side: SideSetup(s.python, s.checkout, _without_codspeed(s.env)) for side, s in setups.items()}
+    with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
+        run = walltime_fn(clean, plan, out / "rounds", progress)
+    environment = {"rounds": settings.rounds, "plan": "interleaved", "extra_rounds": run.extra_pairs,
+                   "confirmation_rounds": run.confirm_pairs}
+    return Measured(run.stages, WALLTIME, environment)
+
+
+def _walltime_only(settings, setups, out, progress, walltime_fn, notices) -> Measured:
+    wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks))
+    wall.notices = notices
+    return wall
+
+
+def _without_codspeed(env: dict[str, str] | None) -> dict[str, str]:
+    # pytest-codspeed is installed next to pytest-benchmark; a CODSPEED_ENV left in the environment
+    # (as on CodSpeed's own runners) would switch it on and take the `benchmark` fixture in timed rounds.
+    clean = dict(env if env is not None else os.environ)
+    clean.pop("CODSPEED_ENV", None)
+    return clean

@@ -1,0 +1,202 @@
+"""Instruction-count verdicts, merging the runs into stages, and the per-stage choice of `--measure auto` (no valgrind needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bolt_bot import instrplan
+from bolt_bot.errors import BoltError
+from bolt_bot.instructions import InstructionRun, codspeed_requirement
+from bolt_bot.model import BenchmarkRound, Results, StageComparison
+from bolt_bot.render import render_comment
+from bolt_bot.rounds import RoundResult
+from bolt_bot.settings import Settings
+from bolt_bot.stats import decide_counts
+from bolt_bot.walltime import SideSetup, WalltimeRun
+
+T, W = 0.01, 0.005
+
+
+@pytest.mark.parametrize("head, repeat, verdict, note", [
+    (1_000_000, 0.0, "unchanged", None),
+    (1_004_000, 0.0, "unchanged", None),  # +0.4 %: below the warning band
+    (1_007_000, 0.0, "unchanged", "warning: +0.7 % (within the 0.5-1 % band)"),
+    (993_000, 0.0, "unchanged", "warning: -0.7 % (within the 0.5-1 % band)"),
+    (1_010_000, 0.0, "regressed", None),
+    (1_026_000, 0.001, "regressed", None),
+    (985_000, 0.0, "improved", None),
+    (1_026_000, 0.006, "inconclusive", "did not repeat"),
+    (1_000_000, -0.02, "inconclusive", "did not repeat"),
+    (1_026_000, None, "inconclusive", "repeat run could not measure"),
+])
+def test_decide_counts_bands(head, repeat, verdict, note):
+    got, why = decide_counts(1_000_000, head, repeat, T, W)
+    assert got == verdict
+    if note is None:
+        assert why is None
+    else:
+        assert note in why
+
+
+def test_decide_counts_no_counts_is_inconclusive():
+    assert decide_counts(0, 5, 0.0, T, W)[0] == "inconclusive"
+
+
+def run(counts, failed=None):
+    return InstructionRun(counts=dict(counts), failed=dict(failed or {}), log_excerpt="")
+
+
+def test_counts_to_stages_merges_sides_failures_and_repeat():
+    runs = {
+        "base": run({"a": 1000, "b": 1000, "c": 1000, "gone": 50}, {"crash": "the process crashed (SIGSEGV)"}),
+        "head": run({"a": 1030, "b": 1007, "c": 1000, "new": 70, "crash": 900}),
+        instrplan.REPEAT: run({"a": 1030, "b": 1007, "c": 1020, "new": 70, "crash": 900}),
+    }
+    stages = {s.name: s for s in instrplan.counts_to_stages(runs, {}, T, W)}
+    assert {n: s.verdict for n, s in stages.items()} == {
+        "a": "regressed", "b": "unchanged", "c": "inconclusive", "crash": "failed", "gone": "removed", "new": "added"}
+    a = stages["a"]
+    assert a.measure == "instructions" and a.ratio == pytest.approx(1.03) and a.ci == [a.ratio, a.ratio] and a.p is None
+    assert a.base.unit == a.head.unit == "instr" and a.base.center == a.base.median == 1000
+    assert a.head.values == [1030.0, 1030.0] and a.head.rounds == 2
+    assert "warning: +0.7 %" in stages["b"].note
+    assert "did not repeat" in stages["c"].note
+    assert stages["crash"].note == "failed on base: the process crashed (SIGSEGV)"
+
+
+def test_a_side_that_cannot_run_fails_its_stages():
+    runs = {"base": run({"a": 10, "b": 20})}
+    stages = instrplan.counts_to_stages(runs, {"head": "collection error in tests/x.py: boom"}, T, W)
+    assert {s.verdict for s in stages} == {"failed"}
+    assert all("boom" in s.note for s in stages)
+
+
+def test_measure_counts_runs_base_head_then_head_again_with_equal_length_workdirs(tmp_path):
+    calls = []
+
+    def fake(python, checkout, args, *, env, timeout, workdir):
+        calls.append((Path(checkout).name, Path(workdir).name, list(args)))
+        return run({"t::a": 100, "t::b": 200} if Path(checkout).name == "base" else {"t::a": 103, "t::b": 200})
+
+    setups = {side: SideSetup(Path("py"), Path(side), {}) for side in ("base", "head")}
+    plan = instrplan.CountPlan(pytest_args=["t::a", "t::b"])
+    result = instrplan.measure_counts(setups, plan, tmp_path, counts_fn=fake)
+    assert [(c, w) for c, w, _ in calls] == [("base", "base"), ("head", "head"), ("head", instrplan.REPEAT)]
+    assert len({len(w) for _, w, _ in calls}) == 1
+    assert {s.name: s.verdict for s in result.stages} == {"t::a": "regressed", "t::b": "unchanged"}
+
+
+def test_measure_counts_both_sides_broken_raises(tmp_path):
+    def fake(*a, **k):
+        raise BoltError("pytest-codspeed is not installed")
+
+    setups = {side: SideSetup(Path("py"), Path(side), {}) for side in ("base", "head")}
+    with pytest.raises(BoltError, match="both sides"):
+        instrplan.measure_counts(setups, instrplan.CountPlan(), tmp_path, counts_fn=fake)
+
+
+# --- auto: discovery, split, merging ------------------------------------------------------------
+
+def record(name, median, minimum=None):
+    return BenchmarkRound(name=name, median=median, min=median if minimum is None else minimum)
+
+
+class FakeRounds:
+    """Wall-time discovery rounds give `wall`; process_time rounds give `cpu` (seconds per call)."""
+
+    def __init__(self, wall, cpu, failed=None):
+        self.wall, self.cpu, self.failed, self.calls = wall, cpu, failed or {}, []
+
+    def __call__(self, python, checkout, targets, workdir, *, label, pytest_args, env, timeout, **_):
+        cpu = instrplan.CPU_TIMER in pytest_args
+        self.calls.append((Path(checkout).name, label, list(targets), "CODSPEED_ENV" in env))
+        table = self.cpu if cpu else self.wall
+        names = targets or list(table)
+        return RoundResult(records=[record(n, table[n]) for n in names if n in table], failed=dict(self.failed))
+
+
+SETUPS = {side: SideSetup(Path("py"), Path(side), {"CODSPEED_ENV": "x"}) for side in ("base", "head")}
+
+
+def test_discover_splits_by_call_time_pattern_cpu_share_and_failures(tmp_path):
+    wall = {"t::fast": 0.002, "t::slow": 0.5, "t::io": 0.01, "t::threads": 0.01, "t::net_fetch": 0.001, "t::edge": 0.1}
+    cpu = {"t::fast": 0.0019, "t::io": 0.0005, "t::threads": 0.03, "t::edge": 0.1}
+    rounds = FakeRounds(wall, cpu, failed={"t::broken": "ZeroDivisionError"})
+    settings = Settings(walltime_stages=["*net_*"])
+    split = instrplan.discover(settings, SETUPS, tmp_path, instrplan.Progress(quiet=True), rounds)
+    assert split.counted == ["t::edge", "t::fast"]
+    assert set(split.timed) == {"t::slow", "t::io", "t::threads", "t::net_fetch", "t::broken"}
+    assert "500 ms" in split.reasons["t::slow"] and "I/O" in split.reasons["t::io"]
+    assert "threads" in split.reasons["t::threads"] and "*net_*" in split.reasons["t::net_fetch"]
+    # Two wall rounds (one per side), one CPU round of the short stages on head; never with CODSPEED_ENV.
+    assert [(c, label) for c, label, _, _ in rounds.calls] == [("base", "discovery-wall"), ("head", "discovery-wall"),
+                                                              ("head", "discovery-cpu")]
+    assert set(rounds.calls[2][2]) == {"t::fast", "t::io", "t::threads", "t::edge"}
+    assert not any(has for *_, has in rounds.calls)
+
+
+def stage(name, verdict, measure):
+    return StageComparison(name=name, verdict=verdict, measure=measure, ratio=1.0)
+
+
+def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
+    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5}, {"t::fast": 0.002})
+    seen = {}
+
+    def counts_fn(python, checkout, args, *, env, timeout, workdir):
+        seen.setdefault("counts", []).append(list(args))
+        return run({"t::fast": 1000})
+
+    def walltime_fn(setups, plan, workdir, progress):
+        seen["targets"] = plan.targets
+        seen["wall_env"] = [s.env for s in setups.values()]
+        return WalltimeRun(sides={}, stages=[stage("t::slow", "unchanged", "walltime")], rounds={}, extra_pairs=1)
+
+    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+                                 counts_fn=counts_fn, valgrind=lambda: "/usr/bin/valgrind")
+    assert measured.measure == "mixed"
+    assert [(s.name, s.measure) for s in measured.stages] == [("t::fast", "instructions"), ("t::slow", "walltime")]
+    assert seen["targets"] == ["t::slow"] and all("t::fast" in a for a in seen["counts"])
+    assert all("CODSPEED_ENV" not in env for env in seen["wall_env"])
+    assert measured.environment["discovery"]["walltime"] == 1 and measured.environment["extra_rounds"] == 1
+    assert measured.environment["instructions"]["repeated_identically"] == 1
+    assert measured.notices == []
+
+
+def test_no_valgrind_falls_back_to_wall_time_with_a_notice(tmp_path):
+    def walltime_fn(setups, plan, workdir, progress):
+        return WalltimeRun(sides={}, stages=[stage("t::a", "unchanged", "walltime")], rounds={})
+
+    for mode in ("auto", "instructions"):
+        measured = instrplan.measure(Settings(measure=mode), SETUPS, tmp_path, walltime_fn=walltime_fn,
+                                     valgrind=lambda: None)
+        assert measured.measure == "walltime" and len(measured.notices) == 1 and "valgrind" in measured.notices[0]
+
+
+def test_requirements_add_codspeed_only_when_counts_may_be_used(monkeypatch):
+    assert codspeed_requirement() in instrplan.requirements(Settings(measure="instructions"))
+    assert codspeed_requirement() not in instrplan.requirements(Settings(measure="walltime"))
+    monkeypatch.setattr(instrplan, "valgrind_available", lambda: None)
+    assert codspeed_requirement() not in instrplan.requirements(Settings(measure="auto"))
+
+
+def test_walltime_stages_setting_reads_patterns():
+    assert Settings().updated({"walltime-stages": "*io* tests/net.py::*"}, "x").walltime_stages == ["*io*", "tests/net.py::*"]
+
+
+def test_comment_shows_counts_and_the_warning_band_stage(tmp_path):
+    runs = {"base": run({"t::reg": 12_300_000, "t::warn": 1_000_000, "t::same": 5_000}),
+            "head": run({"t::reg": 12_620_000, "t::warn": 1_007_000, "t::same": 5_000})}
+    runs[instrplan.REPEAT] = runs["head"]
+    stages = instrplan.counts_to_stages(runs, {}, T, W)
+    results = Results(stages=stages, verdict="regressed", measure="instructions",
+                      settings=Settings().to_dict(), environment={})
+    text = render_comment(results)
+    assert "| 12.3 M instr | 12.6 M instr | **+2.6 %** | exact count |" in text
+    others = text.split("in the warning band</summary>")[1].split("</details>")[0]
+    assert "t::warn" in others and "warning: +0.7 % (within the 0.5-1 % band)" in others and "🟡" in others
+    unchanged = text.split("unchanged stages</summary>")[1]
+    assert "t::same" in unchanged and "t::warn" not in unchanged
+    assert "floor 1.0 % (instruction counts), warning band from 0.5 %" in text

@@ -1,0 +1,166 @@
+"""`bolt run --measure instructions|auto` on a repository it has never seen, under real valgrind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from bolt_bot.cli import main
+from bolt_bot.instructions import valgrind_available
+from tests.conftest import commit, git, make_repo
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(valgrind_available() is None, reason="valgrind is not installed"),
+    pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed"),
+]
+
+# Six stages of pure-Python CPU work (about 1-10 ms a call); WORK sets each stage's loop length, so
+# head can slow a chosen stage by a known fraction: the loop is nearly all of a stage's instructions.
+PIPELINE = '''
+"""A six-stage pipeline whose cost per stage is set in WORK."""
+
+WORK = {work!r}
+
+
+def _spin(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def ingest():
+    return _spin(WORK["ingest"])
+
+
+def parse():
+    return _spin(WORK["parse"])
+
+
+def clean():
+    return sorted(str(i) for i in range(WORK["clean"]))
+
+
+def join():
+    return _spin(WORK["join"])
+
+
+def render():
+    return "".join(str(i) for i in range(WORK["render"]))
+
+
+def export():
+    return _spin(WORK["export"])
+'''
+
+BENCHES = '''
+import pytest
+import minipipe
+
+
+@pytest.mark.parametrize("stage", ["ingest", "parse", "clean", "join", "render", "export"])
+def test_stage(benchmark, stage):
+    benchmark(getattr(minipipe, stage))
+'''
+
+BASE_WORK = {"ingest": 20000, "parse": 40000, "clean": 8000, "join": 30000, "render": 15000, "export": 60000}
+# parse 3 % and join 4.5 % more loop iterations: both must be found, nothing else flagged.
+HEAD_WORK = dict(BASE_WORK, parse=41200, join=31350)
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "minipipe"
+version = "0"
+
+[tool.setuptools]
+py-modules = ["minipipe"]
+"""
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("instr-run") / "never-seen", {
+        "pyproject.toml": PYPROJECT,
+        "minipipe.py": PIPELINE.format(work=BASE_WORK),
+        "bench/test_bench.py": BENCHES,
+    })
+    base = git(root, "rev-parse", "HEAD")
+    head = commit(root, {"minipipe.py": PIPELINE.format(work=HEAD_WORK)}, "head: parse and join slower")
+    return root, base, head
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(main, ["run", "--quiet", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def short(name: str) -> str:
+    return name.split("[")[1].rstrip("]")
+
+
+@pytest.fixture(scope="module")
+def two_runs(repo, tmp_path_factory):
+    root, base, head = repo
+    results = []
+    for i in range(2):
+        out = tmp_path_factory.mktemp(f"out{i}")
+        code, output = run_cli("--repo", str(root), "--base", base, "--head", head, "--measure", "instructions",
+                               "--no-profile", "--out", str(out))
+        assert code == 0, output
+        results.append((out, json.loads((out / "results.json").read_text())))
+    return results
+
+
+def test_finds_both_slowdowns_and_flags_nothing_else(two_runs):
+    out, results = two_runs[0]
+    assert results["measure"] == "instructions"
+    stages = {short(s["name"]): s for s in results["stages"]}
+    assert set(stages) == set(BASE_WORK)
+    verdicts = {name: s["verdict"] for name, s in stages.items()}
+    assert verdicts == {**{n: "unchanged" for n in BASE_WORK}, "parse": "regressed", "join": "regressed"}, verdicts
+    assert 1.02 < stages["parse"]["ratio"] < 1.035 and 1.035 < stages["join"]["ratio"] < 1.05
+    for name in ("ingest", "clean", "render", "export"):
+        assert abs(stages[name]["ratio"] - 1) < 0.003, (name, stages[name]["ratio"])
+    for s in stages.values():
+        assert s["measure"] == "instructions" and s["base"]["unit"] == "instr" and s["p"] is None
+        assert s["ci"] == [s["ratio"], s["ratio"]]
+    comment = (out / "comment.md").read_text()
+    assert "2 stages slower" in comment and " instr |" in comment and "instruction counts (callgrind)" in comment
+
+
+def test_the_same_run_twice_gives_identical_counts(two_runs):
+    (_, first), (_, second) = two_runs
+    counts = [{s["name"]: (s["base"]["center"], s["head"]["values"]) for s in r["stages"]} for r in (first, second)]
+    assert counts[0] == counts[1]
+    # ...and head's repeat pass inside each run matched its first pass.
+    for r in (first, second):
+        assert r["environment"]["instructions"]["repeated_identically"] == len(BASE_WORK)
+
+
+def test_auto_sends_short_stages_to_callgrind_and_io_stages_to_wall_time(repo, tmp_path):
+    root, base, _ = repo
+    # A sleeping stage (I/O-like: CPU time far below wall time) and a long one (> 0.1 s a call).
+    head2 = commit(root, {"bench/test_other.py": (
+        "import time\n\n\n"
+        "def test_sleepy(benchmark):\n    benchmark(time.sleep, 0.002)\n\n\n"
+        "def test_long(benchmark):\n    benchmark.pedantic(lambda: sum(i * i for i in range(3_000_000)), rounds=2)\n"
+    )}, "head: two stages for wall time")
+    out = tmp_path / "out"
+    code, output = run_cli("--repo", str(root), "--base", base, "--head", head2, "--rounds", "2", "--budget", "0",
+                           "--no-profile", "--out", str(out))
+    assert code == 0, output
+    results = json.loads((out / "results.json").read_text())
+    measures = {s["name"].split("::")[-1]: s["measure"] for s in results["stages"]}
+    assert results["measure"] == "mixed", measures
+    assert measures["test_sleepy"] == "walltime" and measures["test_long"] == "walltime", measures
+    assert {measures[f"test_stage[{n}]"] for n in BASE_WORK} == {"instructions"}, measures
+    reasons = results["environment"]["discovery"]["walltime_reasons"]
+    assert "I/O" in reasons[next(n for n in reasons if n.endswith("test_sleepy"))]
+    assert (out / "comment.md").read_text().count("ⁱ") >= 6
