@@ -36,6 +36,10 @@ class SideRounds:
     failed: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # the whole suite failed on this side: its missing stages are failed, not added/removed
 
+    def medians(self) -> list[dict[str, float]]:
+        """Each round as {stage: median}."""
+        return [{r.name: r.median for r in one_round} for one_round in self.rounds]
+
     def by_stage(self) -> dict[str, list[BenchmarkRound]]:
         stages: dict[str, list[BenchmarkRound]] = {}
         for one_round in self.rounds:
@@ -44,8 +48,16 @@ class SideRounds:
         return stages
 
 
-def summarize(records: Sequence[BenchmarkRound], error: str | None = None) -> SideSummary:
-    values = [r.median for r in records]
+def _columns(rounds: list[dict[str, float]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for one in rounds:
+        for name, value in one.items():
+            out.setdefault(name, []).append(value)
+    return out
+
+
+def summarize(records: Sequence[BenchmarkRound], error: str | None = None, values: list[float] | None = None) -> SideSummary:
+    values = [r.median for r in records] if values is None else values
     if not values:
         return SideSummary(error=error)
     center, spread = stats.center_and_spread(values)
@@ -78,9 +90,23 @@ def compare_sides(
     threshold: float,
     alpha: float = 0.05,
     measure: str = WALLTIME,
+    normalise: bool = True,
+    notices: list[str] | None = None,
 ) -> list[StageComparison]:
     """One StageComparison per stage seen on either side. `threshold` is in percent."""
     base_stages, head_stages = base.by_stage(), head.by_stage()
+    base_rounds, head_rounds = base.medians(), head.medians()
+    if normalise:
+        normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds)
+        shift = stats.suite_shift(f_base, f_head)
+        if shift is not None and shift.p < alpha and abs(shift.ratio - 1) * 100 >= threshold:
+            # Interleaved rounds spread machine noise over both sides alike: a shift of every stage that is
+            # this consistent is the code's, so it must not be normalised away.
+            if notices is not None:
+                notices.append(f"the whole suite ran {(shift.ratio - 1) * 100:+.1f} % on head, all stages together")
+        else:
+            base_rounds, head_rounds = normal_base, normal_head
+    base_values, head_values = _columns(base_rounds), _columns(head_rounds)
     names = sorted(set(base_stages) | set(head_stages) | set(base.failed) | set(head.failed))
     floor = threshold / 100.0
     comparisons: list[StageComparison] = []
@@ -95,8 +121,8 @@ def compare_sides(
             params=first.params,
             measure=measure,
             extra_info=first.extra_info,
-            base=summarize(b, base.failed.get(name)),
-            head=summarize(h, head.failed.get(name)),
+            base=summarize(b, base.failed.get(name), base_values.get(name)),
+            head=summarize(h, head.failed.get(name), head_values.get(name)),
         )
         comparisons.append(stage)
         if name in head.failed or name in base.failed:
@@ -113,7 +139,7 @@ def compare_sides(
                 stage.verdict = ADDED if not b else REMOVED
             continue
         pending.append((stage, b, h))
-    estimates = stats.estimate_many_from_rounds([([r.median for r in b], [r.median for r in h]) for _, b, h in pending])
+    estimates = stats.estimate_many_from_rounds([(base_values[s.name], head_values[s.name]) for s, _, _ in pending])
     tested: list[tuple[StageComparison, stats.Estimate]] = []
     for (stage, b, h), est in zip(pending, estimates):
         est = est or _within_run(b, h)

@@ -2,9 +2,10 @@
 
 Each pytest process (round) is one sample: measurement-facts.md shows that the variance lives between
 processes, so the samples inside one process are not independent evidence. With two or more rounds per
-side Bolt runs Welch's t-test on the logarithms of the per-round medians (a ratio becomes a difference),
-controls the false discovery rate across stages with Benjamini-Hochberg, and asks for an effect of at
-least the floor. With a single round per side it falls back on the samples inside that round and marks
+side Bolt removes the noise common to a whole round, compares the logarithms of the per-round medians
+with Yuen's trimmed t-test (a ratio becomes a difference; the most extreme rounds are trimmed), controls
+the false discovery rate across stages with Benjamini-Hochberg, and asks for an effect of at least the
+floor. With a single round per side it falls back on the samples inside that round and marks
 the result low-confidence.
 """
 
@@ -56,31 +57,96 @@ def estimate_from_rounds(base: Sequence[float], head: Sequence[float]) -> Estima
     return estimate_many_from_rounds([(base, head)])[0]
 
 
+TRIM = 0.1  # the share of rounds trimmed from each end (Yuen's test): a few disturbed rounds do not count
+
+
+def _yuen_parts(sorted_logs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Trimmed means, Yuen's d (squared standard error of the trimmed mean), and h (rounds kept), per row."""
+    n = sorted_logs.shape[1]
+    g = int(math.floor(TRIM * n))
+    h = n - 2 * g
+    trimmed = sorted_logs[:, g : n - g].mean(axis=1)
+    winsorized = np.clip(sorted_logs, sorted_logs[:, [g]], sorted_logs[:, [n - g - 1]])
+    d = (n - 1) * winsorized.var(axis=1, ddof=1) / (h * (h - 1))
+    return trimmed, d, h
+
+
 def estimate_many_from_rounds(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[Estimate | None]:
-    """Welch's t-test on log per-round medians for many stages at once, vectorised by round counts."""
+    """Yuen's trimmed t-test on log per-round medians for many stages at once, vectorised by round counts.
+
+    Trimming the most extreme rounds on each side (10 %) keeps a disturbed round from moving the verdict,
+    where a plain mean breaks down, while keeping a parametric p-value that small round counts can
+    still make significant after false-discovery control (a rank test cannot with five rounds). With
+    fewer than ten rounds nothing is trimmed and it is Welch's test. Stages whose rounds are identical
+    on each side (counted instructions, a coarse clock) have no noise: their ratio is exact, p 0 or 1.
+    """
     out: list[Estimate | None] = [None] * len(pairs)
     shapes: dict[tuple[int, int], list[int]] = {}
     for i, (base, head) in enumerate(pairs):
         if len(base) >= 2 and len(head) >= 2 and min(base) > 0 and min(head) > 0:
             shapes.setdefault((len(base), len(head)), []).append(i)
-    for (n_b, n_h), index in shapes.items():
-        log_b = np.log(np.array([pairs[i][0] for i in index], float))
-        log_h = np.log(np.array([pairs[i][1] for i in index], float))
-        diff = log_h.mean(axis=1) - log_b.mean(axis=1)
-        var_b = log_b.var(axis=1, ddof=1) / n_b
-        var_h = log_h.var(axis=1, ddof=1) / n_h
-        se2 = var_b + var_h
+    for index in shapes.values():
+        log_b = np.sort(np.log(np.array([pairs[i][0] for i in index], float)), axis=1)
+        log_h = np.sort(np.log(np.array([pairs[i][1] for i in index], float)), axis=1)
+        mean_b, d_b, h_b = _yuen_parts(log_b)
+        mean_h, d_h, h_h = _yuen_parts(log_h)
+        diff = mean_h - mean_b
+        se2 = d_b + d_h
         noisy = se2 > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            dof = np.where(noisy, se2**2 / (var_b**2 / (n_b - 1) + var_h**2 / (n_h - 1)), 1.0)
+            dof = np.where(noisy, se2**2 / (d_b**2 / (h_b - 1) + d_h**2 / (h_h - 1)), 1.0)
             se = np.sqrt(se2)
-            p = np.where(noisy, 2 * sps.t.sf(np.abs(diff / np.where(noisy, se, 1.0)), dof), (diff != 0).choose(1.0, 0.0))
-        margin = sps.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
+            p = 2 * sps.t.sf(np.abs(diff / np.where(noisy, se, 1.0)), dof)
+            margin = sps.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
         for j, i in enumerate(index):
-            d, m = float(diff[j]), float(margin[j])
-            # Identical rounds on each side (instruction counts, a coarse clock) have no noise: p is 0 or 1.
-            out[i] = Estimate(math.exp(d), (math.exp(d - m), math.exp(d + m)), float(p[j]))
+            d = float(diff[j])
+            if not noisy[j]:
+                ratio = math.exp(d)
+                out[i] = Estimate(ratio, (ratio, ratio), 1.0 if d == 0.0 else 0.0)
+            else:
+                m = float(margin[j])
+                out[i] = Estimate(math.exp(d), (math.exp(d - m), math.exp(d + m)), float(p[j]))
     return out
+
+
+def round_factors(rounds: Sequence[dict[str, float]], typical: dict[str, float], min_stages: int = 4) -> list[float]:
+    """How much slower (>1) or faster each round ran as a whole: the median over its stages of value/typical."""
+    factors = []
+    for one in rounds:
+        ratios = [value / typical[name] for name, value in one.items() if typical.get(name, 0) > 0 and value > 0]
+        factors.append(float(np.median(ratios)) if len(ratios) >= min_stages else 1.0)
+    return factors
+
+
+def normalise_rounds(
+    base: Sequence[dict[str, float]], head: Sequence[dict[str, float]], min_stages: int = 4
+) -> tuple[list[dict[str, float]], list[dict[str, float]], list[float], list[float]]:
+    """Remove common-mode noise: divide each round by how much slower or faster it ran as a whole.
+
+    A busy neighbour or a slower core moves every stage of a round together. The typical value of each
+    stage is taken over the rounds of BOTH sides, and a round's factor is the median over its stages of
+    value/typical, so a few changed stages do not move it. A change of the whole suite between base and
+    head looks like machine noise to this; `suite_shift` tests the factors for that separately. Rounds
+    with fewer than `min_stages` stages carry too little evidence for a factor and are left as they are.
+    """
+    columns: dict[str, list[float]] = {}
+    for one in [*base, *head]:
+        for name, value in one.items():
+            columns.setdefault(name, []).append(value)
+    typical = {name: float(np.median(values)) for name, values in columns.items()}
+    f_base, f_head = round_factors(base, typical, min_stages), round_factors(head, typical, min_stages)
+
+    def apply(rounds, factors):
+        return [{n: v / f for n, v in one.items()} if f > 0 else dict(one) for one, f in zip(rounds, factors)]
+
+    return apply(base, f_base), apply(head, f_head), f_base, f_head
+
+
+def suite_shift(f_base: Sequence[float], f_head: Sequence[float]) -> Estimate | None:
+    """Did the whole suite run slower on head? The round factors of the two sides, compared like a stage."""
+    usable_b = [f for f in f_base if f != 1.0]
+    usable_h = [f for f in f_head if f != 1.0]
+    return estimate_from_rounds(usable_b, usable_h)
 
 
 def _welch_parts(diff: float, var_b: float, n_b: int, var_h: float, n_h: int):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bolt_bot import stats
 from bolt_bot.compare import SideRounds, compare_sides
-from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, StageComparison
+from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.progress import Progress
 from bolt_bot.rounds import RoundResult, run_round
 
@@ -50,6 +50,7 @@ class WalltimeRun:
     extra_pairs: int = 0
     confirm_pairs: int = 0
     seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
 
 
 class _Runner:
@@ -62,6 +63,7 @@ class _Runner:
         self.deselect: dict[str, list[str]] = {side: [] for side in setups}
         self.dead: set[str] = set()
         self.pairs = 0
+        self.notices: list[str] = []
         self.counts = {side: 0 for side in setups}
 
     def pair(self, targets: list[str], tag: str) -> dict[str, list]:
@@ -100,7 +102,9 @@ class _Runner:
             self.progress.warn(f"{side}: the benchmark suite failed: {result.error}")
 
     def compare(self) -> list[StageComparison]:
-        return compare_sides(self.sides[BASE], self.sides[HEAD], threshold=self.plan.threshold, alpha=self.plan.alpha)
+        self.notices = []
+        return compare_sides(self.sides[BASE], self.sides[HEAD], threshold=self.plan.threshold, alpha=self.plan.alpha,
+                             notices=self.notices)
 
 
 def measure_walltime(
@@ -125,21 +129,29 @@ def measure_walltime(
         unclear = [s.name for s in stages if s.verdict == INCONCLUSIVE and s.ratio is not None]
         if not unclear:
             break
-        runner.pair(unclear, "extra")
+        runner.pair(unclear + _anchors(stages, unclear), "extra")
         extra += 1
         stages = runner.compare()
     confirmed = 0
     flagged = [s.name for s in stages if s.verdict == REGRESSED]
     if flagged and not runner.dead:
         confirm = {BASE: SideRounds(), HEAD: SideRounds()}
+        anchors = _anchors(stages, flagged)
         for _ in range(plan.confirm_pairs):
-            for side, records in runner.pair(flagged, "confirm").items():
+            for side, records in runner.pair(flagged + anchors, "confirm").items():
                 confirm[side].rounds.append(records)
             confirmed += 1
         stages = runner.compare()
         _require_confirmation(stages, confirm, plan.threshold / 100)
     return WalltimeRun(sides=runner.sides, stages=stages, rounds=dict(runner.counts), extra_pairs=extra,
-                       confirm_pairs=confirmed, seconds=time.monotonic() - started)
+                       confirm_pairs=confirmed, seconds=time.monotonic() - started, notices=runner.notices)
+
+
+def _anchors(stages: list[StageComparison], chosen: list[str], count: int = 6) -> list[str]:
+    """Steady unchanged stages measured along with a subset, so its rounds can be normalised too."""
+    steady = sorted((s for s in stages if s.verdict == UNCHANGED and s.name not in chosen and s.base and s.base.rel_stddev is not None),
+                    key=lambda s: s.base.rel_stddev)
+    return [s.name for s in steady[:count]]
 
 
 def _require_confirmation(stages: list[StageComparison], confirm: dict[str, SideRounds], floor: float) -> None:

@@ -62,8 +62,8 @@ def test_false_alarm_rate_over_many_identical_stages():
 def test_detects_known_shifts(size, expected_rate):
     rng = np.random.default_rng(2)
     found = 0
-    for _ in range(100):
-        base, head = simulate(rng, 10, 10, 0.02, shift={3: size})
+    for _ in range(100):  # 14 rounds: the 10 planned plus the extra rounds `bolt run` gives unclear stages
+        base, head = simulate(rng, 10, 14, 0.02, shift={3: size})
         by_name = {s.name: s for s in compare_sides(base, head, threshold=3.0)}
         found += by_name["t::s3"].verdict == REGRESSED
     assert found / 100 >= expected_rate
@@ -102,7 +102,7 @@ def test_interval_contains_the_ratio_and_p_is_sane():
     low, high = stage.ci
     assert low < stage.ratio < high
     assert low > 1.15 and high < 1.25
-    assert 0 <= stage.p < 1e-6
+    assert 0 <= stage.p < 1e-4
     assert stage.verdict == REGRESSED
 
 
@@ -140,6 +140,26 @@ def test_added_removed_failed_and_run_verdict():
     assert by_name["t::breaks"].verdict == FAILED and "boom" in by_name["t::breaks"].note
     assert run_verdict(list(by_name.values())) == FAILED
     assert run_verdict([]) == FAILED  # nothing benchmarked is never a success
+
+
+def test_a_disturbed_round_does_not_make_a_regression():
+    """A busy neighbour slows one whole round 1.8x: normalisation and trimming keep the verdicts."""
+    rng = np.random.default_rng(6)
+    base, head = simulate(rng, 8, 10, 0.01)
+    for record in head.rounds[4]:
+        record.median *= 1.8
+    for record in base.rounds[7][:3]:
+        record.median *= 1.5  # and a few stages of another round
+    assert {s.verdict for s in compare_sides(base, head, threshold=3.0)} == {UNCHANGED}
+
+
+def test_a_whole_suite_shift_is_reported_as_a_notice():
+    rng = np.random.default_rng(7)
+    base, head = simulate(rng, 8, 10, 0.01, shift={i: 0.2 for i in range(8)})
+    notices: list[str] = []
+    verdicts = {s.verdict for s in compare_sides(base, head, threshold=3.0, notices=notices)}
+    assert notices and "whole suite" in notices[0]
+    assert verdicts == {REGRESSED}  # not normalised away
 
 
 def test_benjamini_hochberg_matches_the_textbook():
