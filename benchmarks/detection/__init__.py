@@ -1,0 +1,1 @@
+"""Bolt's detection-quality benchmark (see run.py and benchmarks/README.md)."""

@@ -1,0 +1,188 @@
+"""The detection rules compared side by side, and the plain run every time is measured against.
+
+Every rule gets the same PR (a base and a head checkout of the synthetic project, one shared environment)
+and answers with a `RuleOutcome`: which stages it flags as slower, the ratio it saw, and its wall time.
+
+To add a rule (the instruction-count mode is the planned third one): write a class with `name`, `label`,
+`available()` and `run(ctx)`, and add it to RULES. The table picks it up by name (table.RULE_ORDER).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bolt_bot.model import IMPROVED, REGRESSED
+from bolt_bot.progress import Progress
+from bolt_bot.settings import Settings
+from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+from detection.suite import (  # benchmarks/ is on sys.path (run.py and the tests put it there)
+    environ,
+    stage_of,
+)
+
+NAIVE_FAIL = "median:5%"
+NAIVE_LIMIT = 1.05  # pytest-benchmark's PercentageRegressionCheck: fails when head/base*100-100 > 5
+
+
+@dataclass
+class PrContext:
+    """One PR to judge: both checkouts, the environment, a private folder, and the plain base run already made."""
+
+    python: Path
+    trees: dict[str, Path]  # "base" / "head" → checkout
+    workdir: Path
+    stages: list[str]
+    plain: PlainRun
+    quick: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class RuleOutcome:
+    flagged: list[str]  # stages reported slower
+    ratios: dict[str, float | None]  # head/base as the rule saw it
+    seconds: float  # the rule's own wall time (for the naive rule: base + head runs)
+    verdicts: dict[str, str] = field(default_factory=dict)
+    improved: list[str] = field(default_factory=list)  # stages reported faster (all injections are slowdowns)
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"flagged": self.flagged, "improved": self.improved, "ratios": self.ratios, "seconds": self.seconds,
+                "verdicts": self.verdicts, "detail": self.detail}
+
+
+# ------------------------------------------------------------------------ the plain reference run
+
+@dataclass
+class PlainRun:
+    """One plain pytest-benchmark run of the base with default settings, saved to a storage folder.
+
+    It is the yardstick for everybody's wall time, and the naive rule's base run at the same time
+    (the naive rule is "one run each", so its base run is exactly one plain run)."""
+
+    seconds: float
+    json: Path
+    storage: Path
+    code: int
+    medians: dict[str, float]
+
+
+def _pytest(python: Path, checkout: Path, args: list[str], timeout: float) -> tuple[int, float, str]:
+    started = time.monotonic()
+    proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=checkout,
+                          env=environ(python), capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, time.monotonic() - started, (proc.stdout + proc.stderr)[-2000:]
+
+
+def _medians(path: Path) -> dict[str, float]:
+    data = json.loads(path.read_text())
+    return {stage_of(b["fullname"]): b["stats"]["median"] for b in data["benchmarks"]}
+
+
+def plain_run(python: Path, checkout: Path, workdir: Path, extra_args: list[str] = (), timeout: float = 1800) -> PlainRun:
+    """`extra_args` exists for the harness's own tests (shorter runs); the benchmark itself passes nothing."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    storage, out = workdir / "storage", workdir / "plain-base.json"
+    code, seconds, output = _pytest(python, checkout, [f"--benchmark-storage=file://{storage}", "--benchmark-save=base",
+                                                       f"--benchmark-json={out}", *extra_args], timeout)
+    if not out.exists():
+        raise RuntimeError(f"the plain base run wrote no JSON (exit code {code}): {output[-500:]}")
+    return PlainRun(seconds=seconds, json=out, storage=storage, code=code, medians=_medians(out))
+
+
+# ------------------------------------------------------------------------------------- the rules
+
+class NaiveCompareFail:
+    """One base run, one head run, pytest-benchmark `--benchmark-compare-fail=median:5%` (default settings).
+
+    The verdict is read from the two JSON files' medians (head/base > 1.05), not from the exit code: compare-fail
+    reports by raising (exit code 1 for any failure). The exit code is kept to cross-check the parsing."""
+
+    name = "naive"
+    label = "one run each, pytest-benchmark `--benchmark-compare-fail=median:5%`"
+
+    def __init__(self, extra_args: list[str] = ()):
+        self.extra_args = list(extra_args)  # tests only
+
+    def available(self) -> str | None:
+        return None
+
+    def run(self, ctx: PrContext) -> RuleOutcome:
+        out = ctx.workdir / "naive-head.json"
+        code, seconds, output = _pytest(ctx.python, ctx.trees[HEAD], [
+            f"--benchmark-storage=file://{ctx.plain.storage}", "--benchmark-compare=0001",
+            f"--benchmark-compare-fail={NAIVE_FAIL}", f"--benchmark-json={out}", *self.extra_args], 1800)
+        if not out.exists():
+            raise RuntimeError(f"the naive head run wrote no JSON (exit code {code}): {output[-500:]}")
+        head, base = _medians(out), ctx.plain.medians
+        ratios = {s: (head[s] / base[s] if s in head and s in base and base[s] else None) for s in ctx.stages}
+        flagged = sorted(s for s, r in ratios.items() if r is not None and r > NAIVE_LIMIT)
+        return RuleOutcome(flagged=flagged, ratios=ratios, seconds=ctx.plain.seconds + seconds,
+                           verdicts={s: ("regressed" if s in flagged else "unchanged") for s in ctx.stages},
+                           detail={"exit_code": code, "head_seconds": seconds,
+                                   "exit_code_agrees": (code == 1) == bool(flagged)})
+
+
+class BoltWalltime:
+    """Bolt's wall-time path as `bolt run` drives it: measure_walltime on the two checkouts with Settings' defaults
+    (interleaved ABBA rounds, adaptive extra rounds, confirmation pass), a stage counts as flagged when its
+    verdict is `regressed`."""
+
+    name = "bolt"
+    label = "Bolt, wall time (interleaved rounds, extra rounds, confirmation)"
+
+    def __init__(self, rounds: int | None = None, budget: float | None = None, confirm_pairs: int | None = None,
+                 max_extra_pairs: int | None = None):
+        settings = Settings()
+        defaults = WalltimePlan()
+        self.plan = WalltimePlan(
+            rounds=rounds or settings.rounds, threshold=settings.threshold, alpha=settings.alpha,
+            budget=settings.budget if budget is None else budget, timeout=settings.round_timeout,
+            confirm_pairs=defaults.confirm_pairs if confirm_pairs is None else confirm_pairs,
+            max_extra_pairs=defaults.max_extra_pairs if max_extra_pairs is None else max_extra_pairs,
+        )
+
+    def available(self) -> str | None:
+        return None
+
+    def run(self, ctx: PrContext) -> RuleOutcome:
+        setups = {side: SideSetup(python=ctx.python, checkout=ctx.trees[side], env=environ(ctx.python)) for side in (BASE, HEAD)}
+        run = measure_walltime(setups, self.plan, ctx.workdir / "bolt", Progress(quiet=not ctx.verbose))
+        verdicts = {stage_of(s.name): s.verdict for s in run.stages}
+        ratios = {stage_of(s.name): s.ratio for s in run.stages}
+        return RuleOutcome(
+            flagged=sorted(s for s, v in verdicts.items() if v == REGRESSED),
+            improved=sorted(s for s, v in verdicts.items() if v == IMPROVED),
+            ratios=ratios, seconds=run.seconds, verdicts=verdicts,
+            detail={"rounds": run.rounds, "extra_pairs": run.extra_pairs, "confirm_pairs": run.confirm_pairs,
+                    "notes": {stage_of(s.name): s.note for s in run.stages if s.note},
+                    "plan": {"rounds": self.plan.rounds, "threshold": self.plan.threshold, "alpha": self.plan.alpha,
+                             "budget": self.plan.budget, "confirm_pairs": self.plan.confirm_pairs,
+                             "max_extra_pairs": self.plan.max_extra_pairs}},
+        )
+
+
+class BoltInstructions:
+    """PLACEHOLDER for the instruction-count mode (a colleague provides the measuring function).
+
+    To plug it in: in `run`, call the instruction-count measurement on ctx.trees[BASE] and ctx.trees[HEAD] with
+    ctx.python (pytest-codspeed must then be installed by suite.make_env too: add it there, same versions on both
+    sides), decide per stage with the instruction threshold (Settings().instr_threshold, stats.decide_counts), and
+    return a RuleOutcome like the other rules. Then delete `available`'s message. The table already has its row.
+    """
+
+    name = "instructions"
+    label = "Bolt, instruction counts (callgrind)"
+
+    def available(self) -> str | None:
+        return "the instruction-count mode is not wired into this harness yet"
+
+    def run(self, ctx: PrContext) -> RuleOutcome:  # pragma: no cover - placeholder
+        raise NotImplementedError(self.available())
+
+
+RULES = {"naive": NaiveCompareFail, "bolt": BoltWalltime, "instructions": BoltInstructions}

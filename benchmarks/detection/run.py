@@ -1,0 +1,200 @@
+"""Bolt's detection-quality benchmark: synthetic PRs with injected slowdowns, judged by Bolt and by the naive rule.
+
+    python benchmarks/detection/run.py                       # the full run: quiet, then with a CPU hog
+    python benchmarks/detection/run.py --quick               # smoke test, under ~2 minutes
+    python benchmarks/detection/run.py --prs 12 --no-hog --out quiet.md
+    python benchmarks/detection/run.py --from-raw quiet.jsonl hog.jsonl --out both.md   # re-render only
+
+For every condition (quiet; a CPU hog pinned to the other core) and every PR (a head commit of the synthetic
+project that slows some stages down by 0, 2, 5 or 10 %): one plain pytest-benchmark run of the base with default
+settings (the yardstick for wall time, and the naive rule's base run), the naive rule's head run, and Bolt's
+wall-time measurement (measure_walltime on two worktrees, Bolt's default settings). The order of Bolt and the
+naive pair alternates between PRs. Writes the markdown table to --out and one JSON line per PR next to it
+(--out with the suffix .jsonl), flushed as each PR finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/, for `detection.*`
+
+from bolt_bot import gitrepo
+from bolt_bot.walltime import BASE, HEAD
+from detection import suite, table
+from detection.hog import cpu_hog, other_core
+from detection.rules import RULES, BoltWalltime, NaiveCompareFail, PrContext, plain_run
+
+DEFAULT_PRS = 8  # per condition; see benchmarks/README.md for the time estimate
+DEFAULT_SIZES = "0,2,5,10"
+QUICK_SIZES = "0,10"
+CHANGED_PER_PR = 3  # stages slowed down in a non-zero PR
+HOG_SECONDS_PER_PR = 400  # upper bound for the hog's own deadline
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prs", type=int, help=f"PRs per condition (default {DEFAULT_PRS}, quick 2)")
+    p.add_argument("--sizes", help=f"injected slowdowns in percent, cycled over the PRs (default {DEFAULT_SIZES}, quick {QUICK_SIZES})")
+    hog = p.add_mutually_exclusive_group()
+    hog.add_argument("--hog", dest="conditions", action="store_const", const=["hog"], help="only with the CPU hog")
+    hog.add_argument("--no-hog", dest="conditions", action="store_const", const=["quiet"], help="only quiet")
+    p.add_argument("--out", type=Path, default=Path("detection-results.md"), help="markdown table; raw JSON lines go to the .jsonl next to it")
+    p.add_argument("--quick", action="store_true", help="2 PRs, 3 rounds, 3 stages, short extra/confirmation passes")
+    p.add_argument("--rules", default="naive,bolt", help=f"comma-separated, from {', '.join(RULES)} (default naive,bolt)")
+    p.add_argument("--stages", help=f"comma-separated stage names (default all {len(suite.STAGES)}; quick {','.join(suite.QUICK_STAGES)})")
+    p.add_argument("--changed", type=int, default=CHANGED_PER_PR, help="stages slowed down in each non-zero PR")
+    p.add_argument("--rounds", type=int, help="Bolt's rounds per side (default Bolt's own default; quick 3)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder, removed at the end)")
+    p.add_argument("--verbose", action="store_true", help="Bolt's progress output")
+    p.add_argument("--from-raw", nargs="+", type=Path, metavar="JSONL", help="only render the table from raw files")
+    args = p.parse_args(argv)
+    args.conditions = args.conditions or ["quiet", "hog"]
+    return args
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_rules(names: list[str], quick: bool, rounds: int | None, plain_args: list[str] = ()) -> dict:
+    rules = {}
+    for name in names:
+        if name not in RULES:
+            raise SystemExit(f"unknown rule {name!r}; known: {', '.join(RULES)}")
+        if name == "bolt":
+            rules[name] = BoltWalltime(rounds=rounds or (3 if quick else None), budget=5.0 if quick else None,
+                                       confirm_pairs=1 if quick else None, max_extra_pairs=1 if quick else None)
+        elif name == "naive":
+            rules[name] = NaiveCompareFail(plain_args)
+        else:
+            rules[name] = RULES[name]()
+        reason = rules[name].available()
+        if reason:
+            log(f"rule {name}: skipped, {reason}")
+            del rules[name]
+    return rules
+
+
+def run_pr(python: Path, repo: suite.SuiteRepo, pr: suite.PrSpec, stages: list[suite.Stage], rules: dict, workdir: Path,
+           condition: str, *, plain_args: list[str] = (), verbose: bool = False) -> dict:
+    """One PR under one condition, judged by every rule. Returns the raw record (one JSON line)."""
+    folder = workdir / f"{condition}-pr{pr.index:03d}"
+    record = {"kind": "pr", "condition": condition, "pr": pr.index, "size": pr.size, "injected": pr.injected,
+              "stages": [s.name for s in stages], "sha": pr.sha, "rules": {}}
+    started = time.monotonic()
+    with gitrepo.worktrees(repo.path, {BASE: repo.base, HEAD: pr.sha}, parent=workdir) as trees:
+        paths = {side: tree.path for side, tree in trees.items()}
+        for path in paths.values():
+            suite.compile_checkout(python, path)
+        # The naive pair (plain base run, then the naive head run) stays together; Bolt goes before it on odd PRs.
+        order = [name for name in rules if name != "naive"]
+        order = (order + ["plain"] if pr.index % 2 else ["plain", *order])
+        record["order"] = order
+        ctx = None
+        for step in order:
+            if step == "plain":
+                plain = plain_run(python, paths[BASE], folder / "plain", plain_args)
+                record["plain_seconds"], record["plain_exit_code"] = plain.seconds, plain.code
+                ctx = PrContext(python=python, trees=paths, workdir=folder, stages=record["stages"], plain=plain, verbose=verbose)
+                if "naive" in rules:
+                    record["rules"]["naive"] = _judge(rules["naive"], ctx)
+                continue
+            ctx_now = ctx or PrContext(python=python, trees=paths, workdir=folder, stages=record["stages"], plain=None, verbose=verbose)
+            record["rules"][step] = _judge(rules[step], ctx_now)
+    record["seconds"] = time.monotonic() - started
+    return record
+
+
+def _judge(rule, ctx: PrContext) -> dict:
+    try:
+        return rule.run(ctx).to_dict()
+    except Exception as exc:  # noqa: BLE001 - one broken PR must not lose the others
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+def _pr_line(rec: dict, total: int) -> str:
+    parts = []
+    for name, out in rec["rules"].items():
+        if "error" in out:
+            parts.append(f"{name}: ERROR {out['error']}")
+            continue
+        rel = f", {out['seconds'] / rec['plain_seconds']:.1f}x plain" if rec.get("plain_seconds") else ""
+        unclear = sum(v == "inconclusive" for v in out.get("verdicts", {}).values())
+        unclear_text = f", {unclear} inconclusive" if unclear else ""
+        parts.append(f"{name} flagged {','.join(out['flagged']) or '-'} ({out['seconds']:.0f} s{rel}{unclear_text})")
+    what = f"+{rec['size']:g} % in {','.join(rec['injected'])}" if rec["injected"] else "unchanged"
+    return f"[{rec['condition']}] PR {rec['pr'] + 1}/{total} {what}: " + "; ".join(parts) + f" [{rec['seconds']:.0f} s]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_md = args.out
+    out_raw = out_md.with_suffix(".jsonl")
+    if args.from_raw:
+        metas, records = table.read_raw(args.from_raw)
+        text = table.render(records, metas)
+        out_md.write_text(text)
+        print(text)
+        return 0
+
+    prs_count = args.prs or (2 if args.quick else DEFAULT_PRS)
+    sizes = [float(s) for s in (args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)).split(",")]
+    stages = suite.stages_by_name(args.stages.split(",") if args.stages else (suite.QUICK_STAGES if args.quick else None))
+    rules = make_rules([r.strip() for r in args.rules.split(",") if r.strip()], args.quick, args.rounds)
+    prs = suite.plan_prs(prs_count, sizes, stages, min(args.changed, len(stages)), args.seed)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bolt-detection-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        log(f"workdir {workdir}; {prs_count} PRs x {len(args.conditions)} condition(s), {len(stages)} stages, sizes "
+            f"{','.join(f'{s:g}' for s in sizes)} %, rules {', '.join(rules)}")
+        python = suite.make_env(workdir / "env")
+        repo = suite.make_repo(workdir / "repo", stages, prs)
+        suite.compile_checkout(python, repo.path)
+        injection = suite.check_injection(python, repo.path, stages, sizes, 0.3 if args.quick else 2.0)
+        meta = {"kind": "meta", "argv": sys.argv[1:] if argv is None else argv, "versions": suite.env_versions(python),
+                "stages": [{"name": s.name, "units": s.units, "kind": s.kind} for s in stages], "sizes": sizes,
+                "prs": [pr.to_dict() for pr in prs], "hog_cpu": other_core(), "injection": injection,
+                "bolt_plan": rules["bolt"].plan.__dict__ if "bolt" in rules else None,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        records: list[dict] = []
+        with out_raw.open("w") as raw:
+            raw.write(json.dumps(meta) + "\n")
+            raw.flush()
+            for condition in args.conditions:
+                hog = cpu_hog(HOG_SECONDS_PER_PR * len(prs) + 600) if condition == "hog" else contextlib.nullcontext()
+                if condition == "hog" and other_core() < 0:
+                    log("warning: one CPU only (or no affinity control): the hog shares the benchmarks' core")
+                with hog:
+                    for pr in prs:
+                        rec = run_pr(python, repo, pr, stages, rules, workdir, condition, verbose=args.verbose)
+                        records.append(rec)
+                        raw.write(json.dumps(rec) + "\n")
+                        raw.flush()
+                        log(_pr_line(rec, len(prs)))
+        text = table.render(records, [meta])
+        out_md.write_text(text)
+        print(text)
+        per_pr = {c: statistics.median(r["seconds"] for r in records if r["condition"] == c) for c in args.conditions}
+        log(f"done in {time.monotonic() - started:.0f} s; median per PR: "
+            + ", ".join(f"{c} {v:.0f} s" for c, v in per_pr.items())
+            + f" (so --prs N costs about N x {sum(per_pr.values()):.0f} s plus setup); table {out_md}, raw {out_raw}")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Per-PR records → the detection table (markdown), in the layout of docs/measurement-facts.md.
+
+A record (one JSON line of the raw file) is one PR judged by every rule under one condition:
+    {"kind": "pr", "condition": "quiet"|"hog", "pr": 3, "size": 5, "injected": [...], "stages": [...],
+     "plain_seconds": 11.2, "rules": {"naive": RuleOutcome.to_dict(), "bolt": ..., ...}}
+A rule that could not run on a PR has {"error": "..."} instead of an outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONDITIONS = {"quiet": "quiet", "hog": "CPU hog on the other core"}
+# Rows in this order; a rule without records still gets its row (the instruction-count mode's place).
+RULE_ORDER = ("naive", "bolt", "instructions")
+RULE_LABELS = {
+    "naive": "one run each, pytest-benchmark `--benchmark-compare-fail=median:5%`",
+    "bolt": "Bolt, wall time (interleaved rounds, extra rounds, confirmation)",
+    "instructions": "Bolt, instruction counts (callgrind)",
+}
+TARGET = "≤ 1 % / ≤ 5 % / –·≥ 90·≥ 99 / ≤ 3x"
+
+
+@dataclass
+class Summary:
+    prs: int = 0
+    errors: int = 0
+    fa_stage: list[int] = field(default_factory=lambda: [0, 0])  # [flagged, unchanged stages seen]
+    fa_pr: list[int] = field(default_factory=lambda: [0, 0])  # [PRs with any, unchanged PRs]
+    fa_pr_any: list[int] = field(default_factory=lambda: [0, 0])  # over all PRs, counting their unchanged stages
+    detected: dict[float, list[int]] = field(default_factory=dict)  # size → [flagged, injected stages]
+    improved: int = 0  # stages called faster (nothing was made faster)
+    inconclusive: list[int] = field(default_factory=lambda: [0, 0])  # [among unchanged, among injected] stages
+    time_ratios: list[float] = field(default_factory=list)  # rule seconds / one plain run, per PR
+    plain_seconds: list[float] = field(default_factory=list)
+
+
+def read_raw(paths: list[Path]) -> tuple[list[dict], list[dict]]:
+    metas, prs = [], []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                (prs if rec.get("kind") == "pr" else metas).append(rec)
+    return metas, prs
+
+
+def summarize(records: list[dict]) -> dict[tuple[str, str], Summary]:
+    out: dict[tuple[str, str], Summary] = {}
+    for rec in records:
+        injected, stages = set(rec["injected"]), rec["stages"]
+        unchanged = [s for s in stages if s not in injected]
+        for rule, outcome in rec["rules"].items():
+            summary = out.setdefault((rule, rec["condition"]), Summary())
+            summary.prs += 1
+            if "error" in outcome:
+                summary.errors += 1
+                continue
+            flagged = set(outcome["flagged"])
+            false = len(flagged & set(unchanged))
+            summary.fa_stage[0] += false
+            summary.fa_stage[1] += len(unchanged)
+            summary.fa_pr_any[0] += bool(false)
+            summary.fa_pr_any[1] += 1
+            if not injected:
+                summary.fa_pr[0] += bool(false)
+                summary.fa_pr[1] += 1
+            else:
+                hit = summary.detected.setdefault(float(rec["size"]), [0, 0])
+                hit[0] += len(flagged & injected)
+                hit[1] += len(injected)
+            summary.improved += len(outcome.get("improved", []))
+            unclear = {s for s, v in outcome.get("verdicts", {}).items() if v == "inconclusive"}
+            summary.inconclusive[0] += len(unclear - injected)
+            summary.inconclusive[1] += len(unclear & injected)
+            if rec.get("plain_seconds"):
+                summary.time_ratios.append(outcome["seconds"] / rec["plain_seconds"])
+                summary.plain_seconds.append(rec["plain_seconds"])
+    return out
+
+
+def _pct(pair: list[int]) -> str:
+    return f"{100 * pair[0] / pair[1]:.0f} %" if pair[1] else "–"
+
+
+def _bare(pair: list[int] | None) -> str:
+    return f"{100 * pair[0] / pair[1]:.0f}" if pair and pair[1] else "–"
+
+
+def _count(pair: list[int] | None) -> str:
+    return f"{pair[0]}/{pair[1]}" if pair and pair[1] else "–"
+
+
+def _cell(summary: Summary | None, sizes: list[float]) -> str:
+    if summary is None or not (summary.prs - summary.errors):
+        return "not measured" if summary is None else f"failed ({summary.errors} PRs)"
+    detected = "·".join(_bare(summary.detected.get(s)) for s in sizes)
+    time = f"{statistics.median(summary.time_ratios):.1f}x" if summary.time_ratios else "–"
+    return f"{_pct(summary.fa_stage)} / {_pct(summary.fa_pr)} / {detected} / {time}"
+
+
+def render(records: list[dict], metas: list[dict] = (), title: str = "Detection quality") -> str:
+    summaries = summarize(records)
+    conditions = [c for c in CONDITIONS if any(cond == c for _, cond in summaries)] or list(CONDITIONS)
+    sizes = sorted({float(r["size"]) for r in records if r["size"]} or {2.0, 5.0, 10.0})
+    rules = list(RULE_ORDER) + sorted({rule for rule, _ in summaries} - set(RULE_ORDER))
+    size_text = "·".join(f"{s:g}" for s in sizes)
+    lines = [f"## {title}", "",
+             (f"Cells: false alarms per unchanged stage / unchanged ({_zero_label(records)}) PRs with any false alarm / "
+              f"detected at {size_text} % / wall time vs one plain pytest-benchmark run (median over PRs)."), "",
+             "| rule | " + " | ".join(CONDITIONS[c] for c in conditions) + " |",
+             "|---" * (len(conditions) + 1) + "|",
+             "| target | " + " | ".join(TARGET for _ in conditions) + " |"]
+    for rule in rules:
+        lines.append(f"| {RULE_LABELS.get(rule, rule)} | " + " | ".join(_cell(summaries.get((rule, c)), sizes) for c in conditions) + " |")
+    lines += ["", "### Counts", "",
+              "| rule | condition | PRs | false alarms (unchanged stages) | unchanged PRs with a false alarm "
+              "| any PR with a false alarm among its unchanged stages | "
+              + " | ".join(f"detected at {s:g} %" for s in sizes)
+              + " | \"improved\" calls | inconclusive: unchanged / injected stages | time vs one plain run: median (min–max) | one plain run: median |",
+              "|---" * (10 + len(sizes)) + "|"]
+    for rule in rules:
+        for cond in conditions:
+            s = summaries.get((rule, cond))
+            if s is None:
+                continue
+            times = (f"{statistics.median(s.time_ratios):.2f}x ({min(s.time_ratios):.2f}–{max(s.time_ratios):.2f})"
+                     if s.time_ratios else "–")
+            plain = f"{statistics.median(s.plain_seconds):.1f} s" if s.plain_seconds else "–"
+            errors = f" ({s.errors} failed)" if s.errors else ""
+            lines.append(f"| {rule} | {cond} | {s.prs}{errors} | {_count(s.fa_stage)} | {_count(s.fa_pr)} | {_count(s.fa_pr_any)} | "
+                         + " | ".join(_count(s.detected.get(z)) for z in sizes) + f" | {s.improved} | {s.inconclusive[0]} / {s.inconclusive[1]} | {times} | {plain} |")
+    injection = _injection_table(metas, sizes)
+    if injection:
+        lines += ["", "### Injected slowdowns as measured (one process, GC off, interleaved calls)", "", *injection]
+    return "\n".join(lines) + "\n"
+
+
+def _zero_label(records: list[dict]) -> str:
+    zero = [r for r in records if not r["size"]]
+    return f"{len(zero) // max(1, len({r['condition'] for r in zero}))} per condition" if zero else "none"
+
+
+def _injection_table(metas: list[dict], sizes: list[float]) -> list[str]:
+    checks = [m["injection"] for m in metas if m.get("injection")]
+    if not checks:
+        return []
+    check = checks[0]
+    keys = [f"{s:g}" for s in sizes]
+    rows = ["| stage | per call | " + " | ".join(f"+{k} %: fastest / median" for k in keys) + " |",
+            "|---" * (2 + len(keys)) + "|"]
+    for name, r in check.items():
+        cells = []
+        for k in keys:
+            lo, mid = r["ratio_min"].get(k), r["ratio_median"].get(k)
+            cells.append(f"{lo:.3f} / {mid:.3f}" if lo is not None else "–")
+        rows.append(f"| {name} | {_duration(r['base_seconds'])} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.1f} ms"
