@@ -109,15 +109,6 @@ def estimate_many_from_rounds(pairs: Sequence[tuple[Sequence[float], Sequence[fl
     return out
 
 
-def round_factors(rounds: Sequence[dict[str, float]], typical: dict[str, float], min_stages: int = 4) -> list[float]:
-    """How much slower (>1) or faster each round ran as a whole: the median over its stages of value/typical."""
-    factors = []
-    for one in rounds:
-        ratios = [value / typical[name] for name, value in one.items() if typical.get(name, 0) > 0 and value > 0]
-        factors.append(float(np.median(ratios)) if len(ratios) >= min_stages else 1.0)
-    return factors
-
-
 def normalise_rounds(
     base: Sequence[dict[str, float]], head: Sequence[dict[str, float]], min_stages: int = 4
 ) -> tuple[list[dict[str, float]], list[dict[str, float]], list[float], list[float]]:
@@ -129,17 +120,23 @@ def normalise_rounds(
     head looks like machine noise to this; `suite_shift` tests the factors for that separately. Rounds
     with fewer than `min_stages` stages carry too little evidence for a factor and are left as they are.
     """
-    columns: dict[str, list[float]] = {}
-    for one in [*base, *head]:
+    rounds = [*base, *head]
+    names = list(dict.fromkeys(name for one in rounds for name in one))
+    column = {name: j for j, name in enumerate(names)}
+    values = np.full((len(rounds), len(names)), np.nan)
+    for i, one in enumerate(rounds):
         for name, value in one.items():
-            columns.setdefault(name, []).append(value)
-    typical = {name: float(np.median(values)) for name, values in columns.items()}
-    f_base, f_head = round_factors(base, typical, min_stages), round_factors(head, typical, min_stages)
-
-    def apply(rounds, factors):
-        return [{n: v / f for n, v in one.items()} if f > 0 else dict(one) for one, f in zip(rounds, factors)]
-
-    return apply(base, f_base), apply(head, f_head), f_base, f_head
+            values[i, column[name]] = value if value > 0 else np.nan
+    factors = [1.0] * len(rounds)
+    if names and rounds:
+        with np.errstate(all="ignore"):
+            typical = np.nanmedian(values, axis=0)
+            ratios = values / typical
+            counts = np.sum(np.isfinite(ratios), axis=1)
+            medians = np.nanmedian(np.where(np.isfinite(ratios), ratios, np.nan), axis=1) if counts.max() else counts
+        factors = [float(m) if c >= min_stages and np.isfinite(m) and m > 0 else 1.0 for m, c in zip(medians, counts)]
+    scaled = [{n: v / f for n, v in one.items()} for one, f in zip(rounds, factors)]
+    return scaled[: len(base)], scaled[len(base) :], factors[: len(base)], factors[len(base) :]
 
 
 def suite_shift(f_base: Sequence[float], f_head: Sequence[float]) -> Estimate | None:
