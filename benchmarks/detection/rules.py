@@ -169,8 +169,9 @@ class BoltWalltime:
 class BoltInstructions:
     """PLACEHOLDER for the instruction-count mode (a colleague provides the measuring function).
 
-    To plug it in: in `run`, call the instruction-count measurement on ctx.trees[BASE] and ctx.trees[HEAD] with
-    ctx.python (pytest-codspeed must then be installed by suite.make_env too: add it there, same versions on both
+    To plug it in: in `run`, call the instruction-count measurement (bolt_bot.instrplan.measure_counts or
+    instrplan.measure with Settings(measure="instructions"), being written now) on ctx.trees[BASE] and ctx.trees[HEAD]
+    with SideSetup objects built as BoltWalltime.run builds them, ctx.python (pytest-codspeed must then be installed by suite.make_env too: add it there, same versions on both
     sides), decide per stage with the instruction threshold (Settings().instr_threshold, stats.decide_counts), and
     return a RuleOutcome like the other rules. Then delete `available`'s message. The table already has its row.
     """
