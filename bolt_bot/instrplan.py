@@ -126,14 +126,17 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     environment: dict = {"discovery": {"instructions": len(split.counted), "walltime": len(split.timed),
                                        "walltime_reasons": split.reasons}}
     if split.counted:
-        plan.pytest_args = [*split.counted, *settings.pytest_args]
+        # Each side runs only what it has: the other group is deselected, never named (a node id
+        # missing on one side is a pytest usage error there).
+        plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *_deselect(split.timed)]
         with progress.group(f"Measuring instruction counts of {len(split.counted)} short stage(s) under callgrind"):
             run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
         stages += run.stages
         notices += run.notices
         environment.update(_count_environment(run, len(split.counted), len(split.timed)))
     if split.timed:
-        wall = _walltime(settings, setups, out, progress, walltime_fn, targets=split.timed)
+        wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks),
+                         extra_args=_deselect(split.counted))
         stages += wall.stages
         environment.update(wall.environment)
     if not split.counted and not split.timed:
@@ -157,10 +160,12 @@ def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, pr
     calls: dict[str, float] = {}
     reasons: dict[str, str] = {}
     wall_min: dict[str, float] = {}
+    seen: dict[str, set[str]] = {}
     broken: set[str] = set()
     for side, setup in setups.items():
         result = _discovery_round(round_fn, setup, settings, [*settings.benchmarks], workdir / side, "wall")
         progress.step(f"discovery {side}: {len(result.records)} stages in {result.seconds:.1f} s")
+        seen[side] = {r.name for r in result.records}
         for record in result.records:
             calls[record.name] = max(calls.get(record.name, 0.0), record.median)
             wall_min[record.name] = max(wall_min.get(record.name, 0.0), record.min)
@@ -170,15 +175,20 @@ def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, pr
     for name, seconds in calls.items():
         if name in reasons:
             continue
-        pattern = next((p for p in settings.walltime_stages if fnmatch.fnmatchcase(name, p)), None)
+        # An exact node id matches too: its "[param]" would otherwise read as a character class.
+        pattern = next((p for p in settings.walltime_stages if p == name or fnmatch.fnmatchcase(name, p)), None)
         if pattern is not None:
             reasons[name] = f"matches walltime_stages {pattern!r}"
         elif seconds > SHORT_CALL:
             reasons[name] = f"one call takes {seconds * 1000:.0f} ms (instruction counts are for calls of {SHORT_CALL * 1000:.0f} ms or less)"
-    short = sorted(n for n in calls if n not in reasons)
+    short = sorted(n for n in calls if n not in reasons and n in seen.get(HEAD, ()))
     if short:
         # CPU time per call of the short stages, on head (the side being judged), timed by process_time.
-        result = _discovery_round(round_fn, setups[HEAD], settings, short, workdir / HEAD, "cpu", cpu=True)
+        try:
+            result = _discovery_round(round_fn, setups[HEAD], settings, short, workdir / HEAD, "cpu", cpu=True)
+        except BoltError as exc:
+            progress.warn(f"the CPU-time discovery round failed ({exc}); choosing by call time only")
+            result = RoundResult()
         cpu_min = {r.name: r.min for r in result.records}
         for name in short:
             if name not in cpu_min or not wall_min.get(name):
@@ -188,11 +198,30 @@ def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, pr
                 reasons[name] = f"waits for most of its time (CPU {share * 100:.0f} % of wall time): I/O or sleeping"
             elif share > CPU_SHARE[1]:
                 reasons[name] = f"computes on several threads (CPU {share * 100:.0f} % of wall time)"
+    _untangle(calls, reasons)
     counted = sorted(n for n in calls if n not in reasons)
     timed = sorted(reasons)
     for name in timed:
         progress.note(f"wall time for {name}: {reasons[name]}")
     return Split(counted=counted, timed=timed, reasons=reasons)
+
+
+def _untangle(calls: dict[str, float], reasons: dict[str, str]) -> None:
+    """Time a counted stage whose node id starts with a timed one's, or the reverse: pytest's
+    --deselect matches prefixes, so deselecting one would silently drop the other."""
+    changed = True
+    while changed:
+        changed = False
+        timed = set(reasons)
+        for name in sorted(n for n in calls if n not in reasons):
+            other = next((t for t in timed if name.startswith(t) or t.startswith(name)), None)
+            if other is not None:
+                reasons[name] = f"its node id and {other}'s start alike (pytest deselects by prefix)"
+                changed = True
+
+
+def _deselect(names: list[str]) -> list[str]:
+    return [arg for name in names for arg in ("--deselect", name)]
 
 
 def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: list[str], workdir: Path, label: str,
@@ -325,9 +354,10 @@ def _count_environment(run: CountRun, counted: int, timed: int) -> dict:
 
 
 def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, walltime_fn,
-              targets: list[str]) -> Measured:
+              targets: list[str], extra_args: list[str] = ()) -> Measured:
     plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
-                        timeout=settings.round_timeout, targets=targets, pytest_args=list(settings.pytest_args))
+                        timeout=settings.round_timeout, targets=targets,
+                        pytest_args=[*settings.pytest_args, *extra_args])
     clean = {side: SideSetup(s.python, s.checkout, _without_codspeed(s.env)) for side, s in setups.items()}
     with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
         run = walltime_fn(clean, plan, out / "rounds", progress)

@@ -106,14 +106,15 @@ def record(name, median, minimum=None):
 class FakeRounds:
     """Wall-time discovery rounds give `wall`; process_time rounds give `cpu` (seconds per call)."""
 
-    def __init__(self, wall, cpu, failed=None):
+    def __init__(self, wall, cpu, failed=None, missing=None):
         self.wall, self.cpu, self.failed, self.calls = wall, cpu, failed or {}, []
+        self.missing = missing or {}  # side → stages that side does not have
 
     def __call__(self, python, checkout, targets, workdir, *, label, pytest_args, env, timeout, **_):
         cpu = instrplan.CPU_TIMER in pytest_args
         self.calls.append((Path(checkout).name, label, list(targets), "CODSPEED_ENV" in env))
         table = self.cpu if cpu else self.wall
-        names = targets or list(table)
+        names = [n for n in targets or list(table) if n not in self.missing.get(Path(checkout).name, ())]
         return RoundResult(records=[record(n, table[n]) for n in names if n in table], failed=dict(self.failed))
 
 
@@ -137,6 +138,19 @@ def test_discover_splits_by_call_time_pattern_cpu_share_and_failures(tmp_path):
     assert not any(has for *_, has in rounds.calls)
 
 
+def test_discover_keeps_prefix_clashes_apart_and_checks_cpu_only_on_stages_head_has(tmp_path):
+    wall = {"t::io": 0.001, "t::io_fast": 0.001, "t::only_base": 0.001, "t::x[1]": 0.001, "t::x[10]": 0.001}
+    rounds = FakeRounds(wall, dict(wall))
+    split = instrplan.discover(Settings(walltime_stages=["t::io", "t::x[1]"]), SETUPS, tmp_path,
+                               instrplan.Progress(quiet=True), rounds)
+    # --deselect t::io would also drop t::io_fast; t::x[1] is no prefix of t::x[10] ("]" ends it).
+    assert "start alike" in split.reasons["t::io_fast"]
+    assert split.counted == ["t::only_base", "t::x[10]"]
+    rounds2 = FakeRounds(wall, dict(wall), missing={"head": {"t::only_base"}})
+    instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), rounds2)
+    assert "t::only_base" not in rounds2.calls[2][2]
+
+
 def stage(name, verdict, measure):
     return StageComparison(name=name, verdict=verdict, measure=measure, ratio=1.0)
 
@@ -150,7 +164,7 @@ def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
         return run({"t::fast": 1000})
 
     def walltime_fn(setups, plan, workdir, progress):
-        seen["targets"] = plan.targets
+        seen["targets"], seen["wall_args"] = plan.targets, plan.pytest_args
         seen["wall_env"] = [s.env for s in setups.values()]
         return WalltimeRun(sides={}, stages=[stage("t::slow", "unchanged", "walltime")], rounds={}, extra_pairs=1)
 
@@ -158,7 +172,9 @@ def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
                                  counts_fn=counts_fn, valgrind=lambda: "/usr/bin/valgrind")
     assert measured.measure == "mixed"
     assert [(s.name, s.measure) for s in measured.stages] == [("t::fast", "instructions"), ("t::slow", "walltime")]
-    assert seen["targets"] == ["t::slow"] and all("t::fast" in a for a in seen["counts"])
+    # Each group is the whole suite minus the other group: node ids missing on one side are never named.
+    assert seen["targets"] == [] and seen["wall_args"] == ["--deselect", "t::fast"]
+    assert all(a == ["--deselect", "t::slow"] for a in seen["counts"])
     assert all("CODSPEED_ENV" not in env for env in seen["wall_env"])
     assert measured.environment["discovery"]["walltime"] == 1 and measured.environment["extra_rounds"] == 1
     assert measured.environment["instructions"]["repeated_identically"] == 1
