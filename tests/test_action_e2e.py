@@ -1,0 +1,183 @@
+"""`bolt action` end to end, run as the runner runs it: a real repository, a real pull_request payload, real
+measurements, the GitHub double; once as a subprocess and once through the Action's image."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("github")
+
+from tests.container import (
+    container_skip_reason,
+    input_env_name,
+    load_action,
+    parse_key_values,
+    resolve_inputs,
+)
+from tests.ghdouble.webhooks import load_event, write_event
+
+_conftest = Path(__file__).with_name("conftest.py")
+if not (_conftest.exists() and "ghdouble.fixtures" in _conftest.read_text(encoding="utf-8")):
+    from tests.ghdouble.fixtures import gh, github_double, webhook  # noqa: F401
+
+# Three stages of plain CPU work; the head commit makes `parse` do 50 % more.
+PIPELINE = '''"""A three-stage pipeline whose cost per stage is set in WORK."""
+
+WORK = {work!r}
+
+
+def _spin(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def ingest():
+    return _spin(WORK["ingest"])
+
+
+def parse():
+    return _spin(WORK["parse"])
+
+
+def render():
+    return _spin(WORK["render"])
+'''
+BENCHES = '''import pytest
+import minipipe
+
+
+@pytest.mark.parametrize("stage", ["ingest", "parse", "render"])
+def test_stage(benchmark, stage):
+    benchmark(getattr(minipipe, stage))
+'''
+PYPROJECT = '''[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "minipipe"
+version = "0"
+
+[tool.setuptools]
+py-modules = ["minipipe"]
+
+[tool.bolt]
+benchmarks = ["bench"]
+'''
+BASE_WORK = {"ingest": 20000, "parse": 30000, "render": 20000}
+HEAD_WORK = dict(BASE_WORK, parse=45000)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=t@example.invalid",
+                           "-c", "commit.gpgsign=false", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_pr_repo(path: Path) -> tuple[str, str]:
+    """main: the pipeline; branch slower-parse: one commit that slows `parse` by 50 %. Returns (base, head)."""
+    path.mkdir(parents=True)
+    _git(path, "init", "-q", "-b", "main")
+    (path / "bench").mkdir()
+    (path / "pyproject.toml").write_text(PYPROJECT)
+    (path / "minipipe.py").write_text(PIPELINE.format(work=BASE_WORK))
+    (path / "bench" / "test_bench.py").write_text(BENCHES)
+    _git(path, "add", "-A")
+    _git(path, "commit", "-q", "-m", "pipeline")
+    base = _git(path, "rev-parse", "HEAD")
+    _git(path, "checkout", "-q", "-b", "slower-parse")
+    (path / "minipipe.py").write_text(PIPELINE.format(work=HEAD_WORK))
+    _git(path, "commit", "-q", "-am", "parse: more work")
+    return base, _git(path, "rev-parse", "HEAD")
+
+
+def seed(gh, tmp_path: Path):
+    workspace = tmp_path / "workspace"
+    base, head = make_pr_repo(workspace)
+    pr = gh.seed_pr(head_sha=head, base_sha=base, head_ref="slower-parse", base_ref="main")
+    event = load_event("pull_request", "synchronize", repo=pr.repo, number=pr.number, head_sha=head,
+                       base_sha=base, head_ref="slower-parse", base_ref="main")
+    return workspace, pr, event
+
+
+def assert_published(gh, pr, summary: str, outputs: dict[str, str]) -> None:
+    comments = gh.comments(pr.repo, pr.number)
+    assert len(comments) == 1, [c.body[:80] for c in comments]
+    assert "test_stage&#91;parse&#93;" in comments[0].body, comments[0].body
+    assert "1 stage slower" in comments[0].body, comments[0].body
+    statuses = gh.statuses(pr.repo, pr.head_sha)
+    assert statuses and {s.state for s in statuses} == {"failure"}
+    # "+52.1 %" or "2.01x": how much slower depends on the machine's load, not whether
+    assert statuses[-1].description.startswith("1 stage slower: test_stage[parse] ")
+    assert gh.labels(pr.repo, pr.number) == ["perf-regression"]
+    assert "1 stage slower" in summary
+    assert outputs["verdict"] == "regressed" and outputs["regressions"] == "1"
+    assert outputs["comment-url"].endswith(f"#issuecomment-{comments[0].id}")
+
+
+@pytest.mark.slow
+def test_bolt_action_on_a_pull_request_twice_as_the_runner_runs_it(gh, tmp_path):
+    workspace, pr, event = seed(gh, tmp_path)
+    inputs = resolve_inputs({"rounds": "3", "budget": "30"}, load_action(), {"token": pr.token})
+    for attempt in (1, 2):
+        files = tmp_path / f"file_commands_{attempt}"
+        files.mkdir()
+        (files / "output").touch()
+        (files / "summary").touch()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_"))}
+        env.update({input_env_name(name): value for name, value in inputs.items()})
+        env.update({
+            "GITHUB_ACTIONS": "true", "CI": "true",
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(write_event(files, event)),
+            "GITHUB_REPOSITORY": pr.repo,
+            "GITHUB_WORKSPACE": str(workspace),
+            "GITHUB_SHA": pr.head_sha,
+            "GITHUB_API_URL": gh.base_url,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_RUN_ID": str(100 + attempt),
+            "GITHUB_OUTPUT": str(files / "output"),
+            "GITHUB_STEP_SUMMARY": str(files / "summary"),
+            "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+            "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+        })
+        assert env["INPUT_GITHUB-TOKEN"] == pr.token and env["INPUT_RESULTS-DIR"] == "bolt-results"
+        proc = subprocess.run([sys.executable, "-m", "bolt_bot", "action"], cwd=workspace, env=env, check=False,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "::warning file=bench/test_bench.py" in proc.stdout
+        assert_published(gh, pr, (files / "summary").read_text(), parse_key_values((files / "output").read_text()))
+        assert (workspace / "bolt-results" / "results.json").is_file()
+    assert len(gh.requests_matching("POST", "/repos/*/*/issues/*/comments")) == 1
+    assert len(gh.requests_matching("PATCH", "/repos/*/*/issues/comments/*")) == 1
+
+
+@pytest.mark.container
+def test_bolt_action_on_a_pull_request_in_the_image(gh, tmp_path):
+    from tests.container import build_image, run_action_container
+
+    reason = container_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        image = build_image()
+    except RuntimeError as exc:
+        pytest.skip(f"the image cannot be built here: {str(exc).splitlines()[0]}")
+    workspace, pr, event = seed(gh, tmp_path)
+    run = run_action_container(
+        image, workspace, "pull_request", event, inputs={"rounds": "3", "budget": "30"},
+        env={"GITHUB_API_URL": gh.base_url, "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+             "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0"},
+        token=pr.token, runner_temp=tmp_path / "runner", timeout=1500,
+    )
+    if run.returncode != 0 and ("Could not fetch" in run.stderr or "error sending request" in run.stderr):
+        pytest.skip("the container cannot reach the package index to build the measured environments")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ("warning", "file=bench/test_bench.py,title=Bolt%3A slower benchmark") in [c[:2] for c in run.commands]
+    assert_published(gh, pr, run.summary, run.outputs)
