@@ -376,3 +376,34 @@ def test_comment_commands_go_to_the_approval_module(gh, tmp_path, monkeypatch):
     event = load_event("pull_request_review", "submitted", repo=pr.repo, number=pr.number)
     code, _ = run(runner_env(gh, tmp_path, "pull_request_review", event, pr.token))
     assert code == 0 and seen[0][0] == "pull_request_review" and seen[0][1].repository == pr.repo
+
+
+# ------------------------------------------------------------------------- documented workflows
+
+WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "docs" / "workflows").glob("*.yml"))
+
+
+def test_documented_workflows_match_githubs_schema_and_the_docs():
+    import shutil
+
+    from tests.container import load_action
+
+    tool = shutil.which("check-jsonschema") or shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    if tool is None:
+        pytest.skip("check-jsonschema is not installed")
+    assert {p.name for p in WORKFLOWS} == {"bolt.yml", "bolt-measure.yml", "bolt-publish.yml", "bolt-profile.yml"}
+    proc = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    docs = (WORKFLOWS[0].parent.parent / "action.md").read_text(encoding="utf-8")
+    declared = set(load_action()["inputs"])
+    from ruamel.yaml import YAML
+
+    for path in WORKFLOWS:
+        text = path.read_text(encoding="utf-8")
+        assert f"```yaml\n{text}```" in docs, f"docs/action.md does not show {path.name} as it is"
+        steps = [s for job in YAML(typ="safe", pure=True).load(text)["jobs"].values() for s in job["steps"]]
+        bolt = [s for s in steps if str(s.get("uses", "")).startswith("OWNER/bolt@")]
+        assert len(bolt) == 1, path.name
+        assert set(bolt[0].get("with") or {}) <= declared, (path.name, set(bolt[0]["with"]) - declared)
+        assert not any("checkout" in str(s.get("uses")) for s in steps) or path.name != "bolt-publish.yml"
