@@ -289,3 +289,21 @@ def test_outputs_use_the_delimiter_syntax(tmp_path):
     pub.write_outputs(env, {"a": "one\ntwo", "b": "x=y"})
     assert parse_key_values(Path(env["GITHUB_OUTPUT"]).read_text()) == {"a": "one\ntwo", "b": "x=y"}
     assert "ghadelimiter_" in Path(env["GITHUB_OUTPUT"]).read_text()
+
+
+def test_bolt_publish_command(gh, tmp_path):
+    from click.testing import CliRunner
+
+    from bolt_bot.cli import main
+
+    pr = gh.seed_pr()
+    results = make_results(pr.head_sha)
+    results.repository, results.pull_request = pr.repo, pr.number
+    folder = results_dir(tmp_path, results)
+    env = {"BOLT_TOKEN": pr.token, "GITHUB_API_URL": gh.base_url, "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+           "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0", "GITHUB_OUTPUT": "", "GITHUB_STEP_SUMMARY": ""}
+    result = CliRunner().invoke(main, ["publish", str(folder), "--token-env", "BOLT_TOKEN"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "regressed: comment created" in result.output and len(gh.comments(pr.repo, pr.number)) == 1
+    bad = CliRunner().invoke(main, ["publish", str(folder), "--token-env", "NO_SUCH_VARIABLE"], env=env)
+    assert bad.exit_code == EXIT_PUBLISH and "no GitHub token" in bad.stderr
