@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from bolt_bot.settings import Settings
 from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
 
 MIXED = "mixed"
-REPEAT = "hrep"  # the workdir of head's second pass: as long as "base" and "head", since paths show up in counts
+REPEAT = "head-repeat"  # head's second pass: its key in CountRun.runs, and where its files are kept afterwards
 SHORT_CALL = 0.1  # seconds: stages whose call takes longer are timed (callgrind costs about 70x)
 # CPU time / wall time of a stage's fastest call: below this it waits (I/O, sleep, locks), above
 # the upper bound several threads compute at once. Mins, not medians: the least-preempted call of a
@@ -238,13 +239,18 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
     started = time.monotonic()
     runs: dict[str, InstructionRun] = {}
     errors: dict[str, str] = {}
-    for side, folder in ((BASE, BASE), (HEAD, HEAD), (REPEAT, REPEAT)):
+    for side in (BASE, HEAD, REPEAT):
         setup = setups[HEAD if side == REPEAT else side]
-        if side == REPEAT and (HEAD in errors or not runs[HEAD].counts):
-            break  # nothing on head to repeat
+        if side == REPEAT:
+            if HEAD in errors or not runs[HEAD].counts:
+                break  # nothing on head to repeat
+            # The repeat runs in the very same workdir as the first pass (its path is an argument of the
+            # measured process: another name of the same length still moved a stage by 15 instructions);
+            # the first pass's files are moved aside meanwhile.
+            _move(runs[HEAD], workdir / HEAD, workdir / f"{HEAD}-first")
         try:
             runs[side] = counts_fn(setup.python, setup.checkout, list(plan.pytest_args), env=setup.env,
-                                   timeout=plan.timeout, workdir=workdir / folder)
+                                   timeout=plan.timeout, workdir=workdir / (HEAD if side == REPEAT else side))
         except BoltError as exc:
             if side == REPEAT:
                 runs[side] = InstructionRun(counts={}, failed={}, log_excerpt=str(exc))
@@ -255,11 +261,26 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
         run = runs[side]
         progress.step(f"{'head again' if side == REPEAT else side}: {len(run.counts)} stages counted, "
                       f"{len(run.failed)} failed, in {run.seconds:.1f} s")
+    if REPEAT in runs:
+        _move(runs[REPEAT], workdir / HEAD, workdir / REPEAT)
+        _move(runs[HEAD], workdir / f"{HEAD}-first", workdir / HEAD)
     if len(errors) == 2:
         raise BoltError(f"instruction counts failed on both sides: {errors[HEAD]}")
     stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100)
     notices = _package_drift(setups)
     return CountRun(stages=stages, runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
+
+
+def _move(run: InstructionRun, src: Path, dst: Path) -> None:
+    """Move a pass's folder, keeping its dump paths right."""
+    if not src.is_dir():
+        return
+    src = src.resolve()
+    dst = dst.resolve()
+    shutil.rmtree(dst, ignore_errors=True)
+    src.rename(dst)
+    run.dumps = {name: dst / Path(path).relative_to(src) if Path(path).is_relative_to(src) else path
+                 for name, path in run.dumps.items()}
 
 
 def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], threshold: float,

@@ -78,14 +78,22 @@ def test_measure_counts_runs_base_head_then_head_again_with_equal_length_workdir
 
     def fake(python, checkout, args, *, env, timeout, workdir):
         calls.append((Path(checkout).name, Path(workdir).name, list(args)))
-        return run({"t::a": 100, "t::b": 200} if Path(checkout).name == "base" else {"t::a": 103, "t::b": 200})
+        (workdir / "callgrind").mkdir(parents=True)
+        dump = workdir / "callgrind" / "callgrind.out.1.1"
+        dump.write_text(f"pass {len(calls)}")
+        result = run({"t::a": 100, "t::b": 200} if Path(checkout).name == "base" else {"t::a": 103, "t::b": 200})
+        result.dumps = {"t::a": dump}
+        return result
 
     setups = {side: SideSetup(Path("py"), Path(side), {}) for side in ("base", "head")}
     plan = instrplan.CountPlan(pytest_args=["t::a", "t::b"])
     result = instrplan.measure_counts(setups, plan, tmp_path, counts_fn=fake)
-    assert [(c, w) for c, w, _ in calls] == [("base", "base"), ("head", "head"), ("head", instrplan.REPEAT)]
-    assert len({len(w) for _, w, _ in calls}) == 1
+    # The repeat runs in the same workdir as head's first pass; both passes' files are kept.
+    assert [(c, w) for c, w, _ in calls] == [("base", "base"), ("head", "head"), ("head", "head")]
     assert {s.name: s.verdict for s in result.stages} == {"t::a": "regressed", "t::b": "unchanged"}
+    assert result.runs["head"].dumps["t::a"].read_text() == "pass 2"
+    assert result.runs[instrplan.REPEAT].dumps["t::a"].read_text() == "pass 3"
+    assert result.runs["base"].dumps["t::a"].read_text() == "pass 1"
 
 
 def test_measure_counts_both_sides_broken_raises(tmp_path):
