@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bolt_bot.errors import BoltError
-from bolt_bot.model import BenchmarkRound
+from bolt_bot.model import BenchmarkRound, _short
 
 MAX_FILE_BYTES = 512 * 1024 * 1024  # a saved run with raw data for 10,000 stages stays well below this
 
@@ -32,6 +32,8 @@ def read_round(path: Path) -> list[BenchmarkRound]:
         raise BoltError(f"{path}: not valid JSON, {exc.msg} at line {exc.lineno} column {exc.colno} (truncated?)") from None
     except ValueError as exc:
         raise BoltError(f"{path}: {exc}") from None
+    except RecursionError:  # nesting deeper than Python's parser goes: no pytest-benchmark file looks like that
+        raise BoltError(f"{path}: not a pytest-benchmark file (JSON nested too deeply)") from None
     return parse_round(data, str(path))
 
 
@@ -51,7 +53,7 @@ def parse_round(data: Any, source: str) -> list[BenchmarkRound]:
     for index, bench in enumerate(benchmarks):
         record = _parse_benchmark(bench, f"{source}: benchmark #{index + 1}")
         if record.name in seen:
-            raise BoltError(f"{source}: benchmark {record.name!r} appears twice")
+            raise BoltError(f"{source}: benchmark {_short(record.name)} appears twice")
         seen.add(record.name)
         rounds.append(record)
     return rounds
@@ -63,22 +65,23 @@ def _parse_benchmark(bench: Any, where: str) -> BenchmarkRound:
     name = bench.get("fullname") or bench.get("name")
     if not isinstance(name, str) or not name:
         raise BoltError(f"{where}: has no name")
+    where = f"{where} ({name if len(name) <= 100 else name[:99] + '…'})"  # a message stays short
     stats = bench.get("stats")
     if not isinstance(stats, dict):
-        raise BoltError(f"{where} ({name}): has no 'stats' object")
+        raise BoltError(f"{where}: has no 'stats' object")
     numbers = {}
     for key in ("median", "mean", "min", "max"):
-        numbers[key] = _number(stats.get(key), f"{where} ({name}): stats.{key}")
+        numbers[key] = _number(stats.get(key), f"{where}: stats.{key}")
     stddev = stats.get("stddev", 0.0)
-    numbers["stddev"] = 0.0 if stddev is None else _number(stddev, f"{where} ({name}): stats.stddev")
+    numbers["stddev"] = 0.0 if stddev is None else _number(stddev, f"{where}: stats.stddev")
     samples = stats.get("rounds", 0)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
-        raise BoltError(f"{where} ({name}): stats.rounds is {samples!r}, expected a count")
+        raise BoltError(f"{where}: stats.rounds is {_short(samples)}, expected a count")
     data = stats.get("data")
     if data is not None:
         if not isinstance(data, list):
-            raise BoltError(f"{where} ({name}): stats.data is not a list")
-        data = [_number(v, f"{where} ({name}): stats.data") for v in data]
+            raise BoltError(f"{where}: stats.data is not a list")
+        data = [_number(v, f"{where}: stats.data") for v in data]
     group = bench.get("group")
     params = bench.get("params")
     extra = bench.get("extra_info")
@@ -95,10 +98,13 @@ def _parse_benchmark(bench: Any, where: str) -> BenchmarkRound:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BoltError(f"{where} is {value!r}, expected a number")
-    value = float(value)
+        raise BoltError(f"{where} is {_short(value)}, expected a number")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float: no timing is that long
+        raise BoltError(f"{where} is too large a number") from None
     if not math.isfinite(value) or value < 0:
-        raise BoltError(f"{where} is {value!r}, expected a finite time")
+        raise BoltError(f"{where} is {_short(value)}, expected a finite time")
     return value
 
 

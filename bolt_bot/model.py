@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,29 +148,30 @@ class Results:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "results.json") -> Results:
-        """Rebuild from JSON data, refusing anything that is not a v1 results document."""
+        """Rebuild from JSON data, refusing anything that is not a v1 results document.
+
+        Every field is type-checked: results.json may come from an untrusted artifact, and a wrong type
+        must be refused here in one line rather than crash the templates later."""
         if not isinstance(data, dict):
             raise BoltError(f"{source}: not a Bolt results document (expected a JSON object)")
         if data.get("schema") != SCHEMA:
-            raise BoltError(f"{source}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+            raise BoltError(f"{source}: schema is {_short(data.get('schema'))}, expected {SCHEMA!r}")
         try:
-            stages = [_stage_from_dict(s) for s in data["stages"]]
+            if "stages" not in data or "verdict" not in data:
+                raise ValueError("'stages' and 'verdict' are required")
+            if not isinstance(data["stages"], list):
+                raise ValueError(f"stages is {_short(data['stages'])}, expected a list")
+            stages = [_stage_from_dict(s, i) for i, s in enumerate(data["stages"])]
             verdict = data["verdict"]
             if verdict not in RUN_VERDICTS:
-                raise ValueError(f"unknown verdict {verdict!r}")
-            return cls(
-                stages=stages,
-                verdict=verdict,
-                measure=str(data.get("measure", WALLTIME)),
-                settings=dict(data.get("settings") or {}),
-                base=CommitRef(**(data.get("base") or {})),
-                head=CommitRef(**(data.get("head") or {})),
-                approval=data.get("approval"),
-                pull_request=_optional_int(data.get("pull_request")),
-                repository=data.get("repository"),
-                environment=dict(data.get("environment") or {}),
-                notices=[str(n) for n in data.get("notices") or []],
-            )
+                raise ValueError(f"unknown verdict {_short(verdict)}")
+            rest = {k: data[k] for k in ("measure", "settings", "base", "head", "approval", "pull_request",
+                                         "repository", "environment") if data.get(k) is not None}
+            rest["notices"] = [str(n) for n in _checked(data.get("notices") or [], list, "notices")]
+            results = _build(cls, {**rest, "stages": [], "verdict": verdict}, "")
+            results.stages = stages
+            _check_extras(results)
+            return results
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BoltError(f"{source}: malformed results document ({type(exc).__name__}: {exc})") from None
 
@@ -177,31 +181,89 @@ class Results:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise BoltError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise BoltError(f"{path}: not UTF-8 text") from None
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except json.JSONDecodeError as exc:
             raise BoltError(f"{path}: not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # NaN/Infinity, or nesting deeper than any results.json
+            raise BoltError(f"{path}: not a Bolt results document ({exc})") from None
         return cls.from_dict(data, str(path))
 
 
-def _optional_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the JSON holds {name}, which results.json never does")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a value from an untrusted file, cut so that an error message stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _checked(value: Any, hint: Any, where: str) -> Any:
+    """`value` checked against a field's type (str, int, float, bool, X | None, list[X], dict, a dataclass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _checked(value, hint, where)
+    if hint is Any:
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    kind = origin or hint
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} is {_short(value)}, expected a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError(f"{where} is too large a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{where} is {number}, expected a finite number")
+        return number
+    if kind is int and isinstance(value, bool):
+        raise ValueError(f"{where} is {_short(value)}, expected an integer")
+    if not isinstance(value, kind):
+        raise ValueError(f"{where} is {_short(value)}, expected {kind.__name__}")
+    if kind is list and args:
+        return [_checked(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
-def _stage_from_dict(data: dict[str, Any]) -> StageComparison:
-    if not isinstance(data.get("name"), str):
-        raise ValueError("a stage has no name")
+def _build(cls: type, data: Any, where: str) -> Any:
+    """A dataclass from a JSON object: known keys type-checked, unknown keys ignored (newer writers)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or cls.__name__} is {_short(data)}, expected an object")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _checked(data[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"{where or cls.__name__} has no {f.name!r}")
+    return cls(**values)
+
+
+def _check_extras(results: Results) -> None:
+    """What the templates need beyond the field types."""
+    duration = results.environment.get("duration")
+    if duration is not None:
+        _checked(duration, float, "environment.duration")  # formatted with %.0f
+    if results.approval is not None:
+        _checked(results.approval.get("sha"), str | None, "approval.sha")
+
+
+def _stage_from_dict(data: Any, index: int = 0) -> StageComparison:
+    where = f"stages[{index}]"
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ValueError(f"{where} has no name")
     if data.get("verdict") not in STAGE_VERDICTS:
-        raise ValueError(f"stage {data.get('name')!r} has unknown verdict {data.get('verdict')!r}")
-    fields = {f.name for f in dataclasses.fields(StageComparison)}
-    values = {k: v for k, v in data.items() if k in fields}
-    for side in ("base", "head"):
-        if values.get(side) is not None:
-            values[side] = SideSummary(**values[side])
-    if values.get("profile") is not None:
-        values["profile"] = [ProfileLine(**line) for line in values["profile"]]
-    return StageComparison(**values)
+        raise ValueError(f"stage {_short(data['name'])} has unknown verdict {_short(data.get('verdict'))}")
+    stage = _build(StageComparison, data, where)
+    if stage.ci is not None and len(stage.ci) != 2:
+        raise ValueError(f"{where}.ci has {len(stage.ci)} numbers, expected [low, high]")
+    return stage
