@@ -86,9 +86,12 @@ def publish(
 def _publish_to_github(results: Results, client: Any, pr_number: int | None, settings: Settings, outcome: Outcome,
                        run_url: str | None, state_extra: dict[str, Any] | None,
                        now: Callable[[], datetime]) -> None:
+    from bolt_bot import approval as approvals  # approvals live in this comment's state too
+
     head_sha = results.head.sha
     if not head_sha:
         raise BoltError("results.json names no head commit: cannot publish it")
+    gate = None  # without a comment there is no state to keep an approval in: no gate
     if pr_number is not None:
         if settings.comment == "never":
             outcome.comment = "skipped-never"
@@ -104,11 +107,14 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
                         f"not publishing: these results are for {head_sha[:7]}, but pull request #{pr_number} "
                         f"is now at {current[:7]} and its comment already reports {str(old_state['head_sha'])[:7]}")
                     return
-            if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS:
+            # Keep the stored approval only if this measurement is no worse than what was approved.
+            gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state)
+            if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS \
+                    and not gate.needed(results):
                 outcome.comment = "skipped-quiet"
             else:
-                state = _state(results, old_state, state_extra, now)
-                body = comment_body(results, settings.template_dir, state)
+                state = _state(results, old_state, {**gate.state_keys(results), **(state_extra or {})}, now)
+                body = approvals.with_block(comment_body(results, settings.template_dir, state), state, settings)
                 if existing is None:
                     comment = client.create_comment(pr_number, body)
                     outcome.comment = "created"
@@ -116,7 +122,7 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
                     comment = client.edit_comment(existing, body) if existing.body != body else existing
                     outcome.comment = "updated"
                 outcome.comment_url = comment.html_url or ""
-    state, description = status_for(results)
+    state, description = status_for(results) if gate is None else approvals.status_for(results, gate, settings)
     client.set_status(head_sha, state, description, target_url=run_url)
     outcome.status = state
     if pr_number is not None and settings.regression_label:
