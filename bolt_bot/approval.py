@@ -29,6 +29,7 @@ COMMAND_LINE = re.compile(r"^[ \t]*/bolt(?:[ \t]+(?P<name>\S+))?[ \t]*(?P<args>[
 COMMANDS = ("approve", "run", "profile", "help")
 APPROVERS = {"write": ("write", "admin"), "admin": ("admin",)}  # maintain is reported as write
 REASON_LIMIT = 500
+NO_IMPROVEMENT = "no measurable improvement"
 PROFILE_EXCERPT = 6000  # characters of report.md quoted in the reply to `/bolt profile`
 
 
@@ -40,15 +41,15 @@ def claim_text(results: Results, limit: int = 3) -> str:
     """What Bolt measured of a perf-labelled PR's claimed improvement: "1.8x faster in parse" or none."""
     faster = sorted((s for s in results.stages if s.verdict == IMPROVED and s.ratio), key=lambda s: s.ratio)
     if not faster:
-        return "no measurable improvement"
+        return NO_IMPROVEMENT
     parts = [f"{_speedup(s.ratio)} in {_short(s.name)}" for s in faster[:limit]]
     more = len(faster) - limit
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def _speedup(ratio: float) -> str:
-    # 1.8x reads better than -44.4 % for big wins; small ones stay in percent.
-    return f"{1 / ratio:.1f}x faster" if ratio <= 0.5 else f"{(1 - ratio) * 100:.1f} % faster"
+    # From 1.5x on, "1.8x faster" reads better than "44.4 % faster"; smaller wins stay in percent.
+    return f"{1 / ratio:.1f}x faster" if ratio <= 2 / 3 else f"{(1 - ratio) * 100:.1f} % faster"
 
 
 def _short(name: str) -> str:
@@ -167,7 +168,9 @@ def block(state: Mapping[str, Any], settings: Settings) -> str:
     regressed = bool(state.get("regressed")) or state.get("verdict") == REGRESSED
     perf = bool(state.get("perf"))
     if perf and state.get("claim"):
-        lines.append(f"🏷️ Labelled `{inert(settings.perf_label, 50)}`: measured {inert(state['claim'], 300)}.")
+        claim = str(state["claim"])
+        said = claim if claim == NO_IMPROVEMENT else f"measured {claim}"
+        lines.append(f"🏷️ Labelled `{inert(settings.perf_label, 50)}`: {inert(said, 300)}.")
     if approval:
         when = f" on {inert(approval.get('at'), 40)}" if approval.get("at") else ""
         via = {"label": f" (the `{inert(settings.approval_label, 50)}` label)",
@@ -429,6 +432,11 @@ class Handler:
                                        "nothing to approve; please approve again after its report.")
             return EXIT_OK
         sha = str(state["head_sha"])
+        current = state.get("approval") if isinstance(state.get("approval"), dict) else {}
+        if req.via == "label" and sha in (current.get("sha"), current.get("holds_for")):
+            # Bolt adds the label itself after `/bolt approve`: that must not replace the written reason.
+            self.notice(f"#{req.number}: already approved by {current.get('user')} for {sha[:7]}")
+            return EXIT_OK
         approval = {
             "user": req.user, "reason": req.reason[:REASON_LIMIT], "sha": sha, "via": req.via,
             "at": self.now().strftime("%Y-%m-%d %H:%M UTC"), "permission": role, "url": req.url,
