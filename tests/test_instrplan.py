@@ -129,7 +129,18 @@ class FakeRounds:
 SETUPS = {side: SideSetup(Path("py"), Path(side), {"CODSPEED_ENV": "x"}) for side in ("base", "head")}
 
 
-def test_discover_splits_by_call_time_pattern_cpu_share_and_failures(tmp_path):
+def test_discover_judges_cpu_share_against_plain_computation_here(tmp_path, monkeypatch):
+    # The process clock running at half the wall clock for everything (seen on these VMs) is no I/O.
+    monkeypatch.setattr(instrplan, "cpu_reference", lambda: 0.5)
+    wall = {"t::a": 0.002, "t::b": 0.004, "t::c": 0.003, "t::sleepy": 0.004}
+    cpu = {"t::a": 0.001, "t::b": 0.0021, "t::c": 0.0014, "t::sleepy": 0.0002}
+    split = instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), FakeRounds(wall, cpu))
+    assert split.counted == ["t::a", "t::b", "t::c"] and split.timed == ["t::sleepy"]
+    assert "against 50 % for plain computation" in split.reasons["t::sleepy"]
+
+
+def test_discover_splits_by_call_time_pattern_cpu_share_and_failures(tmp_path, monkeypatch):
+    monkeypatch.setattr(instrplan, "cpu_reference", lambda: 1.0)
     wall = {"t::fast": 0.002, "t::slow": 0.5, "t::io": 0.01, "t::threads": 0.01, "t::net_fetch": 0.001, "t::edge": 0.1}
     cpu = {"t::fast": 0.0019, "t::io": 0.0005, "t::threads": 0.03, "t::edge": 0.1}
     rounds = FakeRounds(wall, cpu, failed={"t::broken": "ZeroDivisionError"})
