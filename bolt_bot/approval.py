@@ -71,18 +71,19 @@ def carry_over(old_state: Mapping[str, Any] | None, results: Results, threshold:
     approval = (old_state or {}).get("approval")
     if not isinstance(approval, dict) or not approval.get("user"):
         return None, None
-    approved: dict[str, float] = {}
-    for name, ratio in (approval.get("stages") or {}).items():
-        if isinstance(ratio, (int, float)) and not isinstance(ratio, bool):
-            approved[str(name)] = float(ratio)
+    stages = approval.get("stages") if isinstance(approval.get("stages"), dict) else {}
+    approved: dict[str, float | None] = {}
+    for name, ratio in stages.items():
+        numeric = isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
+        approved[str(name)] = float(ratio) if numeric else None
     problems = []
     for stage in sorted(results.regressions, key=lambda s: s.name):
         before = approved.get(stage.name)
         limit = instr_threshold if stage.measure == INSTRUCTIONS and instr_threshold is not None else threshold
-        if before is None:
+        if stage.name not in approved:
             problems.append(f"{_short(stage.name)} regressed ({render.format_change(stage.ratio)}), "
                             "which the approval did not cover")
-        elif stage.ratio is not None and before > 0 and (stage.ratio / before - 1) * 100 > limit:
+        elif stage.ratio is not None and before and before > 0 and (stage.ratio / before - 1) * 100 > limit:
             problems.append(f"{_short(stage.name)} got worse ({render.format_change(before)} → "
                             f"{render.format_change(stage.ratio)}, more than the {limit:g} % threshold)")
     if not problems:

@@ -86,7 +86,8 @@ def publish(
 def _publish_to_github(results: Results, client: Any, pr_number: int | None, settings: Settings, outcome: Outcome,
                        run_url: str | None, state_extra: dict[str, Any] | None,
                        now: Callable[[], datetime]) -> None:
-    from bolt_bot import approval as approvals  # approvals live in this comment's state too
+    # Approvals live in this comment's state too; imported here, as approval imports this module.
+    from bolt_bot import approval as approvals
 
     head_sha = results.head.sha
     if not head_sha:

@@ -14,13 +14,13 @@ pytest.importorskip("github")
 from bolt_bot import action
 from bolt_bot import approval as ap
 from bolt_bot.errors import EXIT_REGRESSION
-from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED, Results
+from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED
 from bolt_bot.output import write_results_dir
 from bolt_bot.render import COMMENT_LIMIT, read_state
 from bolt_bot.settings import Settings
 from tests.ghdouble.webhooks import load_event
 from tests.test_action import FakeMeasure, run, runner_env
-from tests.test_publish import make_results, stage
+from tests.test_publish import make_results
 
 _conftest = Path(__file__).with_name("conftest.py")
 if not (_conftest.exists() and "ghdouble.fixtures" in _conftest.read_text(encoding="utf-8")):
@@ -110,7 +110,7 @@ def test_approval_needs_write_permission_checked_through_the_api(gh, tmp_path):
     assert "needs a maintainer's approval" in bolt_comment(gh, pr).body
 
     # The author (read) claims to be the OWNER in the event: Bolt asks the API instead.
-    code, asked = command(gh, tmp_path, pr, pr.author, "/bolt approve trust me", association="OWNER")
+    code, _ = command(gh, tmp_path, pr, pr.author, "/bolt approve trust me", association="OWNER")
     assert code == 0
     assert [s.state for s in gh.statuses(pr.repo, pr.head_sha)] == ["failure"]  # not touched at all
     assert read_state(bolt_comment(gh, pr).body)["approval"] is None
@@ -131,7 +131,7 @@ def test_approval_needs_write_permission_checked_through_the_api(gh, tmp_path):
     assert state["approval"]["stages"] == {"tests/bench.py::test_parse": 1.092}
     assert state["head_sha"] == pr.head_sha and state["verdict"] == REGRESSED  # publish's keys untouched
     assert "perf-approved" in gh.labels(pr.repo, pr.number)
-    assert reactions([c for c in gh.comments(pr.repo, pr.number) if c.id == approved.id][0]) == ["+1"]
+    assert reactions(next(c for c in gh.comments(pr.repo, pr.number) if c.id == approved.id)) == ["+1"]
     assert len(replies(gh, pr)) == 1  # an approval answers with a reaction, not another comment
     # permission came from the API, once per command
     assert len(gh.requests_matching("GET", "/repos/*/*/collaborators/*/permission")) == 2
@@ -300,14 +300,14 @@ def test_commands_on_issues_bots_and_plain_comments_are_ignored(gh, tmp_path):
 
 def test_help_run_and_unknown_commands(gh, tmp_path):
     pr = gh.seed_pr()
-    _, asked = command(gh, tmp_path, pr, pr.maintainer, "/bolt help")
+    command(gh, tmp_path, pr, pr.maintainer, "/bolt help")
     assert "`/bolt approve <reason>`" in replies(gh, pr)[0]
-    _, asked = command(gh, tmp_path, pr, pr.maintainer, "/bolt run")
+    command(gh, tmp_path, pr, pr.maintainer, "/bolt run")
     run_reply = replies(gh, pr)[1]
     assert "re-run the Bolt job" in run_reply and f"/pull/{pr.number}/checks" in run_reply
-    _, asked = command(gh, tmp_path, pr, pr.maintainer, "/bolt frobnicate")
+    command(gh, tmp_path, pr, pr.maintainer, "/bolt frobnicate")
     assert "does not know `/bolt frobnicate`" in replies(gh, pr)[2]
-    _, asked = command(gh, tmp_path, pr, pr.author, "/bolt run")
+    command(gh, tmp_path, pr, pr.author, "/bolt run")
     assert "write permission" in replies(gh, pr)[3]
     by_id = {c.id: c for c in gh.comments(pr.repo, pr.number)}
     commands = [c for c in by_id.values() if c.body.startswith("/bolt")]
@@ -341,7 +341,7 @@ def test_profile_runs_on_the_prs_head_when_the_workspace_has_it(gh, tmp_path, mo
 
     monkeypatch.setitem(sys.modules, "bolt_bot.report", types.SimpleNamespace(profile_report=profile_report))
     monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
-    _, asked = command(gh, tmp_path, pr, pr.maintainer, "/bolt profile -k parse")
+    command(gh, tmp_path, pr, pr.maintainer, "/bolt profile -k parse")
     assert calls == [(tmp_path / "workspace", sha, "parse")]
     reply = replies(gh, pr)[0]
     assert reply.startswith("#### ⚡ Bolt profile of x") and "## Time per stage" in reply
