@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("github")
 
+from tests import projects
 from tests.container import (
     container_skip_reason,
     input_env_name,
@@ -27,75 +28,15 @@ if not (_conftest.exists() and "ghdouble.fixtures" in _conftest.read_text(encodi
     from tests.ghdouble.fixtures import gh, github_double, webhook  # noqa: F401
 
 # Three stages of plain CPU work; the head commit makes `parse` do 50 % more.
-PIPELINE = '''"""A three-stage pipeline whose cost per stage is set in WORK."""
-
-WORK = {work!r}
-
-
-def _spin(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
-
-
-def ingest():
-    return _spin(WORK["ingest"])
-
-
-def parse():
-    return _spin(WORK["parse"])
-
-
-def render():
-    return _spin(WORK["render"])
-'''
-BENCHES = '''import pytest
-import minipipe
-
-
-@pytest.mark.parametrize("stage", ["ingest", "parse", "render"])
-def test_stage(benchmark, stage):
-    benchmark(getattr(minipipe, stage))
-'''
-PYPROJECT = '''[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "minipipe"
-version = "0"
-
-[tool.setuptools]
-py-modules = ["minipipe"]
-
-[tool.bolt]
-benchmarks = ["bench"]
-'''
 BASE_WORK = {"ingest": 20000, "parse": 30000, "render": 20000}
 HEAD_WORK = dict(BASE_WORK, parse=45000)
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=t@example.invalid",
-                           "-c", "commit.gpgsign=false", *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
 def make_pr_repo(path: Path) -> tuple[str, str]:
     """main: the pipeline; branch slower-parse: one commit that slows `parse` by 50 %. Returns (base, head)."""
-    path.mkdir(parents=True)
-    _git(path, "init", "-q", "-b", "main")
-    (path / "bench").mkdir()
-    (path / "pyproject.toml").write_text(PYPROJECT)
-    (path / "minipipe.py").write_text(PIPELINE.format(work=BASE_WORK))
-    (path / "bench" / "test_bench.py").write_text(BENCHES)
-    _git(path, "add", "-A")
-    _git(path, "commit", "-q", "-m", "pipeline")
-    base = _git(path, "rev-parse", "HEAD")
-    _git(path, "checkout", "-q", "-b", "slower-parse")
-    (path / "minipipe.py").write_text(PIPELINE.format(work=HEAD_WORK))
-    _git(path, "commit", "-q", "-am", "parse: more work")
-    return base, _git(path, "rev-parse", "HEAD")
+    _, base, head = projects.pipeline_repo(path, BASE_WORK, HEAD_WORK, branch="slower-parse",
+                                           tool_bolt='\n[tool.bolt]\nbenchmarks = ["bench"]\n')
+    return base, head
 
 
 def seed(gh, tmp_path: Path):

@@ -11,82 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from bolt_bot.cli import main
-from tests.conftest import commit, git, make_repo
+from tests import projects
+from tests.conftest import commit, git
 
 pytestmark = pytest.mark.slow
 
-# Six stages of plain CPU work; WORK scales each stage's loop so head can slow chosen stages precisely.
-PIPELINE = '''
-"""A six-stage pipeline whose cost per stage is set in WORK."""
-
-WORK = {work!r}
-
-
-def _spin(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
-
-
-def ingest():
-    return _spin(WORK["ingest"])
-
-
-def parse():
-    return _spin(WORK["parse"])
-
-
-def clean():
-    return sorted(str(i) for i in range(WORK["clean"]))
-
-
-def join():
-    return _spin(WORK["join"])
-
-
-def render():
-    return "".join(str(i) for i in range(WORK["render"]))
-
-
-def export():
-    return _spin(WORK["export"])
-'''
-
-BENCHES = '''
-import pytest
-import minipipe
-
-
-@pytest.mark.parametrize("stage", ["ingest", "parse", "clean", "join", "render", "export"])
-def test_stage(benchmark, stage):
-    benchmark(getattr(minipipe, stage))
-'''
-
-BASE_WORK = {"ingest": 20000, "parse": 30000, "clean": 8000, "join": 25000, "render": 15000, "export": 20000}
-PYPROJECT = """
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "minipipe"
-version = "0"
-
-[tool.setuptools]
-py-modules = ["minipipe"]
-"""
+BASE_WORK = {"ingest": 20000, "parse": 30000, "clean": 4000, "join": 25000, "render": 3000, "export": 20000}
 
 
 def pipeline_repo(tmp_path, head_work):
-    repo = make_repo(tmp_path / "never-seen", {
-        "pyproject.toml": PYPROJECT,
-        "minipipe.py": PIPELINE.format(work=BASE_WORK),
-        "bench/test_bench.py": BENCHES,
-    })
-    base = git(repo, "rev-parse", "HEAD")
-    head = commit(repo, {"minipipe.py": PIPELINE.format(work=head_work)}, "head") if head_work != BASE_WORK else base
-    return repo, base, head
+    """Six stages of plain CPU and string work, never seen before by Bolt."""
+    return projects.pipeline_repo(tmp_path / "never-seen", BASE_WORK, head_work, strings=("clean", "render"))
 
 
 def run_cli(*args):
