@@ -396,12 +396,14 @@ def test_documented_workflows_match_githubs_schema_and_the_docs():
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     docs = (WORKFLOWS[0].parent.parent / "action.md").read_text(encoding="utf-8")
+    readme = (WORKFLOWS[0].parent.parent.parent / "README.md").read_text(encoding="utf-8")
     declared = set(load_action()["inputs"])
     from ruamel.yaml import YAML
 
     for path in WORKFLOWS:
         text = path.read_text(encoding="utf-8")
         assert f"```yaml\n{text}```" in docs, f"docs/action.md does not show {path.name} as it is"
+        assert f"```yaml\n{text}```" in readme, f"README.md does not show {path.name} as it is"
         steps = [s for job in YAML(typ="safe", pure=True).load(text)["jobs"].values() for s in job["steps"]]
         bolt = [s for s in steps if str(s.get("uses", "")).startswith("OWNER/bolt@")]
         assert len(bolt) == 1, path.name
