@@ -90,10 +90,10 @@ def format_amount(value: float | None, unit: str = "s") -> str:
     """12.3 ms, 450 µs, 12.3 M instr."""
     if value is None:
         return "–"
-    if unit == "instr":
+    if unit == "instr":  # four digits: counts repeat exactly, so a 0.5 % change must stay visible
         for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if value >= scale:
-                return f"{value / scale:.3g} {suffix} instr"
+                return f"{value / scale:.4g} {suffix} instr"
         return f"{value:.0f} instr"
     for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if value >= scale:
