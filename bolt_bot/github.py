@@ -16,6 +16,7 @@ DEFAULT_API_URL = "https://api.github.com"
 STATUS_CONTEXT = "bolt/performance"
 STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 above this
 READ_ONLY_MESSAGE = "Resource not accessible by integration"
+TRUSTED_AUTHORS = ("OWNER", "MEMBER", "COLLABORATOR")
 
 
 class ReadOnlyToken(PublishError):
@@ -125,10 +126,11 @@ class Client:
         """Bolt's comment on the PR (paginating), preferring one written by a bot, else the oldest."""
         with calling(f"listing the comments of #{number}", self.options):
             found = [c for c in self.repo.get_issue(number).get_comments() if MARKER in (c.body or "")]
-        if not found:
-            return None
         bots = [c for c in found if getattr(c.user, "type", None) == "Bot"]
-        return (bots or found)[0]
+        # Anyone may paste the marker and a made-up state (approvals!) into a comment: only a bot's, or one
+        # by someone with a role in the repository (Bolt run with a maintainer's token), is Bolt's.
+        trusted = [c for c in found if getattr(c, "author_association", None) in TRUSTED_AUTHORS]
+        return (bots or trusted or [None])[0]
 
     # ------------------------------------------------------------------ writes
 
@@ -143,12 +145,20 @@ class Client:
             raise
         except PublishError as first:
             self._before_second_attempt(first)
+            answered = getattr(first, "answered", True)
         # The server may have created it before failing (5xx, timeout): never post a duplicate.
-        existing = self.find_comment(number)
-        if existing is not None:
-            if existing.body != body:
-                self.edit_comment(existing, body)
-            return existing
+        # Without an answer (a timeout) it may still be creating it: look a few times, never post again.
+        for look in range(1 if answered else 3):
+            if look:
+                self.sleep(min(self.options.timeout, 2.0))
+            existing = self.find_comment(number)
+            if existing is not None:
+                if existing.body != body:
+                    self.edit_comment(existing, body)
+                return existing
+        if not answered:
+            raise PublishError(f"GitHub did not answer while {what}, and the comment has not appeared since; "
+                               "not posting it again, which could make a second one: run the job again")
         with calling(what + " (second attempt)", self.options):
             return issue.create_comment(body)
 
@@ -263,7 +273,7 @@ def translate(exc: BaseException, what: str, options: ClientOptions | None = Non
     )
 
     options = options or ClientOptions()
-    retriable, wait = False, 0.0
+    retriable, wait, answered = False, 0.0, True
     if isinstance(exc, BadCredentialsException):
         error: PublishError = PublishError(
             f"GitHub rejected the token (401 Bad credentials) while {what}: check the github-token input")
@@ -291,9 +301,15 @@ def translate(exc: BaseException, what: str, options: ClientOptions | None = Non
         reason = getattr(getattr(exc.args[0] if exc.args else None, "reason", None), "args", None)
         detail = str(reason[0]) if reason else str(exc)
         retriable = True
-        error = PublishError(f"GitHub kept failing while {what} (gave up after {options.retries} retries: {detail})")
+        if "too many 403" in detail or "too many 429" in detail:  # GithubRetry waited within the bound, in vain
+            error = PublishError(f"GitHub's rate limit stopped Bolt while {what}: still limited after "
+                                 f"{options.retries} waits of at most {options.max_rate_wait:.0f} s")
+        else:
+            error = PublishError(f"GitHub kept failing while {what} (gave up after {options.retries} retries: {detail})")
     elif isinstance(exc, requests.exceptions.Timeout):
         retriable = True
+        # A connect timeout never reached GitHub; a read timeout may have been acted upon (see create_comment).
+        answered = isinstance(exc, requests.exceptions.ConnectTimeout)
         error = PublishError(f"GitHub did not answer within {options.timeout:.0f} s while {what}")
     elif isinstance(exc, requests.exceptions.ConnectionError):
         retriable = True
@@ -302,6 +318,7 @@ def translate(exc: BaseException, what: str, options: ClientOptions | None = Non
         return None
     error.retriable = retriable  # type: ignore[attr-defined]
     error.wait = wait  # type: ignore[attr-defined]
+    error.answered = answered  # type: ignore[attr-defined]  # False: the request may still be acted upon
     return error
 
 
