@@ -395,7 +395,7 @@ def _count_environment(run: CountRun, counted: int, timed: int) -> dict:
 def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, walltime_fn,
               targets: list[str], extra_args: list[str] = ()) -> Measured:
     plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
-                        timeout=settings.round_timeout, targets=targets,
+                        timeout=settings.round_timeout, memory_mb=settings.round_memory_mb, targets=targets,
                         pytest_args=[*settings.pytest_args, *extra_args])
     clean = {side: SideSetup(s.python, s.checkout, _without_codspeed(s.env)) for side, s in setups.items()}
     with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):

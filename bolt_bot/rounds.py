@@ -51,10 +51,28 @@ def measured_env(extra: dict[str, str] | None = None, events: Path | None = None
     return env
 
 
-def run_pytest(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+def _memory_limit(megabytes: int | None):
+    """A preexec_fn capping the child's address space, so an allocation bomb fails that stage, not the machine."""
+    if not megabytes or megabytes <= 0:
+        return None
+
+    def apply() -> None:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = megabytes * 1024 * 1024
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)  # an unprivileged process may not raise its hard limit
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+    return apply
+
+
+def run_pytest(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float,
+               memory_mb: int | None = None) -> tuple[int | None, str]:
     """Run a process in its own group; on timeout kill the whole group. Returns (exit code or None, output)."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_memory_limit(memory_mb))
     try:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out or ""
@@ -92,6 +110,7 @@ def run_round(
     deselect: list[str] = (),
     env: dict[str, str] | None = None,
     timeout: float = 600.0,
+    memory_mb: int | None = None,
 ) -> RoundResult:
     """Run one round of the suite (or of the `targets` node ids) and read its JSON."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +123,7 @@ def run_round(
     for nodeid in deselect:
         cmd += ["--deselect", nodeid]
     started = time.monotonic()
-    code, output = run_pytest(cmd, checkout, measured_env(env, events), timeout)
+    code, output = run_pytest(cmd, checkout, measured_env(env, events), timeout, memory_mb)
     result = RoundResult(seconds=time.monotonic() - started)
     running = None
     for line in events.read_text(encoding="utf-8").splitlines() if events.exists() else []:

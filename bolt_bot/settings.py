@@ -32,6 +32,7 @@ class Settings:
     rounds: int = 10  # planned rounds (pytest processes) per side
     budget: float = 120.0  # seconds for extra rounds on inconclusive stages
     round_timeout: float = 600.0  # seconds before one round is stopped
+    round_memory_mb: int = 4096  # address space of one round's process (0: no limit)
     measure: str = "auto"
     walltime_stages: list[str] = field(default_factory=list)  # fnmatch patterns of stages always timed (I/O, threads)
     benchmarks: list[str] = field(default_factory=list)  # paths given to pytest

@@ -36,6 +36,7 @@ class WalltimePlan:
     alpha: float = 0.05
     budget: float = 120.0  # seconds for extra rounds on inconclusive stages
     timeout: float = 600.0  # per round
+    memory_mb: int = 4096  # address-space limit per round (0: none)
     confirm_pairs: int = 3
     max_extra_pairs: int = 10
     targets: list[str] = field(default_factory=list)
@@ -78,7 +79,7 @@ class _Runner:
             result = self.round_fn(
                 setup.python, setup.checkout, targets or self.plan.targets, self.workdir / side,
                 label=f"{tag}-{self.pairs:03d}", pytest_args=self.plan.pytest_args, deselect=self.deselect[side],
-                env=setup.env, timeout=self.plan.timeout,
+                env=setup.env, timeout=self.plan.timeout, memory_mb=self.plan.memory_mb,
             )
             self.counts[side] += 1
             self._absorb(side, result)
