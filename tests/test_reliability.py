@@ -137,7 +137,8 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.slow) if f == "5xx-always-after-action" else f
+                                   for f in FAULTS])
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_5xx_on_every_endpoint(gh, tmp_path, endpoint, fault):
     scenario = Scenario(gh, tmp_path, endpoint)
