@@ -357,18 +357,16 @@ def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[
     for required in ("results.json", "pr.json"):
         if not (folder / required).is_file():
             raise _refuse(f"{required} is missing from {folder.name}/")
+    _read_small(folder / "results.json", max_file)  # refuses a file that grew past the limit
     try:
-        data = json.loads(_read_small(folder / "results.json", max_file))
-    except json.JSONDecodeError as exc:
-        raise _refuse(f"results.json is not valid JSON ({exc})") from None
-    try:
-        results = Results.from_dict(data, "results.json")
+        # The same reader as everywhere: it refuses NaN, deep nesting and every malformed field in one line.
+        results = Results.read(folder / "results.json")
     except BoltError as exc:
         raise _refuse(str(exc)) from None
     try:
         pr_info = json.loads(_read_small(folder / "pr.json", MAX_PR_JSON))
-    except json.JSONDecodeError as exc:
-        raise _refuse(f"pr.json is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise _refuse(f"pr.json is not valid JSON ({' '.join(str(exc).split())[:120]})") from None
     number = pr_info.get("number") if isinstance(pr_info, dict) else None
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise _refuse(f"pr.json holds no valid pull request number ({number!r})")

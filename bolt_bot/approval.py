@@ -78,9 +78,9 @@ def carry_over(old_state: Mapping[str, Any] | None, results: Results, threshold:
         approved[str(name)] = float(ratio) if numeric else None
     problems = []
     for stage in sorted(results.regressions, key=lambda s: s.name):
-        before = approved.get(stage.name)
+        before = approved.get(render.state_name(stage.name))
         limit = instr_threshold if stage.measure == INSTRUCTIONS and instr_threshold is not None else threshold
-        if stage.name not in approved:
+        if render.state_name(stage.name) not in approved:
             problems.append(f"{_short(stage.name)} regressed ({render.format_change(stage.ratio)}), "
                             "which the approval did not cover")
         elif stage.ratio is not None and before and before > 0 and (stage.ratio / before - 1) * 100 > limit:
@@ -116,7 +116,8 @@ class Gate:
             "approval": self.approval,
             # A cleared approval's reason stays visible until someone approves again or nothing needs it.
             "approval_note": None if self.approval or not needed else (self.note or self.old_note),
-            "regressed": {s.name: s.ratio for s in results.regressions},
+            # Keyed by a short form of each name, so that the state stays small whatever the names are.
+            "regressed": dict(sorted((render.state_name(s.name), s.ratio) for s in results.regressions)[: render.STATE_STAGES_LIMIT]),
             "perf": self.perf,
             "claim": self.claim if self.perf else None,
         }

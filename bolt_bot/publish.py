@@ -99,15 +99,15 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
         else:
             existing = client.find_comment(pr_number)
             old_state = render.read_state(existing.body or "") if existing is not None else None
-            if old_state and old_state.get("head_sha") not in (None, head_sha):
-                # Another run already reported a different commit: only overwrite it if ours is the PR's head.
-                current = client.head_sha(pr_number)
-                if current != head_sha:
-                    outcome.comment = "skipped-stale"
-                    outcome.notices.append(
-                        f"not publishing: these results are for {head_sha[:7]}, but pull request #{pr_number} "
-                        f"is now at {current[:7]} and its comment already reports {str(old_state['head_sha'])[:7]}")
-                    return
+            # Runs can finish out of order: only the PR's current head may speak, whether or not a newer run
+            # has commented yet (under on-change it may have stayed quiet).
+            current = client.head_sha(pr_number)
+            if current != head_sha:
+                outcome.comment = "skipped-stale"
+                reported = f" and its comment reports {str(old_state.get('head_sha'))[:7]}" if old_state else ""
+                outcome.notices.append(f"not publishing: these results are for {head_sha[:7]}, but pull request "
+                                       f"#{pr_number} is now at {str(current)[:7]}{reported}")
+                return
             # Keep the stored approval only if this measurement is no worse than what was approved.
             gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state)
             if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS \
@@ -144,7 +144,7 @@ def _state(results: Results, old: dict[str, Any] | None, extra: dict[str, Any] |
         "base_sha": results.base.sha,
         "run_at": now().isoformat(timespec="seconds"),
         "verdict": results.verdict,
-        "regressions": sorted(s.name for s in results.regressions),
+        "regressions": sorted(render.state_name(s.name) for s in results.regressions)[: render.STATE_STAGES_LIMIT],
     })
     state.update(extra or {})
     return state
@@ -167,7 +167,7 @@ def comment_body(results: Results, template_dir: str | None, state: dict[str, An
 
 def _state_line(state: dict[str, Any]) -> str:
     # "--" would end the HTML comment early: escape it inside the JSON strings.
-    data = json.dumps(state, separators=(",", ":"), sort_keys=True).replace("--", "\\u002d\\u002d")
+    data = json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d")
     return f"{render.STATE_PREFIX}{data}{render.STATE_SUFFIX}"
 
 

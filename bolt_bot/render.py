@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -158,7 +159,7 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
     shown_others, hidden_others = cut(others, limits.others)
     shown_unchanged, hidden_unchanged = cut(unchanged, limits.unchanged)
     chart = [s for s in shown_changed if s.ratio is not None][:12]
-    state_json = json.dumps(state, separators=(",", ":"), sort_keys=True).replace("--", "\\u002d\\u002d") if state else None
+    state_json = json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d") if state else None
     return {
         "results": results,
         "verdict_line": verdict_line(results),
@@ -238,6 +239,18 @@ def _shrink(section: str, limits: Limits, attempt, limit: int) -> str:
         rows = int(rows * 0.97) - 1  # rows differ in length: step down a little and retry
     setattr(limits, section, 0)
     return empty
+
+
+STATE_NAME_LIMIT = 80
+STATE_STAGES_LIMIT = 100
+
+
+def state_name(name: str) -> str:
+    """A stage's key in the comment's hidden state: short enough that hundreds fit, still unique."""
+    if len(name) <= STATE_NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{name[: STATE_NAME_LIMIT - 14]}~{digest}"
 
 
 def read_state(comment_body: str) -> dict[str, Any] | None:

@@ -181,8 +181,10 @@ def test_a_run_for_an_older_head_never_overwrites_the_newer_comment(gh, tmp_path
 def test_a_rerun_after_the_comment_names_an_older_head_updates_it(gh, tmp_path):
     pr = gh.seed_pr()
     env = Env(tmp_path)
-    gh.add_commit(pr.repo, "d" * 40)  # an earlier head of the PR
+    gh.add_commit(pr.repo, "d" * 40)  # an earlier head of the PR, reported while it was the head
+    gh.pull(pr.repo, pr.number).head_sha = "d" * 40
     run_publish(gh, pr, results_dir(tmp_path, make_results("d" * 40), "old"), env, settings=Settings(comment="always"))
+    gh.pull(pr.repo, pr.number).head_sha = pr.head_sha  # then the author pushed
     outcome, _ = run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha), "new"), env)
     assert outcome.comment == "updated"
     assert read_state(gh.comments(pr.repo, pr.number)[0].body)["head_sha"] == pr.head_sha
