@@ -457,5 +457,5 @@ def _command_activity(config: ActionConfig, runtime: Runtime) -> int:
               "in this version of Bolt; nothing to do", file=runtime.stdout or sys.stdout)
         return EXIT_OK
     # approval.handle(config, client_factory) -> exit code (None means 0)
-    code = handle(config, lambda: runtime.client_factory(config))
+    code = handle(config, lambda: runtime.client_factory(config), rerun=lambda again: _measure_activity(again, runtime))
     return EXIT_OK if code is None else int(code)

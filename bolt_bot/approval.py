@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -384,8 +385,9 @@ def help_text(settings: Settings) -> str:
 
 
 RUN_REPLY = (
-    "Bolt measures in this pull request's own workflow: there the pull request's code runs with a read-only "
-    "token (always, for forks), and a comment cannot safely start a run of that code from here. "
+    "Bolt cannot measure this head here: a fork's code never runs in the workflow that handles comments (it "
+    "holds a write token), and for a branch of this repository that workflow must check out the pull "
+    "request's head (`ref: refs/pull/<number>/head`). "
     "To measure again, re-run the Bolt job from the pull request's Checks tab{checks}, or push a commit. "
     "A stored approval stays if the new measurement finds the same or fewer regressions and none worse."
 )
@@ -400,6 +402,7 @@ class Handler:
     settings: Settings
     out: TextIO
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    rerun: Callable[[Any], int] | None = None  # the measure activity, for `/bolt run`
 
     def reply(self, number: int, text: str) -> None:
         self.client.create_comment(number, text)
@@ -524,21 +527,51 @@ class Handler:
             self.reply(req.number, f"Bolt does not know `/bolt {inert(req.name, 40)}`.\n\n" + help_text(self.settings))
             return EXIT_OK
         if req.kind == "run":
+            return self.run_again(req)
+        return self.profile(req)
+
+    def _local_head(self, pull: Any) -> bool:
+        """Whether the workflow's checkout holds the pull request's head (a fork's code is never run here)."""
+        from bolt_bot.action import configure_safe_directory
+        from bolt_bot.gitrepo import try_resolve
+
+        workspace = Path(self.config.workspace)
+        if not (workspace / ".git").exists():
+            return False
+        # The container runs as root in the runner's workspace: git must be told to trust it.
+        configure_safe_directory(workspace, os.environ)
+        return try_resolve(workspace, pull.head.sha) is not None
+
+    @staticmethod
+    def _from_fork(pull: Any, repository: str) -> bool:
+        return (pull.head.repo.full_name if pull.head.repo is not None else None) != repository
+
+    def run_again(self, req: Request) -> int:
+        """`/bolt run`: measure again here when the checkout holds this repository's PR head, else say how."""
+        pull = self.client.pull(req.number)
+        if self.rerun is None or self._from_fork(pull, self.config.repository) or not self._local_head(pull):
             react(self.client, req.number, req.comment_id, "eyes", self.out)
             html = str((self.config.event.get("issue") or {}).get("html_url") or "")
             checks = f" ({html}/checks)" if "/pull/" in html else ""
             self.reply(req.number, RUN_REPLY.format(checks=checks))
             return EXIT_OK
-        return self.profile(req)
+        react(self.client, req.number, req.comment_id, "eyes", self.out)
+        # The same activity as a pull_request event for this head: measure, then publish the sticky comment.
+        event = {"number": req.number, "pull_request": {
+            "number": req.number,
+            "head": {"sha": pull.head.sha, "ref": pull.head.ref, "repo": {"full_name": self.config.repository}},
+            "base": {"sha": pull.base.sha, "ref": pull.base.ref, "repo": {"full_name": self.config.repository}},
+        }}
+        code = self.rerun(dataclasses.replace(self.config, event_name="pull_request", event=event))
+        react(self.client, req.number, req.comment_id, "+1" if code in (0, 1) else "confused", self.out)
+        return code
 
     def profile(self, req: Request) -> int:
-        from bolt_bot.action import _optional_module, configure_safe_directory
-        from bolt_bot.gitrepo import try_resolve
+        from bolt_bot.action import _optional_module
 
         pull = self.client.pull(req.number)
         sha = pull.head.sha
-        head_repo = pull.head.repo.full_name if pull.head.repo is not None else None
-        if head_repo != self.config.repository:
+        if self._from_fork(pull, self.config.repository):
             react(self.client, req.number, req.comment_id, "confused", self.out)
             self.reply(req.number, "This pull request comes from a fork: Bolt does not run a fork's code in a "
                                    "workflow that holds a write token. Profile it with the **Bolt profile** "
@@ -547,11 +580,8 @@ class Handler:
         report_module = _optional_module("bolt_bot.report")
         profile_report = getattr(report_module, "profile_report", None)
         workspace = Path(self.config.workspace)
-        checkout = (workspace / ".git").exists()
-        if checkout:
-            # The container runs as root in the runner's workspace: git must be told to trust it.
-            configure_safe_directory(workspace, os.environ)
-        if profile_report is None or not checkout or try_resolve(workspace, sha) is None:
+        checkout = self._local_head(pull)
+        if profile_report is None or not checkout:
             react(self.client, req.number, req.comment_id, "confused", self.out)
             why = ("this version of Bolt has no profile report" if profile_report is None else
                    f"the workflow's checkout does not hold {sha[:7]}: check out the pull request's head "
@@ -595,7 +625,7 @@ def _settings(config: Any) -> Settings:
 
 
 def handle(config: Any, client_factory: Callable[[], Any], *, out: TextIO | None = None,
-           now: Callable[[], datetime] | None = None) -> int:
+           now: Callable[[], datetime] | None = None, rerun: Callable[[Any], int] | None = None) -> int:
     """The `command` activity: an issue comment, an approval label change, or a review. Never measures."""
     out = out or sys.stdout
     settings = _settings(config)
@@ -603,7 +633,7 @@ def handle(config: Any, client_factory: Callable[[], Any], *, out: TextIO | None
     if req is None:
         print(f"::notice title=Bolt::nothing to do: {_escape(why)}", file=out)
         return EXIT_OK
-    handler = Handler(config, client_factory(), settings, out)
+    handler = Handler(config, client_factory(), settings, out, rerun=rerun)
     if now is not None:
         handler.now = now
     if req.kind == "approve":

@@ -354,6 +354,25 @@ def test_profile_runs_on_the_prs_head_when_the_workspace_has_it(gh, tmp_path, mo
     assert len(calls) == 1 and "does not hold 9999999" in replies(gh, pr)[1]
 
 
+def test_run_measures_the_prs_head_again_when_the_workspace_has_it(gh, tmp_path, monkeypatch):
+    for key in ("GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"):  # restored after the test
+        monkeypatch.setenv(key, "0" if key == "GIT_CONFIG_COUNT" else "")
+    sha = _git_repo(tmp_path / "workspace")
+    pr = gh.seed_pr(head_sha=sha)
+    measure = FakeMeasure()
+    comment = gh.add_comment(pr.repo, pr.number, "/bolt run", user=pr.maintainer)
+    event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
+                       commenter=pr.maintainer, body="/bolt run")
+    event["comment"]["id"] = comment.id
+    code, _ = run(runner_env(gh, tmp_path, "issue_comment", event, pr.token), measure=measure)
+    assert code == 0  # fail-on-regression is off
+    assert [(r.head, r.base) for r in measure.requests] == [(sha, pr.base_sha)]
+    bolt = [c for c in gh.comments(pr.repo, pr.number) if c.body.startswith("<!-- bolt:comment -->")]
+    assert len(bolt) == 1 and "1 stage slower" in bolt[0].body
+    assert [s.state for s in gh.statuses(pr.repo, sha)] == ["failure"]
+    assert reactions(gh.comments(pr.repo, pr.number)[0]) == ["eyes", "+1"]
+
+
 def test_profile_of_a_fork_is_refused(gh, tmp_path):
     pr = gh.seed_pr(fork=True)
     command(gh, tmp_path, pr, pr.maintainer, "/bolt profile")
