@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from detection import suite, table
 from detection.hog import cpu_hog
-from detection.run import make_rules, run_pr
+from detection.run import DEFAULT_RULES, check_counts, make_rules, parse_args, run_pr
+
+from bolt_bot.instructions import valgrind_available
 
 
 def test_plan_prs_cycles_sizes_and_rotates_stages():
@@ -63,11 +65,39 @@ def test_table_counts_false_alarms_and_detections():
     text = table.render(records)
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0] == "| rule | quiet | CPU hog on the other core |"
-    assert rows[1].startswith("| target | ")
-    assert rows[2].startswith(f"| {table.RULE_LABELS['naive']} | 33 % / 100 % / 50 / 2.0x | failed (1 PRs)")
-    assert rows[3].startswith(f"| {table.RULE_LABELS['bolt']} | 0 % / 0 % / 100 / 3.0x | 0 % / 0 % / – / 2.0x")
-    assert rows[4] == f"| {table.RULE_LABELS['instructions']} | not measured | not measured |"
+    assert rows[1] == "| target | ≤ 1 % / ≤ 5 % / ≥ 90 / ≤ 3x | ≤ 1 % / ≤ 5 % / ≥ 90 / ≤ 3x |"  # sizes seen: 5 % only
+    assert rows[2] == "| target, instruction counts | 0 % / 0 % / 100 / ≤ 2x | 0 % / 0 % / 100 / ≤ 2x |"
+    assert rows[3].startswith(f"| {table.RULE_LABELS['naive']} | 33 % / 100 % / 50 / 2.0x | failed (1 PRs)")
+    assert rows[4].startswith(f"| {table.RULE_LABELS['bolt']} | 0 % / 0 % / 100 / 3.0x | 0 % / 0 % / – / 2.0x")
+    assert rows[5] == f"| {table.RULE_LABELS['instructions']} | not measured | not measured |"
     assert "| bolt | hog | 1 | 0/4 | 0/1 | 0/1 | – | 0 | 4 / 0 |" in text
+
+
+def test_targets_follow_the_sizes():
+    assert table.TARGET == "≤ 1 % / ≤ 5 % / –·≥ 90·≥ 99 / ≤ 3x"
+    assert table.target_cell(table.TARGETS[1], [2.0, 5.0, 10.0]) == "0 % / 0 % / 100·100·100 / ≤ 2x"
+    assert table.target_cell(table.TARGETS[1], [1.0, 10.0]) == "0 % / 0 % / –·100 / ≤ 2x"
+
+
+def test_injection_table_shows_instruction_ratios():
+    check = {"cpu_sum": {"base_seconds": 5e-5, "ratio_min": {"0": 1.0, "2": 1.021}, "ratio_median": {"0": 1.0, "2": 1.019},
+                         "instructions": 465_522, "ratio_instr": {"0": 1.0, "2": 1.0211}},
+             "dict_lookup": {"base_seconds": 2e-4, "ratio_min": {"0": 1.0, "2": 1.02}, "ratio_median": {"0": 1.0, "2": 1.02},
+                             "instructions": 1_595_486, "ratio_instr": {"0": 1.0, "2": 1.019}}}
+    text = table.render([], [{"kind": "meta", "injection": check}])
+    assert "| stage | per call | instructions per call | +2 %: fastest / median / instructions |" in text
+    assert "| cpu_sum | 50 µs | 0.47 M | 1.021 / 1.019 / 1.0211 |" in text
+    assert "| dict_lookup | 200 µs | 1.60 M | 1.020 / 1.020 / 1.0190 (< nominal) |" in text
+    # Without counts (no valgrind), the table keeps its wall-time-only layout.
+    plain = {n: {k: v for k, v in r.items() if k not in ("instructions", "ratio_instr")} for n, r in check.items()}
+    assert "| cpu_sum | 50 µs | 1.021 / 1.019 |" in table.render([], [{"kind": "meta", "injection": plain}])
+
+
+def test_instruction_rule_is_on_by_default_and_can_be_left_out():
+    assert parse_args([]).rules == DEFAULT_RULES == "naive,bolt,instructions"
+    assert parse_args(["--no-instructions"]).no_instructions
+    reason = make_rules(["instructions"], quick=True, rounds=None).get("instructions")
+    assert (reason is not None) == (valgrind_available() is not None)  # skipped, with a message, without valgrind
 
 
 def test_hog_spins_and_stops():
@@ -81,17 +111,22 @@ def test_hog_spins_and_stops():
 def test_tiny_real_run(tmp_path):
     if shutil.which("uv") is None:
         pytest.skip("uv is not installed")
+    counting = valgrind_available() is not None
     stages = suite.stages_by_name(["cpu_sum", "str_encode"])
     prs = suite.plan_prs(2, [0, 10], stages, changed=1, seed=3)
-    python = suite.make_env(tmp_path / "env")
+    python = suite.make_env(tmp_path / "env", codspeed=counting)
     repo = suite.make_repo(tmp_path / "repo", stages, prs)
     assert repo.prs[1].sha and repo.prs[1].sha != repo.base
     injection = suite.check_injection(python, repo.path, stages, [10], 0.05)
     assert set(injection) == {"cpu_sum", "str_encode"} and set(injection["cpu_sum"]["ratio_min"]) == {"0", "10"}
 
     short = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3"]  # the plain runs, shortened for the test only
-    rules = make_rules(["naive", "bolt", "instructions"], quick=True, rounds=2, plain_args=short)
-    assert set(rules) == {"naive", "bolt"}  # the instruction-count rule is a placeholder for now
+    rules = make_rules(DEFAULT_RULES.split(","), quick=True, rounds=2, plain_args=short)
+    assert set(rules) == ({"naive", "bolt", "instructions"} if counting else {"naive", "bolt"})
+    if counting:
+        check_counts(python, tmp_path / "injection-counts", stages, [10], injection)
+        # Proportional work: +10 % units is +10 % instructions, give or take the call's fixed costs.
+        assert all(abs(injection[s]["ratio_instr"]["10"] - 1.10) < 0.01 for s in injection), injection
     records = [run_pr(python, repo, pr, stages, rules, tmp_path, "quiet", plain_args=short) for pr in prs]
 
     for rec in records:
@@ -101,12 +136,25 @@ def test_tiny_real_run(tmp_path):
         assert set(naive["ratios"]) == set(bolt["verdicts"]) == {"cpu_sum", "str_encode"}
         assert naive["detail"]["exit_code_agrees"]
         assert bolt["detail"]["rounds"]["base"] >= 2
-    assert records[0]["order"] == ["plain", "bolt"] and records[1]["order"] == ["bolt", "plain"]
+    bolt_rules = ["bolt", "instructions"] if counting else ["bolt"]
+    assert records[0]["order"] == ["plain", *bolt_rules] and records[1]["order"] == [*bolt_rules, "plain"]
     assert records[1]["injected"] and not records[0]["injected"]
+    if counting:
+        # Counts do not depend on the machine's load: the verdicts are exact, unlike the timing rules' (not asserted).
+        for rec in records:
+            instr = rec["rules"]["instructions"]
+            assert "error" not in instr, instr
+            assert set(instr["verdicts"]) == {"cpu_sum", "str_encode"} and instr["seconds"] > 0
+            assert set(instr["detail"]["counts"]) == {"base", "head", "head-repeat"}
+            assert instr["flagged"] == rec["injected"], instr
 
     text = table.render(records, [{"kind": "meta", "injection": injection}])
     rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
-    assert rows[:5] == ["| rule", "| target", f"| {table.RULE_LABELS['naive']}", f"| {table.RULE_LABELS['bolt']}",
-                        f"| {table.RULE_LABELS['instructions']}"]
+    assert rows[:6] == ["| rule", "| target", "| target, instruction counts", f"| {table.RULE_LABELS['naive']}",
+                        f"| {table.RULE_LABELS['bolt']}", f"| {table.RULE_LABELS['instructions']}"]
     assert "| naive | quiet | 2 |" in text and "| bolt | quiet | 2 |" in text
     assert "| cpu_sum |" in text and "| str_encode |" in text
+    if not counting:
+        pytest.skip("valgrind is not installed: the instruction-count rule was not exercised (naive and bolt were)")
+    assert "| instructions | quiet | 2 |" in text and "+10 %: fastest / median / instructions" in text
+    assert f"| {table.RULE_LABELS['instructions']} | 0 % / 0 % / 100 / " in text

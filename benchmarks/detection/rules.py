@@ -3,8 +3,9 @@
 Every rule gets the same PR (a base and a head checkout of the synthetic project, one shared environment)
 and answers with a `RuleOutcome`: which stages it flags as slower, the ratio it saw, and its wall time.
 
-To add a rule (the instruction-count mode is the planned third one): write a class with `name`, `label`,
-`available()` and `run(ctx)`, and add it to RULES. The table picks it up by name (table.RULE_ORDER).
+Three rules: the naive one (one run each, compare-fail at 5 %), Bolt by wall time, Bolt by instruction counts.
+To add one: write a class with `name`, `label`, `available()` and `run(ctx)`, and add it to RULES. The table picks
+it up by name (table.RULE_ORDER).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bolt_bot.instrplan import REPEAT, CountPlan, measure_counts
+from bolt_bot.instructions import valgrind_available
 from bolt_bot.model import IMPROVED, REGRESSED
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
@@ -167,23 +170,40 @@ class BoltWalltime:
 
 
 class BoltInstructions:
-    """PLACEHOLDER for the instruction-count mode (a colleague provides the measuring function).
-
-    To plug it in: in `run`, call the instruction-count measurement (bolt_bot.instrplan.measure_counts or
-    instrplan.measure with Settings(measure="instructions"), being written now) on ctx.trees[BASE] and ctx.trees[HEAD]
-    with SideSetup objects built as BoltWalltime.run builds them, ctx.python (pytest-codspeed must then be installed by suite.make_env too: add it there, same versions on both
-    sides), decide per stage with the instruction threshold (Settings().instr_threshold, stats.decide_counts), and
-    return a RuleOutcome like the other rules. Then delete `available`'s message. The table already has its row.
-    """
+    """Bolt's instruction-count path: `instrplan.measure_counts` on the two checkouts (callgrind via pytest-codspeed:
+    base once, head once, head again to show the counts repeat; one call per stage, GC off), decided per stage by
+    `stats.decide_counts` with Settings' instruction threshold (1 %) and warning band (0.5 %). A stage counts as
+    flagged when its verdict is `regressed`; its time is measure_counts' own (the three valgrind passes)."""
 
     name = "instructions"
     label = "Bolt, instruction counts (callgrind)"
 
-    def available(self) -> str | None:
-        return "the instruction-count mode is not wired into this harness yet"
+    def __init__(self, threshold: float | None = None, warning: float | None = None):
+        settings = Settings()
+        self.plan = CountPlan(threshold=settings.instr_threshold if threshold is None else threshold,
+                              warning=settings.instr_warning if warning is None else warning,
+                              timeout=settings.round_timeout)
 
-    def run(self, ctx: PrContext) -> RuleOutcome:  # pragma: no cover - placeholder
-        raise NotImplementedError(self.available())
+    def available(self) -> str | None:
+        return None if valgrind_available() else "valgrind is not installed (apt-get install valgrind)"
+
+    def run(self, ctx: PrContext) -> RuleOutcome:
+        # Same-length paths on both sides (the worktrees are 00/01, the pass folders base/head): path strings
+        # are hashed and copied by imports and would show up in the counts.
+        setups = {side: SideSetup(python=ctx.python, checkout=ctx.trees[side], env=environ(ctx.python)) for side in (BASE, HEAD)}
+        run = measure_counts(setups, self.plan, ctx.workdir / "instr", Progress(quiet=not ctx.verbose))
+        verdicts = {stage_of(s.name): s.verdict for s in run.stages}
+        counts = {side: {stage_of(n): c for n, c in r.counts.items()} for side, r in run.runs.items()}
+        return RuleOutcome(
+            flagged=sorted(s for s, v in verdicts.items() if v == REGRESSED),
+            improved=sorted(s for s, v in verdicts.items() if v == IMPROVED),
+            ratios={stage_of(s.name): s.ratio for s in run.stages}, seconds=run.seconds, verdicts=verdicts,
+            detail={"counts": counts, "pass_seconds": {side: round(r.seconds, 2) for side, r in run.runs.items()},
+                    "repeated_identically": sum(1 for n, c in counts.get(REPEAT, {}).items() if counts.get(HEAD, {}).get(n) == c),
+                    "notes": {stage_of(s.name): s.note for s in run.stages if s.note},
+                    "errors": run.errors, "notices": run.notices,
+                    "plan": {"threshold": self.plan.threshold, "warning": self.plan.warning}},
+        )
 
 
 RULES = {"naive": NaiveCompareFail, "bolt": BoltWalltime, "instructions": BoltInstructions}

@@ -7,9 +7,10 @@
 
 For every condition (quiet; a CPU hog pinned to the other core) and every PR (a head commit of the synthetic
 project that slows some stages down by 0, 2, 5 or 10 %): one plain pytest-benchmark run of the base with default
-settings (the yardstick for wall time, and the naive rule's base run), the naive rule's head run, and Bolt's
-wall-time measurement (measure_walltime on two worktrees, Bolt's default settings). The order of Bolt and the
-naive pair alternates between PRs. Writes the markdown table to --out and one JSON line per PR next to it
+settings (the yardstick for wall time, and the naive rule's base run), the naive rule's head run, Bolt's
+wall-time measurement (measure_walltime on two worktrees, Bolt's default settings) and Bolt's instruction-count
+measurement (instrplan.measure_counts: callgrind, base, head, head again; skipped without valgrind, or with
+--rules naive,bolt). The order of Bolt's rules and the naive pair alternates between PRs. Writes the markdown table to --out and one JSON line per PR next to it
 (--out with the suffix .jsonl), flushed as each PR finishes.
 """
 
@@ -33,6 +34,7 @@ from detection import suite, table
 from detection.hog import cpu_hog, other_core
 from detection.rules import RULES, BoltWalltime, NaiveCompareFail, PrContext, plain_run
 
+DEFAULT_RULES = "naive,bolt,instructions"
 DEFAULT_PRS = 8  # per condition; see benchmarks/README.md for the time estimate
 DEFAULT_SIZES = "0,2,5,10"
 QUICK_SIZES = "0,10"
@@ -49,7 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     hog.add_argument("--no-hog", dest="conditions", action="store_const", const=["quiet"], help="only quiet")
     p.add_argument("--out", type=Path, default=Path("detection-results.md"), help="markdown table; raw JSON lines go to the .jsonl next to it")
     p.add_argument("--quick", action="store_true", help="2 PRs, 3 rounds, 3 stages, short extra/confirmation passes")
-    p.add_argument("--rules", default="naive,bolt", help=f"comma-separated, from {', '.join(RULES)} (default naive,bolt)")
+    p.add_argument("--rules", default=DEFAULT_RULES,
+                   help=f"comma-separated, from {', '.join(RULES)} (default {DEFAULT_RULES}; without valgrind the "
+                        "instruction-count rule is skipped with a message)")
+    p.add_argument("--no-instructions", action="store_true", help="leave the instruction-count rule out (as --rules naive,bolt)")
     p.add_argument("--stages", help=f"comma-separated stage names (default all {len(suite.STAGES)}; quick {','.join(suite.QUICK_STAGES)})")
     p.add_argument("--changed", type=int, default=CHANGED_PER_PR, help="stages slowed down in each non-zero PR")
     p.add_argument("--rounds", type=int, help="Bolt's rounds per side (default Bolt's own default; quick 3)")
@@ -83,6 +88,23 @@ def make_rules(names: list[str], quick: bool, rounds: int | None, plain_args: li
             log(f"rule {name}: skipped, {reason}")
             del rules[name]
     return rules
+
+
+def check_counts(python: Path, workdir: Path, stages: list[suite.Stage], sizes: list[float], injection: dict) -> None:
+    """Adds the injections in instruction terms to `injection` (per stage: "instructions", "ratio_instr"), and
+    says so when an injected size comes out below its nominal value (a stage with fixed costs next to its units)."""
+    started = time.monotonic()
+    try:
+        counted = suite.check_injection_counts(python, workdir, stages, sizes)
+    except Exception as exc:  # noqa: BLE001 - a check, not a measurement: the benchmark goes on
+        log(f"instruction-count injection check failed: {type(exc).__name__}: {exc}"[:600])
+        return
+    for name, r in counted.items():
+        injection.setdefault(name, {}).update({"instructions": r["instructions"], "ratio_instr": r["ratio_instr"]})
+    short = [f"{name} +{k} %: {ratio:.4f}" for name, r in counted.items() for k, ratio in r["ratio_instr"].items()
+             if k != "0" and ratio < 1 + float(k) / 100]
+    log(f"injection in instruction terms checked in {time.monotonic() - started:.0f} s"
+        + (f"; below the nominal size: {', '.join(short)}" if short else "; every injected size is at least nominal"))
 
 
 def run_pr(python: Path, repo: suite.SuiteRepo, pr: suite.PrSpec, stages: list[suite.Stage], rules: dict, workdir: Path,
@@ -150,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     prs_count = args.prs or (2 if args.quick else DEFAULT_PRS)
     sizes = [float(s) for s in (args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)).split(",")]
     stages = suite.stages_by_name(args.stages.split(",") if args.stages else (suite.QUICK_STAGES if args.quick else None))
-    rules = make_rules([r.strip() for r in args.rules.split(",") if r.strip()], args.quick, args.rounds)
+    names = [r.strip() for r in args.rules.split(",") if r.strip() and not (args.no_instructions and r.strip() == "instructions")]
+    rules = make_rules(names, args.quick, args.rounds)
     prs = suite.plan_prs(prs_count, sizes, stages, min(args.changed, len(stages)), args.seed)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bolt-detection-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -159,14 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"workdir {workdir}; {prs_count} PRs x {len(args.conditions)} condition(s), {len(stages)} stages, sizes "
             f"{','.join(f'{s:g}' for s in sizes)} %, rules {', '.join(rules)}")
-        python = suite.make_env(workdir / "env")
+        python = suite.make_env(workdir / "env", codspeed="instructions" in rules)
         repo = suite.make_repo(workdir / "repo", stages, prs)
         suite.compile_checkout(python, repo.path)
         injection = suite.check_injection(python, repo.path, stages, sizes, 0.3 if args.quick else 2.0)
+        if "instructions" in rules:
+            check_counts(python, workdir / "injection-counts", stages, sizes, injection)
         meta = {"kind": "meta", "argv": sys.argv[1:] if argv is None else argv, "versions": suite.env_versions(python),
                 "stages": [{"name": s.name, "units": s.units, "kind": s.kind} for s in stages], "sizes": sizes,
                 "prs": [pr.to_dict() for pr in prs], "hog_cpu": other_core(), "injection": injection,
                 "bolt_plan": rules["bolt"].plan.__dict__ if "bolt" in rules else None,
+                "instructions_plan": rules["instructions"].plan.__dict__ if "instructions" in rules else None,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         records: list[dict] = []
         with out_raw.open("w") as raw:

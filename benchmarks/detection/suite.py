@@ -23,6 +23,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bolt_bot.instructions import codspeed_requirement, measure_instructions
+
 HERE = Path(__file__).resolve().parent
 TEST_FILE = "benchmarks/test_stages.py"
 
@@ -186,9 +188,13 @@ def make_repo(root: Path, stages: list[Stage], prs: list[PrSpec]) -> SuiteRepo:
 
 # ---------------------------------------------------------------------------------- environment
 
-def make_env(path: Path) -> Path:
+def make_env(path: Path, codspeed: bool = True) -> Path:
     """One virtual environment (uv) with pytest and pytest-benchmark, shared by both sides: the project itself is
-    not installed (pythonpath = ["."]), so each side imports its own checkout's code."""
+    not installed (pythonpath = ["."]), so each side imports its own checkout's code.
+
+    With `codspeed`, pytest-codspeed (Bolt's pinned `codspeed_requirement()`) goes in too, for the instruction-count
+    rule; one shared environment means identical versions on both sides. Installed, it stays off in the wall-time
+    runs (no `--codspeed`, and `environ` drops CODSPEED_ENV), as in `bolt run`."""
     uv = shutil.which("uv")
     if uv is None:
         try:
@@ -199,21 +205,29 @@ def make_env(path: Path) -> Path:
             raise SystemExit("uv is needed to build the synthetic suite's environment") from None
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(path)], check=True, timeout=600)
     python = path / "bin" / "python"
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "pytest", "pytest-benchmark"], check=True, timeout=900)
+    packages = ["pytest", "pytest-benchmark", *([codspeed_requirement()] if codspeed else [])]
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *packages], check=True, timeout=900)
     return python
 
 
 def env_versions(python: Path) -> dict[str, str]:
-    code = ("import platform, pytest, pytest_benchmark, json; print(json.dumps({'python': platform.python_version(), "
-            "'pytest': pytest.__version__, 'pytest-benchmark': pytest_benchmark.__version__}))")
+    code = ("import platform, json\nfrom importlib import metadata\nout = {'python': platform.python_version()}\n"
+            "for name in ('pytest', 'pytest-benchmark', 'pytest-codspeed'):\n"
+            "    try:\n        out[name] = metadata.version(name)\n    except metadata.PackageNotFoundError:\n        pass\n"
+            "print(json.dumps(out))")
     proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-200:]}
+    versions = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-200:]}
+    if "pytest-codspeed" in versions and shutil.which("valgrind"):
+        out = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, timeout=30, check=False)
+        versions["valgrind"] = out.stdout.strip().removeprefix("valgrind-")
+    return versions
 
 
 def environ(python: Path) -> dict[str, str]:
     """The measured processes' environment: the venv first on PATH, nothing leaking in through PYTHONPATH."""
     env = dict(os.environ)
-    for var in ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONMALLOC", "PYTHONDONTWRITEBYTECODE"):
+    # CODSPEED_ENV would switch pytest-codspeed on in the wall-time runs (bolt_bot.instrplan drops it as well).
+    for var in ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONMALLOC", "PYTHONDONTWRITEBYTECODE", "CODSPEED_ENV"):
         env.pop(var, None)
     env["VIRTUAL_ENV"] = str(python.parent.parent)
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
@@ -272,3 +286,28 @@ def check_injection(python: Path, checkout: Path, stages: list[Stage], sizes: li
                    "ratio_min": dict(zip([f"{s:g}" for s in [0.0, *[s for s in sizes if s]]], r["ratio_min"])),
                    "ratio_median": dict(zip([f"{s:g}" for s in [0.0, *[s for s in sizes if s]]], r["ratio_median"]))}
             for name, r in raw.items()}
+
+
+def check_injection_counts(python: Path, workdir: Path, stages: list[Stage], sizes: list[float],
+                           timeout: float = 900) -> dict:
+    """The injections as the instruction-count rule sees them: the suite under callgrind (Bolt's own
+    measure_instructions: one call per stage, GC off) once with every weight at 1 and once per size with every
+    weight at 1 + size/100, each in its own process as base and head are. Stages run in the suite's order, so each
+    stage has the same predecessors as in a PR (at the same weight as itself): the one measured call of an
+    allocation-heavy stage depends on the allocator state they leave.
+
+    Returns {stage: {"instructions": count at weight 1, "ratio_instr": {size: ratio}}}; raises when a run fails."""
+    keys = ["0", *[f"{s:g}" for s in sizes if s]]
+    counts: dict[str, dict[str, int]] = {}
+    for i, key in enumerate(keys):
+        factor = 1 + float(key) / 100
+        root = write_project(workdir / f"{i:02d}", stages, {s.name: factor for s in stages})  # equal-length paths
+        compile_checkout(python, root)
+        run = measure_instructions(python, root, [], env=environ(python), timeout=timeout,
+                                   workdir=workdir / "instr" / f"{i:02d}")
+        if run.failed or len(run.counts) != len(stages):
+            raise RuntimeError(f"instruction-count injection check at +{key} %: {len(run.counts)} of {len(stages)} stages "
+                               f"counted, failed {sorted(run.failed)}: {run.log_excerpt[-300:]}")
+        for nodeid, count in run.counts.items():
+            counts.setdefault(stage_of(nodeid), {})[key] = count
+    return {name: {"instructions": c["0"], "ratio_instr": {k: c[k] / c["0"] for k in keys}} for name, c in counts.items()}
