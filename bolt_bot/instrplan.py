@@ -8,6 +8,8 @@ sends only short, CPU-bound stages to callgrind (measurement-facts.md: counts mi
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import fnmatch
 import json
 import os
@@ -252,20 +254,14 @@ def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: li
 
 def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path, progress: Progress | None = None,
                    counts_fn: Callable[..., InstructionRun] = measure_instructions) -> CountRun:
-    """Counts of base, then head, then head again; one StageComparison per stage seen on either side."""
+    """Counts of base and head (side by side), then head again; one StageComparison per stage on either side."""
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
     runs: dict[str, InstructionRun] = {}
     errors: dict[str, str] = {}
-    for side in (BASE, HEAD, REPEAT):
+
+    def count(side: str) -> None:
         setup = setups[HEAD if side == REPEAT else side]
-        if side == REPEAT:
-            if HEAD in errors or not runs[HEAD].counts:
-                break  # nothing on head to repeat
-            # The repeat runs in the very same workdir as the first pass (its path is an argument of the
-            # measured process: another name of the same length still moved a stage by 15 instructions);
-            # the first pass's files are moved aside meanwhile.
-            _move(runs[HEAD], workdir / HEAD, workdir / f"{HEAD}-first")
         try:
             runs[side] = counts_fn(setup.python, setup.checkout, list(plan.pytest_args), env=setup.env,
                                    timeout=plan.timeout, workdir=workdir / (HEAD if side == REPEAT else side))
@@ -275,10 +271,21 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
             else:
                 errors[side] = str(exc)
                 progress.warn(f"{side}: instruction counts failed: {exc}")
-            continue
+            return
         run = runs[side]
         progress.step(f"{'head again' if side == REPEAT else side}: {len(run.counts)} stages counted, "
                       f"{len(run.failed)} failed, in {run.seconds:.1f} s")
+
+    # Counts do not depend on load, so base and head are counted at the same time, one core each.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(count, BASE), pool.submit(count, HEAD)]:
+            future.result()
+    if HEAD not in errors and runs[HEAD].counts:
+        # The repeat runs in the very same workdir as the first pass (its path is an argument of the
+        # measured process: another name of the same length still moved a stage by 15 instructions);
+        # the first pass's files are moved aside meanwhile.
+        _move(runs[HEAD], workdir / HEAD, workdir / f"{HEAD}-first")
+        count(REPEAT)
     if REPEAT in runs:
         _move(runs[REPEAT], workdir / HEAD, workdir / REPEAT)
         _move(runs[HEAD], workdir / f"{HEAD}-first", workdir / HEAD)
