@@ -369,7 +369,7 @@ def test_comment_commands_are_acknowledged_when_approvals_are_missing(gh, tmp_pa
 
 def test_comment_commands_go_to_the_approval_module(gh, tmp_path, monkeypatch):
     seen = []
-    fake = types.SimpleNamespace(handle=lambda config, client: seen.append((config.event_name, client())) or 0)
+    fake = types.SimpleNamespace(handle=lambda config, client, rerun=None: seen.append((config.event_name, client())) or 0)
     monkeypatch.setitem(sys.modules, "bolt_bot.approval", fake)
     monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
     pr = gh.seed_pr()
