@@ -98,6 +98,11 @@ def compare_sides(
     base_rounds, head_rounds = base.medians(), head.medians()
     if normalise:
         normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds)
+        # Stages that moved between the sides pull every round's factor their way (and so move the
+        # unchanged stages the other way): the factors are taken again without them.
+        moved = stats.moved_stages(normal_base, normal_head, threshold / 100.0)
+        if moved:
+            normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds, exclude=moved)
         shift = stats.suite_shift(f_base, f_head)
         if shift is not None and shift.p < alpha and abs(shift.ratio - 1) * 100 >= threshold:
             # Interleaved rounds spread machine noise over both sides alike: a shift of every stage that is

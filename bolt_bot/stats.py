@@ -12,6 +12,7 @@ the result low-confidence.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -110,7 +111,8 @@ def estimate_many_from_rounds(pairs: Sequence[tuple[Sequence[float], Sequence[fl
 
 
 def normalise_rounds(
-    base: Sequence[dict[str, float]], head: Sequence[dict[str, float]], min_stages: int = 4
+    base: Sequence[dict[str, float]], head: Sequence[dict[str, float]], min_stages: int = 4,
+    exclude: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[list[dict[str, float]], list[dict[str, float]], list[float], list[float]]:
     """Remove common-mode noise: divide each round by how much slower or faster it ran as a whole.
 
@@ -119,6 +121,7 @@ def normalise_rounds(
     value/typical, so a few changed stages do not move it. A change of the whole suite between base and
     head looks like machine noise to this; `suite_shift` tests the factors for that separately. Rounds
     with fewer than `min_stages` stages carry too little evidence for a factor and are left as they are.
+    Stages in `exclude` (those that moved between the sides) are rescaled but do not vote on the factor.
     """
     rounds = [*base, *head]
     names = list(dict.fromkeys(name for one in rounds for name in one))
@@ -132,11 +135,38 @@ def normalise_rounds(
         with np.errstate(all="ignore"):
             typical = np.nanmedian(values, axis=0)
             ratios = values / typical
+            for name in exclude:
+                if name in column:
+                    ratios[:, column[name]] = np.nan
             counts = np.sum(np.isfinite(ratios), axis=1)
             medians = np.nanmedian(np.where(np.isfinite(ratios), ratios, np.nan), axis=1) if counts.max() else counts
         factors = [float(m) if c >= min_stages and np.isfinite(m) and m > 0 else 1.0 for m, c in zip(medians, counts)]
     scaled = [{n: v / f for n, v in one.items()} for one, f in zip(rounds, factors)]
     return scaled[: len(base)], scaled[len(base) :], factors[: len(base)], factors[len(base) :]
+
+
+def moved_stages(base: Sequence[dict[str, float]], head: Sequence[dict[str, float]], floor: float) -> set[str]:
+    """Stages whose median moved by at least `floor` (a fraction) between the sides, relative to most stages."""
+    columns_b: dict[str, list[float]] = {}
+    columns_h: dict[str, list[float]] = {}
+    for rounds, columns in ((base, columns_b), (head, columns_h)):
+        for one in rounds:
+            for name, value in one.items():
+                columns.setdefault(name, []).append(value)
+    ratios = {}
+    for name, values in columns_b.items():
+        other = columns_h.get(name)
+        if other:
+            b, h = statistics.median(values), statistics.median(other)
+            if b > 0 and h > 0:
+                ratios[name] = h / b
+    if not ratios:
+        return set()
+    # Relative to the bulk of the stages: the changed ones have shifted the rest a little the other way.
+    center = statistics.median(ratios.values())
+    distance = sorted(((abs(ratio / center - 1), name) for name, ratio in ratios.items()), reverse=True)
+    # Never more than half of the stages: the factors need voters.
+    return {name for d, name in distance[: len(distance) // 2] if d >= floor}
 
 
 def suite_shift(f_base: Sequence[float], f_head: Sequence[float]) -> Estimate | None:
