@@ -32,14 +32,22 @@ def run_cli(*args):
 def test_finds_both_slowdowns_and_flags_nothing_else(tmp_path):
     head_work = dict(BASE_WORK, parse=int(30000 * 1.10), join=int(25000 * 1.09))
     repo, base, head = pipeline_repo(tmp_path, head_work)
-    out = tmp_path / "out"
-    code, output = run_cli("--repo", str(repo), "--base", base, "--head", head, "--measure", "walltime", "--out", str(out))
-    assert code == 0, output
-    results = json.loads((out / "results.json").read_text())
-    verdicts = {s["name"].split("[")[1].rstrip("]"): s["verdict"] for s in results["stages"]}
+    # A shared VM can switch between two speeds 1.7x apart for seconds at a time; then Bolt says
+    # "inconclusive" instead of guessing, and a maintainer measures again. The test does the same, once.
+    # A false alarm is never excused: every attempt must flag nothing but the two slowed stages.
+    for attempt in (1, 2):
+        out = tmp_path / f"out{attempt}"
+        code, output = run_cli("--repo", str(repo), "--base", base, "--head", head, "--measure", "walltime",
+                               "--out", str(out))
+        assert code == 0, output
+        results = json.loads((out / "results.json").read_text())
+        verdicts = {s["name"].split("[")[1].rstrip("]"): s["verdict"] for s in results["stages"]}
+        flagged = {name for name, v in verdicts.items() if v in ("regressed", "improved")}
+        assert flagged <= {"parse", "join"}, verdicts
+        assert all(v in ("regressed", "inconclusive") for n, v in verdicts.items() if n in ("parse", "join")), verdicts
+        if flagged == {"parse", "join"}:
+            break
     assert verdicts["parse"] == "regressed" and verdicts["join"] == "regressed", verdicts
-    flagged = {name for name, v in verdicts.items() if v in ("regressed", "improved")}
-    assert flagged == {"parse", "join"}, verdicts
     comment = (out / "comment.md").read_text()
     assert "2 stages slower" in comment and "test_stage&#91;parse&#93;" in comment
     # The working tree was not touched, and no worktree is left behind.
