@@ -449,7 +449,19 @@ class Handler:
         }
         state = {**state, "approval": approval, "approval_note": None}
         body = with_block(replace_state(existing.body or "", state), state, self.settings)
-        self.client.edit_comment(existing, body)
+        # A run for a newer head may have rewritten the comment since it was read: editing now would put the
+        # old report back over the new one. Read it again right before writing (compare, then swap).
+        fresh = self.client.find_comment(req.number)
+        fresh_state = render.read_state(fresh.body or "") if fresh is not None else None
+        if fresh is None or (fresh.body or "") != (existing.body or ""):
+            moved = str((fresh_state or {}).get("head_sha") or "")
+            react(self.client, req.number, req.comment_id, "confused", self.out)
+            self.reply(req.number, f"@{req.user}, Bolt's report changed while this approval was being recorded "
+                                   f"(now for {moved[:7] or 'another run'}); nothing was approved. Please read the "
+                                   "new report and approve again.")
+            self.notice(f"#{req.number}: approval by {req.user} not recorded: the report changed meanwhile")
+            return EXIT_OK
+        self.client.edit_comment(fresh, body)
         if self._needed(state, req):
             self.client.set_status(sha, "success", approved_description(approval), target_url=req.url)
         if req.via == "comment":

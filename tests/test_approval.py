@@ -249,6 +249,35 @@ def test_the_approval_label_from_a_user_without_permission_is_removed_with_a_not
     assert read_state(bolt_comment(gh, pr).body)["approval"] is None
 
 
+def test_an_approval_racing_a_push_never_puts_the_old_report_back(gh, tmp_path, monkeypatch):
+    """The run for a newer head rewrites the comment between the approval's read and its write."""
+    pr = gh.seed_pr()
+    measure(gh, tmp_path, pr)
+    newer = "3" * 40
+    gh.add_commit(pr.repo, newer)
+    from bolt_bot.github import Client
+
+    real_find = Client.find_comment
+    calls = {"n": 0}
+
+    def find_then_a_push_lands(self, number):
+        found = real_find(self, number)
+        calls["n"] += 1
+        if calls["n"] == 1:  # the approval has read the comment: now the newer head's run publishes
+            gh.pull(pr.repo, pr.number).head_sha = newer
+            measure(gh, tmp_path, pr, newer, Measure(ratio=1.4))
+        return found
+
+    monkeypatch.setattr(Client, "find_comment", find_then_a_push_lands)
+    command(gh, tmp_path, pr, pr.maintainer, "/bolt approve fine for the old head")
+    monkeypatch.setattr(Client, "find_comment", real_find)
+    state = read_state(bolt_comment(gh, pr).body)
+    assert state["head_sha"] == newer and state["approval"] is None  # the newer report stands, unapproved
+    assert "+40.0 %" in bolt_comment(gh, pr).body
+    assert last_status(gh, pr, newer).state == "failure"
+    assert "approve again" in [c.body for c in gh.comments(pr.repo, pr.number)][-1]
+
+
 def test_approvers_admin_refuses_a_maintainer_and_accepts_the_owner(gh, tmp_path):
     pr = gh.seed_pr()
     measure(gh, tmp_path, pr)
