@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,13 +127,11 @@ def normalise_rounds(
     rounds = [*base, *head]
     names = list(dict.fromkeys(name for one in rounds for name in one))
     column = {name: j for j, name in enumerate(names)}
-    values = np.full((len(rounds), len(names)), np.nan)
-    for i, one in enumerate(rounds):
-        for name, value in one.items():
-            values[i, column[name]] = value if value > 0 else np.nan
+    values = _matrix(rounds, column)
     factors = [1.0] * len(rounds)
     if names and rounds:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # rounds or stages with nothing usable
             typical = np.nanmedian(values, axis=0)
             ratios = values / typical
             for name in exclude:
@@ -145,28 +144,30 @@ def normalise_rounds(
     return scaled[: len(base)], scaled[len(base) :], factors[: len(base)], factors[len(base) :]
 
 
+def _matrix(rounds: Sequence[dict[str, float]], column: dict[str, int]) -> np.ndarray:
+    values = np.full((len(rounds), len(column)), np.nan)
+    for i, one in enumerate(rounds):
+        for name, value in one.items():
+            values[i, column[name]] = value if value > 0 else np.nan
+    return values
+
+
 def moved_stages(base: Sequence[dict[str, float]], head: Sequence[dict[str, float]], floor: float) -> set[str]:
     """Stages whose median moved by at least `floor` (a fraction) between the sides, relative to most stages."""
-    columns_b: dict[str, list[float]] = {}
-    columns_h: dict[str, list[float]] = {}
-    for rounds, columns in ((base, columns_b), (head, columns_h)):
-        for one in rounds:
-            for name, value in one.items():
-                columns.setdefault(name, []).append(value)
-    ratios = {}
-    for name, values in columns_b.items():
-        other = columns_h.get(name)
-        if other:
-            b, h = statistics.median(values), statistics.median(other)
-            if b > 0 and h > 0:
-                ratios[name] = h / b
-    if not ratios:
+    names = list(dict.fromkeys(name for one in [*base, *head] for name in one))
+    if not names or not base or not head:
+        return set()
+    column = {name: j for j, name in enumerate(names)}
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a stage seen on one side only: an all-NaN column
+        ratios = np.nanmedian(_matrix(head, column), axis=0) / np.nanmedian(_matrix(base, column), axis=0)
+    usable = np.isfinite(ratios) & (ratios > 0)
+    if not usable.any():
         return set()
     # Relative to the bulk of the stages: the changed ones have shifted the rest a little the other way.
-    center = statistics.median(ratios.values())
-    distance = sorted(((abs(ratio / center - 1), name) for name, ratio in ratios.items()), reverse=True)
-    # Never more than half of the stages: the factors need voters.
-    return {name for d, name in distance[: len(distance) // 2] if d >= floor}
+    distance = np.where(usable, np.abs(ratios / np.median(ratios[usable]) - 1), -1.0)
+    order = np.argsort(-distance)[: int(usable.sum()) // 2]  # never more than half: the factors need voters
+    return {names[j] for j in order if distance[j] >= floor}
 
 
 def suite_shift(f_base: Sequence[float], f_head: Sequence[float]) -> Estimate | None:
