@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import signal
 import subprocess
@@ -126,10 +127,26 @@ def terminate_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _stable_root(repo: Path, shas: dict[str, str], parent: Path | None) -> Path:
+    """The same folder for the same repository and commits, so a rerun measures at the same paths.
+
+    Instruction counts move by a few instructions with the path names the measured code sees; a name
+    derived from the inputs keeps reruns identical. A folder left by a run still going (or killed)
+    gets a random name instead.
+    """
+    digest = hashlib.sha1(f"{repo.resolve()}\0{sorted(shas.items())}".encode()).hexdigest()[:10]
+    root = Path(parent or tempfile.gettempdir()) / f"bolt-{digest}"
+    try:
+        root.mkdir(parents=True)
+        return root
+    except FileExistsError:
+        return Path(tempfile.mkdtemp(prefix="bolt-", dir=parent))
+
+
 @contextlib.contextmanager
 def worktrees(repo: Path, shas: dict[str, str], parent: Path | None = None) -> Iterator[dict[str, Worktree]]:
     """Detached worktrees named by side (paths of equal length), removed on every way out."""
-    root = Path(tempfile.mkdtemp(prefix="bolt-", dir=parent))
+    root = _stable_root(repo, shas, parent)
     created: list[Path] = []
     try:
         trees = {}

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from bolt_bot.cli import main
 from bolt_bot.instructions import valgrind_available
-from tests.conftest import commit, git, make_repo
+from tests import projects
+from tests.conftest import commit
 
 pytestmark = [
     pytest.mark.slow,
@@ -18,82 +19,17 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed"),
 ]
 
-# Six stages of pure-Python CPU work (about 1-10 ms a call); WORK sets each stage's loop length, so
-# head can slow a chosen stage by a known fraction: the loop is nearly all of a stage's instructions.
-PIPELINE = '''
-"""A six-stage pipeline whose cost per stage is set in WORK."""
-
-WORK = {work!r}
-
-
-def _spin(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
-
-
-def ingest():
-    return _spin(WORK["ingest"])
-
-
-def parse():
-    return _spin(WORK["parse"])
-
-
-def clean():
-    return sorted(str(i) for i in range(WORK["clean"]))
-
-
-def join():
-    return _spin(WORK["join"])
-
-
-def render():
-    return "".join(str(i) for i in range(WORK["render"]))
-
-
-def export():
-    return _spin(WORK["export"])
-'''
-
-BENCHES = '''
-import pytest
-import minipipe
-
-
-@pytest.mark.parametrize("stage", ["ingest", "parse", "clean", "join", "render", "export"])
-def test_stage(benchmark, stage):
-    benchmark(getattr(minipipe, stage))
-'''
-
+# Six stages of pure-Python CPU and string work (about 1-10 ms a call); the work per stage is set in a dict,
+# so head can slow a chosen stage by a known fraction: the loop is nearly all of a stage's instructions.
 BASE_WORK = {"ingest": 20000, "parse": 40000, "clean": 8000, "join": 30000, "render": 15000, "export": 60000}
 # parse 3 % and join 4.5 % more loop iterations: both must be found, nothing else flagged.
 HEAD_WORK = dict(BASE_WORK, parse=41200, join=31350)
-PYPROJECT = """
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "minipipe"
-version = "0"
-
-[tool.setuptools]
-py-modules = ["minipipe"]
-"""
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    root = make_repo(tmp_path_factory.mktemp("instr-run") / "never-seen", {
-        "pyproject.toml": PYPROJECT,
-        "minipipe.py": PIPELINE.format(work=BASE_WORK),
-        "bench/test_bench.py": BENCHES,
-    })
-    base = git(root, "rev-parse", "HEAD")
-    head = commit(root, {"minipipe.py": PIPELINE.format(work=HEAD_WORK)}, "head: parse and join slower")
-    return root, base, head
+    return projects.pipeline_repo(tmp_path_factory.mktemp("instr-run") / "never-seen", BASE_WORK, HEAD_WORK,
+                                  strings=("clean", "render"))
 
 
 def run_cli(*args):
@@ -109,12 +45,14 @@ def short(name: str) -> str:
 def two_runs(repo, tmp_path_factory):
     root, base, head = repo
     results = []
-    for i in range(2):
-        out = tmp_path_factory.mktemp(f"out{i}")
+    out = tmp_path_factory.mktemp("out")
+    for i in range(2):  # the same command twice; the first run's directory is moved aside before the second
         code, output = run_cli("--repo", str(root), "--base", base, "--head", head, "--measure", "instructions",
                                "--no-profile", "--out", str(out))
         assert code == 0, output
-        results.append((out, json.loads((out / "results.json").read_text())))
+        kept = out.with_name(f"{out.name}-run{i}")
+        out.rename(kept)
+        results.append((kept, json.loads((kept / "results.json").read_text())))
     return results
 
 
