@@ -125,9 +125,11 @@ class Gate:
 
 
 def gate_for_publish(results: Results, client: Any, pr_number: int, settings: Settings,
-                     old_state: Mapping[str, Any] | None) -> Gate:
-    """Read the PR's labels, carry the stored approval over to `results` (or clear it), for publish."""
-    labels = pr_labels(client, pr_number)
+                     old_state: Mapping[str, Any] | None, labels: list[str] | None = None) -> Gate:
+    """Carry the stored approval over to `results` (or clear it), for publish. `labels` are the PR's, when
+    the caller has already read the pull request (publish has: it checks the head), else read here."""
+    if labels is None:
+        labels = pr_labels(client, pr_number)
     gate = Gate(perf=settings.perf_label in labels, claim=claim_text(results),
                 old_note=(old_state or {}).get("approval_note"))
     gate.approval, gate.note = carry_over(old_state, results, settings.threshold, settings.instr_threshold)
@@ -235,11 +237,10 @@ def _fit(body: str) -> str:
 
 def replace_state(body: str, state: Mapping[str, Any]) -> str:
     """`body` with its hidden state line replaced."""
-    from bolt_bot.publish import _state_line
 
     start = body.find(render.STATE_PREFIX)
     end = body.find(render.STATE_SUFFIX, start + len(render.STATE_PREFIX)) if start >= 0 else -1
-    line = _state_line(dict(state))
+    line = render.state_comment(dict(state))
     if start < 0 or end < 0:
         marker = body.find(render.MARKER)
         at = marker + len(render.MARKER) + 1 if marker >= 0 else 0

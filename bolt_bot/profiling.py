@@ -6,8 +6,6 @@ import json
 import os
 import pstats
 import re
-import signal
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ from pathlib import Path
 
 from bolt_bot.errors import BoltError
 from bolt_bot.model import ProfileLine
+from bolt_bot.rounds import run_pytest
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 PLUGIN_MODULE = "bolt_profile_plugin"
@@ -439,7 +438,9 @@ def collect_profiles(
     existing = environment.get("PYTHONPATH")
     environment["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + existing if existing else "")
 
-    code, output = _run(cmd, checkout, environment, timeout)
+    code, output = run_pytest(cmd, checkout, environment, timeout)
+    if code is None:
+        raise BoltError(f"profiling timed out after {timeout:g}s in {checkout}")
     found = profile_index(out_dir)
     result = {stage: out_dir / record["file"] for stage, record in found.items() if (out_dir / record["file"]).is_file()}
     if code not in (0, 1, 5) and not result:
@@ -456,37 +457,6 @@ def _unique(items: Iterable[str]) -> list[str]:
     for item in items:
         seen.setdefault(item, None)
     return list(seen)
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
-    try:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, errors="replace",
-            start_new_session=(os.name == "posix"),  # so a timeout can stop the whole process group
-        )
-    except OSError as exc:
-        raise BoltError(f"cannot start {cmd[0]} to profile: {exc.strerror or exc}") from None
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        raise BoltError(f"profiling timed out after {timeout:g}s in {cwd}") from None
-    except BaseException:
-        _kill(proc)
-        raise
-    return proc.returncode, output or ""
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.communicate()
 
 
 def _last_error(output: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
@@ -101,7 +100,8 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
             old_state = render.read_state(existing.body or "") if existing is not None else None
             # Runs can finish out of order: only the PR's current head may speak, whether or not a newer run
             # has commented yet (under on-change it may have stayed quiet).
-            current = client.head_sha(pr_number)
+            pull = client.pull(pr_number)
+            current = pull.head.sha
             if current != head_sha:
                 outcome.comment = "skipped-stale"
                 reported = f" and its comment reports {str(old_state.get('head_sha'))[:7]}" if old_state else ""
@@ -109,7 +109,8 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
                                        f"#{pr_number} is now at {str(current)[:7]}{reported}")
                 return
             # Keep the stored approval only if this measurement is no worse than what was approved.
-            gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state)
+            gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state,
+                                              labels=[label.name for label in pull.labels])
             if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS \
                     and not gate.needed(results):
                 outcome.comment = "skipped-quiet"
@@ -157,18 +158,12 @@ def comment_body(results: Results, template_dir: str | None, state: dict[str, An
     if render.MARKER not in body:
         header += render.MARKER + "\n"
     if render.read_state(body) is None:
-        header += _state_line(state) + "\n"
+        header += render.state_comment(state) + "\n"
     if not header:
         return body
     body = render.render_limited("comment.md.j2", results, limit=render.COMMENT_LIMIT - len(header),
                                  template_dir=template_dir, state=state)
     return header + body
-
-
-def _state_line(state: dict[str, Any]) -> str:
-    # "--" would end the HTML comment early: escape it inside the JSON strings.
-    data = json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d")
-    return f"{render.STATE_PREFIX}{data}{render.STATE_SUFFIX}"
 
 
 # ---------------------------------------------------------------------------------------------------------

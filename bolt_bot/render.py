@@ -159,7 +159,6 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
     shown_others, hidden_others = cut(others, limits.others)
     shown_unchanged, hidden_unchanged = cut(unchanged, limits.unchanged)
     chart = [s for s in shown_changed if s.ratio is not None][:12]
-    state_json = json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d") if state else None
     return {
         "results": results,
         "verdict_line": verdict_line(results),
@@ -173,7 +172,7 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
         "chart": chart,
         "chart_bound": max([abs((s.ratio or 1.0) - 1) * 100 for s in chart] + [1.0]) * 1.2,
         "marker": MARKER,
-        "state_comment": f"{STATE_PREFIX}{state_json}{STATE_SUFFIX}" if state_json else "",
+        "state_comment": state_comment(state) if state else "",
         "version": __version__,
         "instructions": INSTRUCTIONS,
         "approval": results.approval,
@@ -239,6 +238,12 @@ def _shrink(section: str, limits: Limits, attempt, limit: int) -> str:
         rows = int(rows * 0.97) - 1  # rows differ in length: step down a little and retry
     setattr(limits, section, 0)
     return empty
+
+
+def state_comment(state: dict[str, Any]) -> str:
+    """The hidden state as one HTML comment line; "--" would end the comment early, so it is escaped."""
+    data = json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d")
+    return f"{STATE_PREFIX}{data}{STATE_SUFFIX}"
 
 
 STATE_NAME_LIMIT = 80

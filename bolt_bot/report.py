@@ -33,6 +33,7 @@ from bolt_bot.profiling import (
 from bolt_bot.progress import Progress
 from bolt_bot.render import builtin_template_dir, format_amount, render_template
 from bolt_bot.rounds import run_round
+from bolt_bot.runner import compile_bytecode
 from bolt_bot.settings import Settings, read_project_settings_text
 
 REPORT_MD = "report.md"
@@ -104,7 +105,7 @@ def profile_report(
         with progress.group("Preparing the environment"):
             env = envs.prepare(tree.path, spec, ENV_SIDE)
             progress.note(f"{sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
-            _compile(env.python, tree.path)
+            compile_bytecode(env.python, tree.path)
             environ = env.environ()
         with progress.group("Profiling every stage with cProfile"):
             raw = Path(scratch) / "profiles"
@@ -176,15 +177,6 @@ def profile_report(
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def _compile(python: Path, checkout: Path) -> None:
-    """Bytecode first, so neither the profile nor the timing round pays for compiling the project."""
-    try:
-        subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)],
-                       capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # only a warm-up: the measurements still work without it
 
 
 def _python_version(python: Path) -> str:

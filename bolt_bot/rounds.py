@@ -71,8 +71,12 @@ def _memory_limit(megabytes: int | None):
 def run_pytest(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float,
                memory_mb: int | None = None) -> tuple[int | None, str]:
     """Run a process in its own group; on timeout kill the whole group. Returns (exit code or None, output)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=_memory_limit(memory_mb))
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_memory_limit(memory_mb))
+    except OSError as exc:
+        raise BoltError(f"cannot start {cmd[0]}: {exc.strerror or exc}") from None
     try:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out or ""

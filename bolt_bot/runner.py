@@ -44,9 +44,13 @@ def make_plan(repo: Path, base_ref: str | None, head_ref: str | None, overrides:
     return Plan(repo, CommitRef(base_ref, base_sha), CommitRef(head_ref, head_sha), settings)
 
 
-def _compile(python: Path, checkout: Path) -> None:
+def compile_bytecode(python: Path, checkout: Path) -> None:
     """Write bytecode caches first: the first run after a checkout differs from the next ones."""
-    subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)], capture_output=True, timeout=600)
+    try:
+        subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)],
+                       capture_output=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # only a warm-up: the measurements still work without it
 
 
 def _python_version(python: Path) -> str:
@@ -68,7 +72,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
             for side, tree in trees.items():
                 env = envs.prepare(tree.path, spec, side)
                 progress.note(f"{side} {tree.sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
-                _compile(env.python, tree.path)
+                compile_bytecode(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path, env=env.environ())
         measured = instrplan.measure(settings, setups, out, progress)
         results = build_results(

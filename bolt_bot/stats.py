@@ -12,7 +12,6 @@ the result low-confidence.
 from __future__ import annotations
 
 import math
-import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass

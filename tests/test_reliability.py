@@ -654,7 +654,7 @@ def _fake_env(monkeypatch):
 
     monkeypatch.setattr(envs, "prepare", lambda checkout, spec, side, root=None: envs.Env(
         path=Path(sys.prefix), python=Path(sys.executable), reused=True))
-    monkeypatch.setattr(runner, "_compile", lambda python, checkout: None)
+    monkeypatch.setattr(runner, "compile_bytecode", lambda python, checkout: None)
 
 
 def _assert_clean(repo: Path, private_tmp: Path) -> None:
@@ -729,7 +729,7 @@ def test_a_real_run_interrupted_mid_round_leaves_nothing_behind(tmp_path, privat
         from pathlib import Path
         from bolt_bot import envs, runner
         envs.prepare = lambda checkout, spec, side, root=None: envs.Env(Path(sys.prefix), Path(sys.executable), True)
-        runner._compile = lambda python, checkout: None
+        runner.compile_bytecode = lambda python, checkout: None
         from bolt_bot.cli import main
         main(["run", "--quiet", "--repo", {str(repo)!r}, "--base", "HEAD~1", "--head", "HEAD",
               "--measure", "walltime", "--rounds", "1", "--out", {str(tmp_path / "out")!r}])

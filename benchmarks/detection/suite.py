@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bolt_bot.instructions import codspeed_requirement, measure_instructions
+from bolt_bot.runner import compile_bytecode
 
 HERE = Path(__file__).resolve().parent
 TEST_FILE = "benchmarks/test_stages.py"
@@ -234,10 +235,8 @@ def environ(python: Path) -> dict[str, str]:
     return env
 
 
-def compile_checkout(python: Path, checkout: Path) -> None:
-    """Bytecode first, as `bolt run` does: the first run after a checkout differs from later ones."""
-    subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)], capture_output=True, timeout=600,
-                   check=False)
+# Bytecode first, exactly as `bolt run` does: the first run after a checkout differs from later ones.
+compile_checkout = compile_bytecode
 
 
 # ------------------------------------------------------------------------------ injection check
