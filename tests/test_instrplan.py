@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from pathlib import Path
 
 import pytest
@@ -75,12 +77,18 @@ def test_a_side_that_cannot_run_fails_its_stages():
 
 def test_measure_counts_runs_base_head_then_head_again_with_equal_length_workdirs(tmp_path):
     calls = []
+    base_started = threading.Event()  # base and head are counted side by side: number the passes base first
 
     def fake(python, checkout, args, *, env, timeout, workdir):
+        if Path(checkout).name == "head":
+            base_started.wait(5)
         calls.append((Path(checkout).name, Path(workdir).name, list(args)))
+        number = len(calls)
+        if Path(checkout).name == "base":
+            base_started.set()
         (workdir / "callgrind").mkdir(parents=True)
         dump = workdir / "callgrind" / "callgrind.out.1.1"
-        dump.write_text(f"pass {len(calls)}")
+        dump.write_text(f"pass {number}")
         result = run({"t::a": 100, "t::b": 200} if Path(checkout).name == "base" else {"t::a": 103, "t::b": 200})
         result.dumps = {"t::a": dump}
         return result
