@@ -142,6 +142,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks),
                          extra_args=_deselect(split.counted))
         stages += wall.stages
+        notices += wall.notices
         environment.update(wall.environment)
     if not split.counted and not split.timed:
         # Discovery found nothing: let the wall-time path report what is wrong with the suite.
@@ -409,12 +410,12 @@ def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progr
         run = walltime_fn(clean, plan, out / "rounds", progress)
     environment = {"rounds": settings.rounds, "plan": "interleaved", "extra_rounds": run.extra_pairs,
                    "confirmation_rounds": run.confirm_pairs}
-    return Measured(run.stages, WALLTIME, environment)
+    return Measured(run.stages, WALLTIME, environment, list(run.notices))
 
 
 def _walltime_only(settings, setups, out, progress, walltime_fn, notices) -> Measured:
     wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks))
-    wall.notices = notices
+    wall.notices = notices + wall.notices
     return wall
 
 
