@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bolt_bot import stats
+from bolt_bot import speedgate, stats
 from bolt_bot.model import (
     ADDED,
     FAILED,
@@ -48,7 +48,7 @@ class SideRounds:
         return stages
 
 
-def _columns(rounds: list[dict[str, float]]) -> dict[str, list[float]]:
+def columns(rounds: list[dict[str, float]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for one in rounds:
         for name, value in one.items():
@@ -95,7 +95,10 @@ def compare_sides(
 ) -> list[StageComparison]:
     """One StageComparison per stage seen on either side. `threshold` is in percent."""
     base_stages, head_stages = base.by_stage(), head.by_stage()
-    base_rounds, head_rounds = base.medians(), head.medians()
+    base_rounds, head_rounds, slow, total = speedgate.round_values(base.rounds, head.rounds)
+    if slow and notices is not None:
+        notices.append(f"the machine ran below full speed during {slow} of {total} stage measurements "
+                       f"({slow / total:.0%}); those were set aside")
     if normalise:
         normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds)
         # Stages that moved between the sides pull every round's factor their way (and so move the
@@ -111,7 +114,7 @@ def compare_sides(
                 notices.append(f"the whole suite ran {(shift.ratio - 1) * 100:+.1f} % on head, all stages together")
         else:
             base_rounds, head_rounds = normal_base, normal_head
-    base_values, head_values = _columns(base_rounds), _columns(head_rounds)
+    base_values, head_values = columns(base_rounds), columns(head_rounds)
     names = sorted(set(base_stages) | set(head_stages) | set(base.failed) | set(head.failed))
     floor = threshold / 100.0
     comparisons: list[StageComparison] = []

@@ -46,6 +46,7 @@ class BenchmarkRound:
     samples: int = 0  # pytest-benchmark "rounds" inside the process
     data: list[float] | None = None  # raw per-sample times, when saved
     unit: str = "s"  # "s" for wall time, "instr" for instruction counts
+    probe: tuple[float, float] | None = None  # speed-probe seconds just before and after (wall-time rounds)
 
 
 @dataclass

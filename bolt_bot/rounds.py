@@ -39,7 +39,7 @@ class RoundResult:
     seconds: float = 0.0
 
 
-def measured_env(extra: dict[str, str] | None = None, events: Path | None = None) -> dict[str, str]:
+def measured_env(extra: dict[str, str] | None = None, events: Path | None = None, probe: bool = False) -> dict[str, str]:
     """Variables every measured process gets: fixed hash seed, Bolt's probe plugins importable."""
     env = dict(extra or os.environ)
     env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
@@ -48,6 +48,10 @@ def measured_env(extra: dict[str, str] | None = None, events: Path | None = None
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches keep rounds alike
     if events is not None:
         env["BOLT_ROUND_EVENTS"] = str(events)
+    if probe:
+        env["BOLT_SPEED_PROBE"] = "1"  # the round plugin times a fixed loop around each stage (speedgate.py)
+    else:
+        env.pop("BOLT_SPEED_PROBE", None)
     return env
 
 
@@ -97,6 +101,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def _is_time(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 60
+
+
 def _last_line(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip() and not line.startswith("=")]
     errors = [line for line in lines if line.startswith(("E ", "ERROR", "error:")) or "Error" in line]
@@ -127,9 +135,10 @@ def run_round(
     for nodeid in deselect:
         cmd += ["--deselect", nodeid]
     started = time.monotonic()
-    code, output = run_pytest(cmd, checkout, measured_env(env, events), timeout, memory_mb)
+    code, output = run_pytest(cmd, checkout, measured_env(env, events, probe=True), timeout, memory_mb)
     result = RoundResult(seconds=time.monotonic() - started)
     running = None
+    probes: dict[str, tuple[float, float]] = {}
     for line in events.read_text(encoding="utf-8").splitlines() if events.exists() else []:
         try:
             event = json.loads(line)
@@ -141,6 +150,8 @@ def run_round(
             result.failed.setdefault(event["nodeid"], event.get("excerpt") or "failed")
         elif event.get("event") == "collect_error":
             result.collect_errors.append(f"{event['nodeid']}: {event.get('excerpt')}")
+        elif event.get("event") == "speed" and _is_time(event.get("before")) and _is_time(event.get("after")):
+            probes[event["nodeid"]] = (float(event["before"]), float(event["after"]))
     if code is None:
         result.hung = running
         result.error = f"timed out after {timeout:.0f} s" + (f" in {running}" if running else "")
@@ -151,6 +162,8 @@ def run_round(
         raise BoltError(f"pytest refused the arguments ({_last_line(output)})")
     if json_out.exists() and json_out.stat().st_size:
         result.records = read_round(json_out)
+        for record in result.records:
+            record.probe = probes.get(record.name)
     elif code not in (0, 5):
         if code < 0 and running:  # killed by a signal (crash, out of memory) mid-stage
             result.failed[running] = f"crashed with signal {-code}"

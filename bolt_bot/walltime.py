@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot import stats
-from bolt_bot.compare import SideRounds, compare_sides
+from bolt_bot import speedgate, stats
+from bolt_bot.compare import SideRounds, columns, compare_sides
 from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.progress import Progress
 from bolt_bot.rounds import RoundResult, run_round
@@ -102,6 +102,10 @@ class _Runner:
             self.dead.add(side)
             self.progress.warn(f"{side}: the benchmark suite failed: {result.error}")
 
+    def reference(self) -> float | None:
+        """The full-speed probe time over every round so far (speedgate.py)."""
+        return speedgate.reference(self.sides[BASE].rounds, self.sides[HEAD].rounds)
+
     def compare(self) -> list[StageComparison]:
         self.notices = []
         return compare_sides(self.sides[BASE], self.sides[HEAD], threshold=self.plan.threshold, alpha=self.plan.alpha,
@@ -140,14 +144,27 @@ def measure_walltime(
     if flagged and not runner.dead:
         confirm = {BASE: SideRounds(), HEAD: SideRounds()}
         anchors = _anchors(stages, flagged)
-        for _ in range(plan.confirm_pairs):
+        # The planned pairs, then up to as many again while a flagged stage has no full-speed round on
+        # a side yet: judged on slowed-down rounds alone, a real regression would often fail to confirm.
+        while confirmed < plan.confirm_pairs or (confirmed < 2 * plan.confirm_pairs and _lacks_fast(runner, confirm, flagged)):
             for side, records in runner.pair(flagged + anchors, "confirm").items():
                 confirm[side].rounds.append(records)
             confirmed += 1
         stages = runner.compare()
-        _require_confirmation(stages, confirm, plan.threshold / 100)
+        _require_confirmation(stages, confirm, plan.threshold / 100, runner.reference())
     return WalltimeRun(sides=runner.sides, stages=stages, rounds=dict(runner.counts), extra_pairs=extra,
                        confirm_pairs=confirmed, seconds=time.monotonic() - started, notices=runner.notices)
+
+
+def _lacks_fast(runner: _Runner, confirm: dict[str, SideRounds], flagged: list[str]) -> bool:
+    ref = runner.reference()
+    if ref is None:
+        return False
+    for side in confirm.values():
+        fast = {r.name for one in side.rounds for r in one if speedgate.at_full_speed(r, ref)}
+        if not fast.issuperset(flagged):
+            return True
+    return False
 
 
 def _anchors(stages: list[StageComparison], chosen: list[str], count: int = 6) -> list[str]:
@@ -157,14 +174,16 @@ def _anchors(stages: list[StageComparison], chosen: list[str], count: int = 6) -
     return [s.name for s in steady[:count]]
 
 
-def _require_confirmation(stages: list[StageComparison], confirm: dict[str, SideRounds], floor: float) -> None:
+def _require_confirmation(stages: list[StageComparison], confirm: dict[str, SideRounds], floor: float,
+                          ref: float | None = None) -> None:
     """A regression stands only if the confirmation rounds alone moved the same way by half the floor."""
-    base, head = confirm[BASE].by_stage(), confirm[HEAD].by_stage()
+    base_rounds, head_rounds, _, _ = speedgate.round_values(confirm[BASE].rounds, confirm[HEAD].rounds, ref, min_fast=1)
+    base, head = columns(base_rounds), columns(head_rounds)
     for stage in stages:
         if stage.verdict != REGRESSED:
             continue
-        b = [r.median for r in base.get(stage.name, [])]
-        h = [r.median for r in head.get(stage.name, [])]
+        b = base.get(stage.name, [])
+        h = head.get(stage.name, [])
         center_b, _ = stats.center_and_spread(b)
         center_h, _ = stats.center_and_spread(h)
         if not center_b or not center_h:

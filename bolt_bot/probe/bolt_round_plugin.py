@@ -3,14 +3,23 @@
 Standalone on purpose (it imports nothing from Bolt): the measured project's environment has pytest and
 pytest-benchmark but not Bolt. Events are JSON lines flushed at once, so a round that hangs or crashes
 still tells which stage it was running and which had failed.
+
+With BOLT_SPEED_PROBE set (wall-time rounds), each test call is bracketed by a speed probe: a fixed
+pure-Python loop timed just before and just after the stage is measured. Some virtual machines switch
+between full speed and a phase 1.5-2x slower every few hundred milliseconds (a neighbour on the same
+physical core); the probes tell Bolt which measurements ran at full speed (see bolt_bot/speedgate.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+
+import pytest
 
 _EVENTS = os.environ.get("BOLT_ROUND_EVENTS")
+_PROBE = bool(os.environ.get("BOLT_SPEED_PROBE"))
 _EXCERPT = 600
 
 
@@ -42,3 +51,30 @@ def pytest_runtest_logreport(report):
 def pytest_collectreport(report):
     if report.failed:
         _emit(event="collect_error", nodeid=report.nodeid, excerpt=_excerpt(report))
+
+
+def _probe_loop() -> int:
+    total = 0
+    for i in range(3000):
+        total += i
+    return total
+
+
+def speed_probe() -> float:
+    """Seconds for the fixed loop, best of three (about 0.1 ms each at full speed)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        _probe_loop()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    if not _PROBE:
+        yield
+        return
+    before = speed_probe()
+    yield
+    _emit(event="speed", nodeid=item.nodeid, before=before, after=speed_probe())

@@ -1,0 +1,86 @@
+"""Which wall-time measurements ran at full speed, and the per-round values Bolt compares.
+
+Some virtual machines (this project's CI VMs among them) switch every few hundred milliseconds between
+full speed and a phase 1.5-2x slower, each vCPU on its own: a neighbour busy on the same physical core.
+Per-round medians then fall into two clusters and a 5 % change drowns. Waiting for the fast phase
+costs more than it saves (the phases are short but frequent), so Bolt measures as usual and the round
+plugin times a fixed loop just before and just after each stage ("probes").
+
+A stage's round counts as *at full speed* when one of its probes is within `SLOW_FACTOR` of the
+reference (measured here against the stage's own two clusters of times: 99 % of the rounds kept this way
+were fast ones and 95 % of the fast ones were kept; the probe just before a stage often reads slow after
+pytest's set-up, so asking both probes to be fast kept only 70 % of them), the the 5th percentile of every probe of both sides (a low quantile, not the minimum: one freak
+probe must not make everything look slow). Where both sides have at least `MIN_FAST_ROUNDS` such
+rounds of a stage, only those are compared, by their fastest call: inside a full-speed window the
+fastest call is the least disturbed estimate. Otherwise the stage keeps every round's median, as
+without probes (files from `bolt compare`, or a machine that is never fast), and the test's noise
+estimate says how much that can be trusted. Nothing here knows which side is which: the probes do not
+depend on the code under test, so the selection cannot favour base or head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bolt_bot.model import BenchmarkRound
+
+SLOW_FACTOR = 1.3
+MIN_FAST_ROUNDS = 3
+MIN_PROBES = 20  # fewer probes than this give no trustworthy reference
+REFERENCE_QUANTILE = 0.05
+
+Rounds = Sequence[Sequence[BenchmarkRound]]
+
+
+def reference(*sides: Rounds) -> float | None:
+    """The full-speed probe time: a low quantile of all probes, or None when there are too few."""
+    probes = [t for side in sides for one in side for r in one if r.probe for t in r.probe]
+    if len(probes) < MIN_PROBES:
+        return None
+    return float(np.quantile(probes, REFERENCE_QUANTILE))
+
+
+def at_full_speed(record: BenchmarkRound, ref: float | None) -> bool:
+    return bool(ref and record.probe and min(record.probe) <= SLOW_FACTOR * ref)
+
+
+def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast: int = MIN_FAST_ROUNDS,
+                 ) -> tuple[list[dict[str, float]], list[dict[str, float]], int, int]:
+    """Per-round {stage: value} for both sides, plus how many stage-rounds were set aside and in all.
+
+    `ref` defaults to the reference of these very rounds; pass the whole run's reference when these
+    rounds are a subset of it (the confirmation pass, which also asks for fewer fast rounds).
+    """
+    ref = reference(base, head) if ref is None else ref
+    gated: set[str] = set()
+    if ref:
+        fast = [_fast_counts(side, ref) for side in (base, head)]
+        names = set(fast[0]) & set(fast[1])
+        gated = {n for n in names if fast[0][n] >= min_fast and fast[1][n] >= min_fast}
+    dropped = total = 0
+    out: list[list[dict[str, float]]] = []
+    for side in (base, head):
+        rounds = []
+        for one in side:
+            values = {}
+            for record in one:
+                total += 1
+                if record.name not in gated:
+                    values[record.name] = record.median
+                elif at_full_speed(record, ref):
+                    values[record.name] = record.min
+                else:
+                    dropped += 1
+            rounds.append(values)
+        out.append(rounds)
+    return out[0], out[1], dropped, total
+
+
+def _fast_counts(side: Rounds, ref: float) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for one in side:
+        for record in one:
+            counts[record.name] = counts.get(record.name, 0) + at_full_speed(record, ref)
+    return counts

@@ -1,0 +1,129 @@
+"""The speed gate: measurements taken while the VM ran in its slow phase are set aside, without bias."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bolt_bot import speedgate
+from bolt_bot.compare import SideRounds, compare_sides
+from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, BenchmarkRound
+from bolt_bot.rounds import RoundResult, run_round
+from bolt_bot.walltime import SideSetup, WalltimePlan, measure_walltime
+
+FAST_PROBE = 100e-6
+STAGES = {"t::ingest": 2e-3, "t::parse": 3e-3, "t::clean": 0.5e-3, "t::join": 2.5e-3, "t::render": 0.3e-3, "t::export": 1.2e-3}
+
+
+def _record(name: str, seconds: float, fast: bool, rng, probes: bool = True) -> BenchmarkRound:
+    """One stage-round as the VM produces it: at full speed (a little noise) or 1.5-2x slower."""
+    value = seconds * (1 + rng.normal(0, 0.015)) * (1.0 if fast else rng.uniform(1.5, 2.0))
+    probe = FAST_PROBE * (rng.uniform(1.0, 1.1) if fast else rng.uniform(1.5, 1.9))
+    return BenchmarkRound(name=name, median=value * 1.02, mean=value * 1.03, min=value, max=value * 1.2, samples=5,
+                          probe=(probe * rng.uniform(1.3, 1.7), probe) if probes else None)
+
+
+def _side(rng, slower: dict[str, float], rounds: int = 12, fast_share: float = 0.5, probes: bool = True) -> SideRounds:
+    side = SideRounds()
+    for _ in range(rounds):
+        side.rounds.append([_record(name, s * slower.get(name, 1.0), rng.random() < fast_share, rng, probes)
+                            for name, s in STAGES.items()])
+    return side
+
+
+def _verdicts(stages) -> dict[str, str]:
+    return {s.name: s.verdict for s in stages}
+
+
+def test_reference_is_a_low_quantile_so_one_freak_probe_changes_nothing():
+    rounds = [[BenchmarkRound(name=f"t::{i}", probe=(1e-4 + i * 1e-7, 1.8e-4)) for i in range(30)]]
+    freak = [[BenchmarkRound(name="t::freak", probe=(1e-6, 1.8e-4))]]
+    assert speedgate.reference(rounds) == speedgate.reference(rounds + freak) or \
+        math.isclose(speedgate.reference(rounds), speedgate.reference(rounds + freak), rel_tol=0.01)
+    assert 1e-4 <= speedgate.reference(rounds) < 1.01e-4
+
+
+def test_without_enough_probes_every_round_keeps_its_median():
+    rng = np.random.default_rng(1)
+    base, head = _side(rng, {}, rounds=3, probes=False), _side(rng, {}, rounds=3, probes=False)
+    assert speedgate.reference(base.rounds, head.rounds) is None
+    values_b, _, dropped, total = speedgate.round_values(base.rounds, head.rounds)
+    assert dropped == 0 and total == 36
+    assert values_b == base.medians()
+
+
+def test_slow_phase_rounds_are_set_aside_and_two_slowdowns_of_5_and_9_percent_are_found():
+    """Half the stage-rounds in a 1.5-2x slower phase: per-round medians drown a 5 % change, the gate does not."""
+    slower = {"t::parse": 1.05, "t::join": 1.09}
+    found_with_gate = found_without = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        base, head = _side(rng, {}), _side(rng, slower)
+        notices: list[str] = []
+        gated = _verdicts(compare_sides(base, head, threshold=3.0, notices=notices))
+        assert {n for n, v in gated.items() if v not in (UNCHANGED, INCONCLUSIVE)} <= set(slower), gated  # no false alarm
+        found_with_gate += sum(gated[n] == REGRESSED for n in slower)
+        assert any("below full speed" in n and "set aside" in n for n in notices), notices
+        for side in (base, head):  # the same numbers with the probes removed: what Bolt did before
+            for one in side.rounds:
+                for record in one:
+                    record.probe = None
+        plain = _verdicts(compare_sides(base, head, threshold=3.0))
+        found_without += sum(plain[n] == REGRESSED for n in slower)
+    assert found_with_gate >= 10, found_with_gate  # of 12
+    assert found_without <= 4, found_without
+
+
+def test_the_gate_favours_neither_side():
+    rng = np.random.default_rng(7)
+    base, head = _side(rng, {"t::parse": 1.06}), _side(rng, {})
+    forward = {s.name: s.ratio for s in compare_sides(base, head, threshold=3.0)}
+    backward = {s.name: s.ratio for s in compare_sides(head, base, threshold=3.0)}
+    for name in STAGES:
+        assert math.isclose(forward[name] * backward[name], 1.0, rel_tol=1e-9), name
+    assert forward["t::parse"] < 0.97
+
+
+def test_a_stage_seldom_at_full_speed_keeps_all_its_rounds_and_says_how_noisy_it_is():
+    rng = np.random.default_rng(3)
+    base, head = _side(rng, {}, fast_share=0.1), _side(rng, {}, fast_share=0.1)
+    _, _, dropped, total = speedgate.round_values(base.rounds, head.rounds)
+    verdicts = _verdicts(compare_sides(base, head, threshold=3.0))
+    assert set(verdicts.values()) <= {UNCHANGED, INCONCLUSIVE}
+    assert dropped < total * 0.2
+
+
+def test_a_real_round_reports_both_probes_of_every_stage(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_suite.py").write_text(
+        "def test_a(benchmark):\n    benchmark(sum, range(1000))\n\n"
+        "def test_b(benchmark):\n    benchmark(sorted, list(range(500, 0, -1)))\n")
+    result = run_round(Path(sys.executable), suite, [], tmp_path / "work", label="r", timeout=120)
+    assert [r.name for r in result.records] == ["test_suite.py::test_a", "test_suite.py::test_b"], result.error
+    for record in result.records:
+        assert record.probe is not None and all(0 < t < 0.1 for t in record.probe), record
+
+
+def test_confirmation_goes_on_while_a_flagged_stage_has_no_full_speed_round(tmp_path):
+    """The first confirmation pairs all ran in the slow phase: Bolt measures again rather than judge on them."""
+    rng = np.random.default_rng(11)
+    calls: list[str] = []
+
+    def round_fn(python, checkout, targets, workdir, *, label, **kw):
+        side = Path(workdir).name
+        calls.append(label)
+        confirming = label.startswith("confirm")
+        fast = not confirming or sum(c.startswith("confirm") for c in calls) > 6
+        slower = {"t::parse": 1.10} if side == "head" else {}
+        names = targets or list(STAGES)
+        return RoundResult(records=[_record(n, STAGES[n] * slower.get(n, 1.0), fast if confirming else rng.random() < 0.8, rng)
+                                    for n in names if n in STAGES], seconds=0.01)
+
+    setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
+    run = measure_walltime(setups, WalltimePlan(rounds=10, confirm_pairs=3), tmp_path, round_fn=round_fn)
+    assert run.confirm_pairs == 4  # three slow pairs, then one at full speed
+    assert _verdicts(run.stages)["t::parse"] == REGRESSED
