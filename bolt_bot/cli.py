@@ -102,6 +102,8 @@ def measure_options(f):
         click.option("--rounds", type=int, default=None, help="Interleaved rounds per side [default: 10]."),
         click.option("--budget", type=float, default=None, help="Seconds for extra rounds on unclear stages [default: 120]."),
         click.option("--round-timeout", type=float, default=None, help="Seconds before one round is stopped [default: 600]."),
+        click.option("--round-memory-mb", type=int, default=None,
+                     help="Address-space limit of one round's process, in MiB; 0: none [default: 4096]."),
         click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated)."),
         click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'."),
         click.option("--install", default=None, help="Custom install command, run in each checkout."),
@@ -119,7 +121,7 @@ def measure_options(f):
 def overrides_from(kw: dict) -> dict:
     return {
         "measure": kw["measure"], "threshold": kw["threshold"], "rounds": kw["rounds"], "budget": kw["budget"],
-        "round_timeout": kw["round_timeout"], "benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"],
+        "round_timeout": kw["round_timeout"], "round_memory_mb": kw["round_memory_mb"], "benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"],
         "install": kw["install"], "extras": kw["extras"], "python": kw["python_version"],
         "profile": False if kw["no_profile"] else None, "fail_on_regression": kw["fail_on_regression"],
         "template_dir": kw["template_dir"],

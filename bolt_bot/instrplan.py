@@ -250,7 +250,7 @@ def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: li
                      cpu: bool = False) -> RoundResult:
     args = [*settings.pytest_args, *DISCOVERY_ARGS, *([CPU_TIMER] if cpu else [])]
     return round_fn(setup.python, setup.checkout, targets, workdir, label=f"discovery-{label}", pytest_args=args,
-                    env=_without_codspeed(setup.env), timeout=settings.round_timeout)
+                    env=_without_codspeed(setup.env), timeout=settings.round_timeout, memory_mb=settings.round_memory_mb)
 
 
 def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path, progress: Progress | None = None,

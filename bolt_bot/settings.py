@@ -81,6 +81,8 @@ class Settings:
             raise BoltError(f"{source}: alpha must be between 0 and 1, not {self.alpha}")
         if self.rounds < 1:
             raise BoltError(f"{source}: rounds must be at least 1, not {self.rounds}")
+        if self.round_memory_mb < 0:
+            raise BoltError(f"{source}: round_memory_mb is MiB (0: no limit), not {self.round_memory_mb}")
 
 
 def _convert(key: str, value: Any, default: Any, source: str) -> Any:

@@ -626,6 +626,35 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
                       valgrind=lambda: None)
     assert seen == [512, 512]
     assert Settings().round_memory_mb == 4096
+    # `auto` first times a discovery round per side: under the same limit.
+    seen.clear()
+    settings = settings.updated({"measure": "auto"}, "test")
+    instrplan.measure(settings, setups, tmp_path, round_fn=round_fn,
+                      walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn), valgrind=lambda: "valgrind")
+    assert seen and set(seen) == {512}, seen
+
+
+def test_memory_limit_has_a_cli_flag_and_refuses_a_negative_size(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bolt_bot import runner
+    from bolt_bot.cli import main
+
+    repo, sha = _tiny_repo(tmp_path)
+    plans = []
+    monkeypatch.setattr(runner, "execute", lambda plan, out, progress=None: plans.append(plan) or _no_results())
+    args = ["run", "--quiet", "--repo", str(repo), "--base", sha, "--head", sha, "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--round-memory-mb", "512"])
+    assert plans and plans[0].settings.round_memory_mb == 512, result.output
+    result = CliRunner().invoke(main, [*args, "--round-memory-mb", "-1"])
+    assert result.exit_code == 2 and "round_memory_mb is MiB" in result.output, result.output
+    assert len(plans) == 1
+
+
+def _no_results():
+    from bolt_bot.compare import build_results
+
+    return build_results([])
 
 
 # ---------------------------------------------------------------------------- cleanup on every way out
