@@ -95,10 +95,11 @@ def compare_sides(
 ) -> list[StageComparison]:
     """One StageComparison per stage seen on either side. `threshold` is in percent."""
     base_stages, head_stages = base.by_stage(), head.by_stage()
-    base_rounds, head_rounds, slow, total = speedgate.round_values(base.rounds, head.rounds)
-    if slow and notices is not None:
-        notices.append(f"the machine ran below full speed during {slow} of {total} stage measurements "
-                       f"({slow / total:.0%}); those were set aside")
+    chosen = speedgate.round_values(base.rounds, head.rounds)
+    base_rounds, head_rounds = chosen.base, chosen.head
+    if chosen.dropped and notices is not None:
+        notices.append(f"the machine ran below full speed during {chosen.dropped} of {chosen.total} stage "
+                       f"measurements ({chosen.dropped / chosen.total:.0%}); those were set aside")
     if normalise:
         normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds)
         # Stages that moved between the sides pull every round's factor their way (and so move the
@@ -162,6 +163,11 @@ def compare_sides(
     for (stage, est), q in zip(tested, qvalues):
         stage.q = q
         stage.verdict, stage.note = stats.decide(est, q, floor, alpha)
+        if stage.verdict in (REGRESSED, IMPROVED) and stage.name in chosen.mixed:
+            (fast_b, n_b), (fast_h, n_h) = chosen.mixed[stage.name]
+            stage.verdict = INCONCLUSIVE
+            stage.note = (f"{(est.ratio - 1) * 100:+.1f} %, but only {fast_b} of {n_b} base and {fast_h} of {n_h} head "
+                          f"rounds ran at full speed, so the machine's slow phases may explain it")
         if est.low_confidence and stage.note is None:
             stage.note = "one round per side: low confidence"
     return comparisons

@@ -14,13 +14,16 @@ probe must not make everything look slow). Where both sides have at least `MIN_F
 rounds of a stage, only those are compared, by their fastest call: inside a full-speed window the
 fastest call is the least disturbed estimate. Otherwise the stage keeps every round's median, as
 without probes (files from `bolt compare`, or a machine that is never fast), and the test's noise
-estimate says how much that can be trusted. Nothing here knows which side is which: the probes do not
+estimate says how much that can be trusted; but where some of its rounds were slowed and too few were
+not, the slow phase may have fallen mostly on one side (phases last seconds, sometimes whole rounds),
+so such a stage is never called regressed or improved (`Selection.mixed`). Nothing here knows which side is which: the probes do not
 depend on the code under test, so the selection cannot favour base or head.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from bolt_bot.model import BenchmarkRound
 
 SLOW_FACTOR = 1.3
 MIN_FAST_ROUNDS = 3
+STRAY_FACTOR = 1.25  # a full-speed round this far from its side's typical one straddled a phase switch
 MIN_PROBES = 20  # fewer probes than this give no trustworthy reference
 REFERENCE_QUANTILE = 0.05
 
@@ -46,22 +50,40 @@ def at_full_speed(record: BenchmarkRound, ref: float | None) -> bool:
     return bool(ref and record.probe and min(record.probe) <= SLOW_FACTOR * ref)
 
 
-def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast: int = MIN_FAST_ROUNDS,
-                 ) -> tuple[list[dict[str, float]], list[dict[str, float]], int, int]:
-    """Per-round {stage: value} for both sides, plus how many stage-rounds were set aside and in all.
+@dataclass
+class Selection:
+    """The per-round {stage: value} of both sides, and what the gate did."""
+
+    base: list[dict[str, float]]
+    head: list[dict[str, float]]
+    dropped: int = 0  # stage-rounds set aside
+    total: int = 0
+    # Stages whose rounds were partly slowed but too few ran at full speed to gate them: a change seen in
+    # them may be the phases falling unevenly on the two sides. Name → (fast rounds, rounds) per side.
+    mixed: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+
+
+def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast: int = MIN_FAST_ROUNDS) -> Selection:
+    """Choose each stage's values: its full-speed rounds' fastest calls where it can, else every round's median.
 
     `ref` defaults to the reference of these very rounds; pass the whole run's reference when these
     rounds are a subset of it (the confirmation pass, which also asks for fewer fast rounds).
     """
     ref = reference(base, head) if ref is None else ref
     gated: set[str] = set()
+    mixed: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
     if ref:
-        fast = [_fast_counts(side, ref) for side in (base, head)]
-        names = set(fast[0]) & set(fast[1])
-        gated = {n for n in names if fast[0][n] >= min_fast and fast[1][n] >= min_fast}
+        counts = [_fast_counts(side, ref) for side in (base, head)]
+        for name in set(counts[0]) & set(counts[1]):
+            (fast_b, n_b), (fast_h, n_h) = counts[0][name], counts[1][name]
+            if fast_b >= min_fast and fast_h >= min_fast:
+                gated.add(name)
+            elif fast_b + fast_h > 0 and (fast_b, fast_h) != (n_b, n_h):
+                mixed[name] = ((fast_b, n_b), (fast_h, n_h))
     dropped = total = 0
     out: list[list[dict[str, float]]] = []
     for side in (base, head):
+        centre = _fast_centres(side, gated, ref)
         rounds = []
         for one in side:
             values = {}
@@ -69,18 +91,30 @@ def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast:
                 total += 1
                 if record.name not in gated:
                     values[record.name] = record.median
-                elif at_full_speed(record, ref):
+                elif at_full_speed(record, ref) and abs(np.log(record.min / centre[record.name])) <= np.log(STRAY_FACTOR):
                     values[record.name] = record.min
                 else:
                     dropped += 1
             rounds.append(values)
         out.append(rounds)
-    return out[0], out[1], dropped, total
+    return Selection(out[0], out[1], dropped, total, mixed)
 
 
-def _fast_counts(side: Rounds, ref: float) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _fast_centres(side: Rounds, gated: set[str], ref: float | None) -> dict[str, float]:
+    """Median of each gated stage's full-speed values on one side (the same code in every round)."""
+    values: dict[str, list[float]] = {}
     for one in side:
         for record in one:
-            counts[record.name] = counts.get(record.name, 0) + at_full_speed(record, ref)
+            if record.name in gated and at_full_speed(record, ref) and record.min > 0:
+                values.setdefault(record.name, []).append(record.min)
+    return {name: float(np.median(v)) for name, v in values.items()}
+
+
+def _fast_counts(side: Rounds, ref: float) -> dict[str, tuple[int, int]]:
+    """Stage → (rounds at full speed, rounds)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for one in side:
+        for record in one:
+            fast, n = counts.get(record.name, (0, 0))
+            counts[record.name] = (fast + at_full_speed(record, ref), n + 1)
     return counts

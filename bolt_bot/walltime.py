@@ -177,8 +177,8 @@ def _anchors(stages: list[StageComparison], chosen: list[str], count: int = 6) -
 def _require_confirmation(stages: list[StageComparison], confirm: dict[str, SideRounds], floor: float,
                           ref: float | None = None) -> None:
     """A regression stands only if the confirmation rounds alone moved the same way by half the floor."""
-    base_rounds, head_rounds, _, _ = speedgate.round_values(confirm[BASE].rounds, confirm[HEAD].rounds, ref, min_fast=1)
-    base, head = columns(base_rounds), columns(head_rounds)
+    chosen = speedgate.round_values(confirm[BASE].rounds, confirm[HEAD].rounds, ref, min_fast=1)
+    base, head = columns(chosen.base), columns(chosen.head)
     for stage in stages:
         if stage.verdict != REGRESSED:
             continue
