@@ -36,6 +36,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,7 @@ def measure_instructions(
 
     ``pytest_args`` select the benchmarks (paths, ``-k``, ``-m``...); pytest-benchmark and xdist
     options in it are dropped. Raises BoltError for setup problems (no valgrind, pytest-codspeed
-    missing in the environment, pytest usage or collection errors).
+    missing in the environment, pytest usage or collection errors), PassStopped after stop_passes().
     """
     valgrind = valgrind_available()
     if valgrind is None:
@@ -246,9 +247,11 @@ def measure_instructions(
         d.mkdir(parents=True)
     run_env = _environment(python, env, profile_dir)
     args = [*PYTEST_FLAGS, *_selection_args(pytest_args)]
+    since = _passes.stops  # a stop_passes() from now on ends this measurement
 
     # 1. Compile bytecode, check pytest-codspeed is there.
-    prep = _run([str(python), "-c", _PREPARE, str(checkout)], checkout, run_env, timeout, workdir / "prepare.log")
+    prep = _run([str(python), "-c", _PREPARE, str(checkout)], checkout, run_env, timeout,
+                workdir / "prepare.log", since)
     if prep.timed_out:
         raise BoltError(f"compiling the checkout timed out after {timeout:.0f} s")
     if "BOLT-NO-CODSPEED" in prep.output:
@@ -267,7 +270,7 @@ def measure_instructions(
         pre_events.unlink(missing_ok=True)
         mode_args = ["-p", "no:benchmark", *args] if mode == "stub" else args
         pre = _run([str(python), "-c", _DRIVER, str(pre_events), mode, *mode_args, "--collect-only", "-q"],
-                   checkout, run_env, timeout, workdir / "collect.log")
+                   checkout, run_env, timeout, workdir / "collect.log", since)
         pre_ev = _read_events(pre_events)
         if mode == "stub" and (pre.returncode not in (0, 1, 5) or not _items(pre_ev)) and not pre.timed_out \
                 and not any(e["ev"] == "collect_error" for e in pre_ev):
@@ -286,7 +289,7 @@ def measure_instructions(
         "--child-silent-after-fork=yes",
         str(python), "-c", _DRIVER, str(events), mode, *mode_args,
     ]
-    res = _run(cmd, checkout, run_env, timeout, workdir / "valgrind.log")
+    res = _run(cmd, checkout, run_env, timeout, workdir / "valgrind.log", since)
     ev = _read_events(events)
     items = _items(ev)
     if any(e["ev"] == "collect_error" for e in ev):
@@ -408,14 +411,16 @@ class _Result:
     seconds: float
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log: Path) -> _Result:
-    """Run cmd in its own process group, output to `log`; kill the whole group on timeout."""
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log: Path, since: int) -> _Result:
+    """Run cmd in its own process group, output to `log`; kill the whole group on timeout.
+
+    `since` is `_passes.stops` when the measurement began: PassStopped if stop_passes() came after it.
+    """
     start = time.monotonic()
     with open(log, "wb") as out:
         try:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    preexec_fn=_no_core_dumps)
+            proc = _passes.start(since, cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_no_core_dumps)
         except OSError as e:
             raise BoltError(f"could not start {cmd[0]}: {e}") from None
         timed_out = False
@@ -429,9 +434,65 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log: Pa
             raise
         finally:
             _kill_group(proc, only_leftovers=True)
+            _passes.forget(proc)
+    _passes.check(since)
     output = log.read_bytes().decode("utf-8", "replace")
     return _Result(proc.returncode if proc.returncode is not None else -9, output, timed_out,
                    time.monotonic() - start)
+
+
+class PassStopped(Exception):
+    """A pass's processes were killed by stop_passes(): the run it belongs to was interrupted.
+
+    Not a BoltError: nothing reports it, the interruption that caused it is what propagates.
+    """
+
+
+class _LivePasses:
+    """The process groups of the passes running now, whichever thread started them.
+
+    Ctrl-C and SIGTERM reach only the main thread, while instrplan.measure_counts counts base and head in
+    worker threads: this registry lets the main thread kill their valgrind runs (minutes long) at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+        self.stops = 0  # stop() calls so far: a measurement compares it with the count when it began
+
+    def start(self, since: int, cmd: list[str], **popen) -> subprocess.Popen:
+        """Popen and register, at once: a stop() either refuses the start or finds the process."""
+        with self._lock:
+            self.check(since)  # a worker between two of its processes when the stop came
+            proc = subprocess.Popen(cmd, **popen)
+            self._procs.add(proc)
+        return proc
+
+    def forget(self, proc: subprocess.Popen) -> None:
+        """Called once `proc` is reaped: its process group id may be reused from then on."""
+        with self._lock:
+            self._procs.discard(proc)
+
+    def check(self, since: int) -> None:
+        if self.stops != since:
+            raise PassStopped("the instruction-count pass was stopped: Bolt was interrupted")
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stops += 1
+            for proc in self._procs:
+                _kill_group(proc, only_leftovers=True)  # the thread waiting for it reaps it
+
+
+_passes = _LivePasses()
+
+
+def stop_passes() -> None:
+    """Kill the process groups of every running pass (valgrind and its children), from any thread.
+
+    The passes in progress then end with PassStopped instead of starting their next process.
+    """
+    _passes.stop()
 
 
 def _no_core_dumps() -> None:

@@ -9,11 +9,13 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -774,3 +776,54 @@ def test_a_real_run_interrupted_mid_round_leaves_nothing_behind(tmp_path, privat
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "bolt: interrupted"
     _assert_clean(repo, private_tmp)
+
+
+# A side's python that prepares and collects one stage at once; its measured run (under valgrind, which
+# runs the shell in its own process) starts a child, writes "<valgrind pid> <child pid>", and sleeps.
+PASS_THAT_SLEEPS = """#!/bin/sh
+case "$*" in
+  *--collect-only*) echo '{"ev": "item", "nodeid": "test_b.py::test_b", "uri": null}' > "$3" ;;
+  *--codspeed*) sleep 600 & echo $$ $! >> "$PASS_PIDS"; wait ;;
+esac
+"""
+
+
+def _interrupt_main_when(ready, sent: list[float], within: float = 15) -> threading.Thread:
+    """A thread sending SIGINT to the main thread (Ctrl-C) once `ready()`; the time it did so goes to `sent`."""
+    def watch():
+        deadline = time.monotonic() + within
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if ready():
+            sent.append(time.monotonic())
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_ctrl_c_during_the_parallel_instruction_passes_kills_both_at_once(tmp_path):
+    """Base and head are counted in worker threads, which Ctrl-C does not reach: both passes are killed, not awaited."""
+    from bolt_bot import instrplan
+    from bolt_bot.walltime import SideSetup
+
+    python = tmp_path / "python"
+    python.write_text(PASS_THAT_SLEEPS)
+    python.chmod(0o755)
+    pid_file = tmp_path / "pass.pids"
+    setup = SideSetup(python, tmp_path, {"PASS_PIDS": str(pid_file)})
+
+    def pids() -> list[int]:
+        return [int(pid) for pid in pid_file.read_text().split()] if pid_file.exists() else []
+
+    sent: list[float] = []
+    _interrupt_main_when(lambda: len(pids()) == 4, sent)
+    with pytest.raises(KeyboardInterrupt):
+        instrplan.measure_counts({"base": setup, "head": setup}, instrplan.CountPlan(timeout=20), tmp_path / "instr")
+    assert sent and time.monotonic() - sent[0] < 3, "measure_counts waited for the passes"
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in pids() if _alive(pid)] == [], "a pass or its child survived the interruption"
