@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from bolt_bot.probe.bolt_speed_probe import speed_probe
 from bolt_bot.speedgate import REFERENCE_QUANTILE, SLOW_FACTOR
 
 WINDOW = 0.05
@@ -28,8 +29,6 @@ WINDOW = 0.05
 
 def sample(cpu: int, start: float, seconds: float) -> list[tuple[float, float]]:
     """(time since start, probe seconds) on one CPU."""
-    from bolt_bot.probe.bolt_round_plugin import speed_probe
-
     os.sched_setaffinity(0, {cpu})
     while time.time() < start:
         pass

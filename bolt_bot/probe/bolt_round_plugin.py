@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
+from bolt_speed_probe import speed_probe  # PYTHONPATH holds this folder
 
 _EVENTS = os.environ.get("BOLT_ROUND_EVENTS")
 _PROBE = bool(os.environ.get("BOLT_SPEED_PROBE"))
@@ -51,23 +51,6 @@ def pytest_runtest_logreport(report):
 def pytest_collectreport(report):
     if report.failed:
         _emit(event="collect_error", nodeid=report.nodeid, excerpt=_excerpt(report))
-
-
-def _probe_loop() -> int:
-    total = 0
-    for i in range(3000):
-        total += i
-    return total
-
-
-def speed_probe() -> float:
-    """Seconds for the fixed loop, best of three (about 0.1 ms each at full speed)."""
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        _probe_loop()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 @pytest.hookimpl(hookwrapper=True)
