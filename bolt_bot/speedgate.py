@@ -1,23 +1,30 @@
 """Which wall-time measurements ran at full speed, and the per-round values Bolt compares.
 
-Some virtual machines (this project's CI VMs among them) switch every few hundred milliseconds between
-full speed and a phase 1.5-2x slower, each vCPU on its own: a neighbour busy on the same physical core.
-Per-round medians then fall into two clusters and a 5 % change drowns. Waiting for the fast phase
-costs more than it saves (the phases are short but frequent), so Bolt measures as usual and the round
-plugin times a fixed loop just before and just after each stage ("probes").
+Some virtual machines (this project's CI VMs among them) switch between full speed and a phase 1.5-2x
+slower, each vCPU on its own, for 50 ms up to whole rounds; the mix drifts over minutes. Per-round
+medians then fall into two clusters and a 5 % change drowns. Waiting for the fast phase, moving to the
+other vCPU or keeping the vCPUs busy did not raise the full-speed share (benchmarks/README.md), so
+Bolt measures as usual and the round plugin times a fixed loop just before and just after each stage
+("probes").
 
 A stage's round counts as *at full speed* when one of its probes is within `SLOW_FACTOR` of the
-reference (measured here against the stage's own two clusters of times: 99 % of the rounds kept this way
-were fast ones and 95 % of the fast ones were kept; the probe just before a stage often reads slow after
-pytest's set-up, so asking both probes to be fast kept only 70 % of them), the the 5th percentile of every probe of both sides (a low quantile, not the minimum: one freak
-probe must not make everything look slow). Where both sides have at least `MIN_FAST_ROUNDS` such
-rounds of a stage, only those are compared, by their fastest call: inside a full-speed window the
-fastest call is the least disturbed estimate. Otherwise the stage keeps every round's median, as
-without probes (files from `bolt compare`, or a machine that is never fast), and the test's noise
-estimate says how much that can be trusted; but where some of its rounds were slowed and too few were
-not, the slow phase may have fallen mostly on one side (phases last seconds, sometimes whole rounds),
-so such a stage is never called regressed or improved (`Selection.mixed`). Nothing here knows which side is which: the probes do not
-depend on the code under test, so the selection cannot favour base or head.
+reference, the 5th percentile of every probe of both sides (a low quantile, not the minimum: one freak
+probe must not make everything look slow). Checked against a stage's own two clusters of times, 99 % of
+the rounds kept this way were fast ones and 95 % of the fast ones were kept; the probe just before a
+stage often reads slow after pytest's set-up, so asking both probes to be fast kept only 70 %.
+
+Where both sides have at least `MIN_FAST_ROUNDS` such rounds of a stage, only those are compared, by
+their median call. (Not the fastest call: for an allocation-heavy stage it depends on the heap that
+earlier stages left, and a change to those stages moved it by 9 % while the median stayed put.) A long
+stage can straddle a switch, its probes reading fast while it ran slowed: a full-speed round more than
+`STRAY_FACTOR` above the lower quartile of its side's full-speed rounds (the same code every time, so
+no change explains it) is set aside too.
+
+Otherwise the stage keeps every round's median, as without probes (files from `bolt compare`, or a
+machine that is never fast), and the test's noise estimate says how far that can be trusted; but where
+some of its rounds were slowed and too few were not, the slow phase may have fallen mostly on one side,
+so such a stage is never called regressed or improved (`Selection.mixed`). Nothing here knows which
+side is which: the probes do not depend on the code under test, so the selection favours neither.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from bolt_bot.model import BenchmarkRound
 
 SLOW_FACTOR = 1.3
 MIN_FAST_ROUNDS = 3
-STRAY_FACTOR = 1.25  # a full-speed round this far from its side's typical one straddled a phase switch
+STRAY_FACTOR = 1.25  # a full-speed round this far above its side's lower quartile straddled a phase switch
 MIN_PROBES = 20  # fewer probes than this give no trustworthy reference
 REFERENCE_QUANTILE = 0.05
 
@@ -64,7 +71,7 @@ class Selection:
 
 
 def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast: int = MIN_FAST_ROUNDS) -> Selection:
-    """Choose each stage's values: its full-speed rounds' fastest calls where it can, else every round's median.
+    """Choose each stage's values: its full-speed rounds where it can, else every round; the median call of each.
 
     `ref` defaults to the reference of these very rounds; pass the whole run's reference when these
     rounds are a subset of it (the confirmation pass, which also asks for fewer fast rounds).
@@ -80,19 +87,24 @@ def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast:
                 gated.add(name)
             elif fast_b + fast_h > 0 and (fast_b, fast_h) != (n_b, n_h):
                 mixed[name] = ((fast_b, n_b), (fast_h, n_h))
-    dropped = total = 0
     out: list[list[dict[str, float]]] = []
-    for side in (base, head):
-        centre = _fast_centres(side, gated, ref)
+    kept = [_kept(side, gated, ref) for side in (base, head)]
+    for name in list(gated):
+        counts = [sum(name in one for one in side) for side in kept]
+        if min(counts) < min_fast:  # too few left once the strays went: as if never gated
+            gated.discard(name)
+            mixed[name] = tuple((c, sum(r.name == name for one in side for r in one)) for c, side in zip(counts, (base, head)))
+    dropped = total = 0
+    for side, fast in zip((base, head), kept):
         rounds = []
-        for one in side:
+        for one, fast_one in zip(side, fast):
             values = {}
             for record in one:
                 total += 1
                 if record.name not in gated:
                     values[record.name] = record.median
-                elif at_full_speed(record, ref) and abs(np.log(record.min / centre[record.name])) <= np.log(STRAY_FACTOR):
-                    values[record.name] = record.min
+                elif record.name in fast_one:
+                    values[record.name] = fast_one[record.name]
                 else:
                     dropped += 1
             rounds.append(values)
@@ -100,14 +112,17 @@ def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast:
     return Selection(out[0], out[1], dropped, total, mixed)
 
 
-def _fast_centres(side: Rounds, gated: set[str], ref: float | None) -> dict[str, float]:
-    """Median of each gated stage's full-speed values on one side (the same code in every round)."""
-    values: dict[str, list[float]] = {}
-    for one in side:
-        for record in one:
-            if record.name in gated and at_full_speed(record, ref) and record.min > 0:
-                values.setdefault(record.name, []).append(record.min)
-    return {name: float(np.median(v)) for name, v in values.items()}
+def _kept(side: Rounds, gated: set[str], ref: float | None) -> list[dict[str, float]]:
+    """Per round, the gated stages' values that ran at full speed and are no stray."""
+    fast = [{r.name: r.median for r in one if r.name in gated and at_full_speed(r, ref) and r.median > 0} for one in side]
+    columns: dict[str, list[float]] = {}
+    for one in fast:
+        for name, value in one.items():
+            columns.setdefault(name, []).append(value)
+    # Strays are slowed rounds whose probes both read fast: only ever too slow, so they are measured
+    # from the side's lower quartile, which lies among the true full-speed rounds.
+    limit = {name: float(np.quantile(v, 0.25)) * STRAY_FACTOR for name, v in columns.items()}
+    return [{name: value for name, value in one.items() if value <= limit[name]} for one in fast]
 
 
 def _fast_counts(side: Rounds, ref: float) -> dict[str, tuple[int, int]]:

@@ -158,3 +158,16 @@ def test_tiny_real_run(tmp_path):
         pytest.skip("valgrind is not installed: the instruction-count rule was not exercised (naive and bolt were)")
     assert "| instructions | quiet | 2 |" in text and "+10 %: fastest / median / instructions" in text
     assert f"| {table.RULE_LABELS['instructions']} | 0 % / 0 % / 100 / " in text
+
+
+def test_vm_phase_checker_reports_every_cpu():
+    """benchmarks/vm_phases.py runs the round plugin's probe on every CPU at once; no assertion on speed."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "vm_phases.py"
+    out = subprocess.run([sys.executable, str(script), "--seconds", "0.5"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    assert out.startswith("reference probe ")
+    for cpu in os.sched_getaffinity(0):
+        assert f"cpu {cpu}: at full speed " in out, out

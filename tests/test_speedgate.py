@@ -151,7 +151,7 @@ def test_a_round_that_straddled_a_phase_switch_is_set_aside_though_its_probes_re
     rng = np.random.default_rng(2)
     base, head = _side(rng, {}, fast_share=1.0), _side(rng, {}, fast_share=1.0)
     straddled = next(r for r in head.rounds[3] if r.name == "t::parse")
-    straddled.min *= 1.8  # ran slowed, yet both probes were taken at full speed
+    straddled.median *= 1.8  # ran slowed, yet both probes were taken at full speed
     chosen = speedgate.round_values(base.rounds, head.rounds)
     assert chosen.dropped == 1 and "t::parse" not in chosen.head[3]
     assert _verdicts(compare_sides(base, head, threshold=3.0))["t::parse"] == UNCHANGED
