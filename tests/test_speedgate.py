@@ -155,3 +155,17 @@ def test_a_round_that_straddled_a_phase_switch_is_set_aside_though_its_probes_re
     chosen = speedgate.round_values(base.rounds, head.rounds)
     assert chosen.dropped == 1 and "t::parse" not in chosen.head[3]
     assert _verdicts(compare_sides(base, head, threshold=3.0))["t::parse"] == UNCHANGED
+
+
+def test_full_speed_rounds_split_in_two_clusters_leave_no_side_empty():
+    """Half of head's 'full-speed' rounds of a stage were really slowed: the stray filter must keep the
+    fast half (it once measured from the median, fell between the clusters and dropped every round)."""
+    rng = np.random.default_rng(9)
+    base, head = _side(rng, {}, fast_share=1.0), _side(rng, {}, fast_share=1.0)
+    for i, one in enumerate(head.rounds):
+        record = next(r for r in one if r.name == "t::join")
+        if i % 2:
+            record.median *= 1.7
+    chosen = speedgate.round_values(base.rounds, head.rounds)
+    assert sum("t::join" in one for one in chosen.head) == 6
+    assert _verdicts(compare_sides(base, head, threshold=3.0))["t::join"] == UNCHANGED
