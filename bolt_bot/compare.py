@@ -100,6 +100,9 @@ def compare_sides(
     if chosen.dropped and notices is not None:
         notices.append(f"the machine ran below full speed during {chosen.dropped} of {chosen.total} stage "
                        f"measurements ({chosen.dropped / chosen.total:.0%}); those were set aside")
+    if chosen.slowed and notices is not None:
+        notices.append(f"{len(chosen.slowed)} stage(s) ran at full speed too rarely and were compared between "
+                       f"slowed rounds only, which is noisier")
     if normalise:
         normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds)
         # Stages that moved between the sides pull every round's factor their way (and so move the
