@@ -136,7 +136,7 @@ def _kept(side: Rounds, gated: set[str], ref: float | None) -> list[dict[str, fl
     for one in fast:
         for name, value in one.items():
             columns.setdefault(name, []).append(value)
-    # Strays are slowed rounds whose probes both read fast: only ever too slow, so they are measured
+    # Strays are slowed rounds whose probes read fast: only ever too slow, so they are measured
     # from the side's lower quartile, which lies among the true full-speed rounds.
     limit = {name: float(np.quantile(v, 0.25)) * STRAY_FACTOR for name, v in columns.items()}
     return [{name: value for name, value in one.items() if value <= limit[name]} for one in fast]
