@@ -237,7 +237,6 @@ def _fit(body: str) -> str:
 
 def replace_state(body: str, state: Mapping[str, Any]) -> str:
     """`body` with its hidden state line replaced."""
-
     start = body.find(render.STATE_PREFIX)
     end = body.find(render.STATE_SUFFIX, start + len(render.STATE_PREFIX)) if start >= 0 else -1
     line = render.state_comment(dict(state))

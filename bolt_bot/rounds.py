@@ -39,8 +39,8 @@ class RoundResult:
     seconds: float = 0.0
 
 
-def measured_env(extra: dict[str, str] | None = None, events: Path | None = None, probe: bool = False) -> dict[str, str]:
-    """Variables every measured process gets: fixed hash seed, Bolt's probe plugins importable."""
+def measured_env(extra: dict[str, str] | None = None, events: Path | None = None) -> dict[str, str]:
+    """Variables every measured process gets: fixed hash seed, Bolt's probe plugins importable, speed probes on."""
     env = dict(extra or os.environ)
     env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
     env.pop("PYTHONMALLOC", None)
@@ -48,10 +48,7 @@ def measured_env(extra: dict[str, str] | None = None, events: Path | None = None
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches keep rounds alike
     if events is not None:
         env["BOLT_ROUND_EVENTS"] = str(events)
-    if probe:
-        env["BOLT_SPEED_PROBE"] = "1"  # the round plugin times a fixed loop around each stage (speedgate.py)
-    else:
-        env.pop("BOLT_SPEED_PROBE", None)
+    env["BOLT_SPEED_PROBE"] = "1"  # the round plugin times a fixed loop around each stage (speedgate.py)
     return env
 
 
@@ -135,7 +132,7 @@ def run_round(
     for nodeid in deselect:
         cmd += ["--deselect", nodeid]
     started = time.monotonic()
-    code, output = run_pytest(cmd, checkout, measured_env(env, events, probe=True), timeout, memory_mb)
+    code, output = run_pytest(cmd, checkout, measured_env(env, events), timeout, memory_mb)
     result = RoundResult(seconds=time.monotonic() - started)
     running = None
     probes: dict[str, tuple[float, float]] = {}

@@ -84,26 +84,26 @@ def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast:
     rounds are a subset of it (the confirmation pass, which also asks for fewer fast rounds).
     """
     ref = reference(base, head) if ref is None else ref
+    if not ref:  # no probes (files from `bolt compare`): every round's median, as before the gate
+        medians = [[{r.name: r.median for r in one} for one in side] for side in (base, head)]
+        return Selection(medians[0], medians[1], total=sum(len(one) for side in (base, head) for one in side))
     gated: set[str] = set()
     mixed: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
-    if ref:
-        counts = [_fast_counts(side, ref) for side in (base, head)]
-        for name in set(counts[0]) & set(counts[1]):
-            (fast_b, n_b), (fast_h, n_h) = counts[0][name], counts[1][name]
-            if fast_b >= min_fast and fast_h >= min_fast:
-                gated.add(name)
-            elif fast_b + fast_h > 0 and (fast_b, fast_h) != (n_b, n_h):
-                mixed[name] = ((fast_b, n_b), (fast_h, n_h))
+    counts = [_fast_counts(side, ref) for side in (base, head)]
+    for name in set(counts[0]) & set(counts[1]):
+        (fast_b, n_b), (fast_h, n_h) = counts[0][name], counts[1][name]
+        if fast_b >= min_fast and fast_h >= min_fast:
+            gated.add(name)
+        elif fast_b + fast_h > 0 and (fast_b, fast_h) != (n_b, n_h):
+            mixed[name] = ((fast_b, n_b), (fast_h, n_h))
     out: list[list[dict[str, float]]] = []
     kept = [_kept(side, gated, ref) for side in (base, head)]
+    left = [_tally(side) for side in kept]
     for name in list(gated):
-        counts = [sum(name in one for one in side) for side in kept]
-        if min(counts) < min_fast:  # too few left once the strays went: as if never gated
+        if min(left[0].get(name, 0), left[1].get(name, 0)) < min_fast:  # too few once the strays went
             gated.discard(name)
-            mixed[name] = tuple((c, sum(r.name == name for one in side for r in one)) for c, side in zip(counts, (base, head)))
-    slowed = {name for name in mixed
-              if min(sum(r.name == name and not at_full_speed(r, ref) for one in side for r in one)
-                     for side in (base, head)) >= min_fast}
+            mixed[name] = ((left[0].get(name, 0), counts[0][name][1]), (left[1].get(name, 0), counts[1][name][1]))
+    slowed = {name for name in mixed if min(n - fast for fast, n in (counts[0][name], counts[1][name])) >= min_fast}
     for name in slowed:
         del mixed[name]
     dropped = total = 0
@@ -129,7 +129,7 @@ def round_values(base: Rounds, head: Rounds, ref: float | None = None, min_fast:
     return Selection(out[0], out[1], dropped, total, mixed, slowed)
 
 
-def _kept(side: Rounds, gated: set[str], ref: float | None) -> list[dict[str, float]]:
+def _kept(side: Rounds, gated: set[str], ref: float) -> list[dict[str, float]]:
     """Per round, the gated stages' values that ran at full speed and are no stray."""
     fast = [{r.name: r.median for r in one if r.name in gated and at_full_speed(r, ref) and r.median > 0} for one in side]
     columns: dict[str, list[float]] = {}
@@ -140,6 +140,15 @@ def _kept(side: Rounds, gated: set[str], ref: float | None) -> list[dict[str, fl
     # from the side's lower quartile, which lies among the true full-speed rounds.
     limit = {name: float(np.quantile(v, 0.25)) * STRAY_FACTOR for name, v in columns.items()}
     return [{name: value for name, value in one.items() if value <= limit[name]} for one in fast]
+
+
+def _tally(rounds: Sequence[dict[str, float]]) -> dict[str, int]:
+    """Stage → in how many of these rounds it has a value."""
+    tally: dict[str, int] = {}
+    for one in rounds:
+        for name in one:
+            tally[name] = tally.get(name, 0) + 1
+    return tally
 
 
 def _fast_counts(side: Rounds, ref: float) -> dict[str, tuple[int, int]]:

@@ -4,10 +4,10 @@ Standalone on purpose (it imports nothing from Bolt): the measured project's env
 pytest-benchmark but not Bolt. Events are JSON lines flushed at once, so a round that hangs or crashes
 still tells which stage it was running and which had failed.
 
-With BOLT_SPEED_PROBE set (wall-time rounds), each test call is bracketed by a speed probe: a fixed
+With BOLT_SPEED_PROBE set (Bolt's rounds), each test call is bracketed by a speed probe: a fixed
 pure-Python loop timed just before and just after the stage is measured. Some virtual machines switch
-between full speed and a phase 1.5-2x slower every few hundred milliseconds (a neighbour on the same
-physical core); the probes tell Bolt which measurements ran at full speed (see bolt_bot/speedgate.py).
+between full speed and a phase 1.5-2x slower, for 50 ms up to seconds; the probes tell Bolt which
+measurements ran at full speed (see bolt_bot/speedgate.py).
 """
 
 from __future__ import annotations

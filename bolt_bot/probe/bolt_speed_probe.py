@@ -1,5 +1,5 @@
 """The speed probe: a fixed pure-Python loop, timed. Shared by the round plugin (inside the measured
-environment) and Bolt itself (speedgate.Pacer); standalone, it imports nothing but `time`."""
+environment) and benchmarks/vm_phases.py; standalone, it imports nothing but `time`."""
 
 from __future__ import annotations
 
