@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
+from bolt_bot.sandbox import clean_environ
 
 DEPENDENCY_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "requirements-dev.txt",
                     "requirements-test.txt", "requirements/test.txt", "requirements/dev.txt")
@@ -54,8 +55,7 @@ class Env:
     reused: bool = False
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("PYTHONPATH", None)
+        env = clean_environ()  # an allow-list: the install command and the rounds run PR code
         env["VIRTUAL_ENV"] = str(self.path)
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(extra or {})

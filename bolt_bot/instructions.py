@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
+from bolt_bot.sandbox import clean_environ
 
 CODSPEED_VERSION = "5.0.4"
 
@@ -518,7 +519,7 @@ def _kill_group(proc: subprocess.Popen, only_leftovers: bool = False) -> None:
 
 
 def _environment(python: Path, extra: dict[str, str] | None, profile_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = clean_environ()
     for key in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC",
                 "PYTHONDONTWRITEBYTECODE", "CODSPEED_RUNNER_MODE"):
         env.pop(key, None)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bolt_bot.benchjson import read_round
 from bolt_bot.errors import BoltError
+from bolt_bot.sandbox import clean_environ
 from bolt_bot.model import BenchmarkRound
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
@@ -41,7 +42,7 @@ class RoundResult:
 
 def measured_env(extra: dict[str, str] | None = None, events: Path | None = None) -> dict[str, str]:
     """Variables every measured process gets: fixed hash seed, Bolt's probe plugins importable, speed probes on."""
-    env = dict(extra or os.environ)
+    env = dict(extra) if extra is not None else clean_environ()
     env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
     env.pop("PYTHONMALLOC", None)
     env["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
