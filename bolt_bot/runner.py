@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import time
@@ -66,12 +67,18 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     out.mkdir(parents=True, exist_ok=True)
     spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install,
                         requirements=instrplan.requirements(settings))
-    with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees:
+    with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees, \
+            contextlib.ExitStack() as held:
         setups = {}
+        pythons, env_notices = {}, []
         with progress.group("Preparing the environments"):
             for side, tree in trees.items():
-                env = envs.prepare(tree.path, spec, side)
-                progress.note(f"{side} {tree.sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
+                env = held.enter_context(envs.prepare(tree.path, spec, side))  # locked until the run ends
+                progress.note(f"{side} {tree.sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}, "
+                              f"Python {env.python_note}")
+                for notice in env.notices:
+                    progress.warn(notice)
+                pythons[side], env_notices = env.python_note, env_notices + env.notices
                 compile_bytecode(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path, env=env.environ())
         measured = instrplan.measure(settings, setups, out, progress)
@@ -84,9 +91,10 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
             environment={
                 **measured.environment,
                 "runner": f"{platform.system()} {platform.machine()}, Python {_python_version(setups[HEAD].python)}",
+                "python": pythons,
                 "duration": time.monotonic() - started,
             },
-            notices=measured.notices,
+            notices=env_notices + measured.notices,
         )
         # Nothing measured is lost if profiling or rendering fails.
         results.write(out / "results.json")
