@@ -93,6 +93,12 @@ def compare(base_files, head_files, fmt, threshold, alpha, fail_on_regression, t
     finish(results, settings.fail_on_regression)
 
 
+INSTALL_HELP = ("Shell command that installs the project, run in each checkout (its folder) with VIRTUAL_ENV and "
+                "UV_PROJECT_ENVIRONMENT set to Bolt's environment, UV_PYTHON to its python, its bin/ first on PATH "
+                "and only allow-listed variables (no tokens); Bolt then adds pytest, pytest-benchmark and pytest-codspeed. "
+                "E.g. 'uv sync --frozen' or 'pip install -r requirements.txt -e .' [default: pip install -e CHECKOUT].")
+
+
 def measure_options(f):
     """The options `bolt run` shares with `bolt demo` and the Action's inputs (None = not given)."""
     options = [
@@ -106,7 +112,7 @@ def measure_options(f):
                      help="Address-space limit of one round's process, in MiB; 0: none [default: 4096]."),
         click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated)."),
         click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'."),
-        click.option("--install", default=None, help="Custom install command, run in each checkout."),
+        click.option("--install", default=None, help=INSTALL_HELP),
         click.option("--extras", default=None, help="Extras of the project to install (space-separated)."),
         click.option("--python", "python_version", default=None, help="Python for the environments, e.g. 3.11."),
         click.option("--no-profile", "no_profile", is_flag=True, default=None, help="Do not profile regressed stages."),
@@ -173,7 +179,7 @@ def demo(out, quiet, **kw):
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated).")
 @click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'.")
-@click.option("--install", default=None, help="Custom install command, run in the checkout.")
+@click.option("--install", default=None, help=INSTALL_HELP)
 @click.option("--extras", default=None, help="Extras of the project to install (space-separated).")
 @click.option("--python", "python_version", default=None, help="Python for the environment, e.g. 3.11.")
 @click.option("--template-dir", type=click.Path(file_okay=False), default=None,
