@@ -217,7 +217,7 @@ def choose_python(checkout: Path, asked: str | None, uv: str | None) -> PythonCh
         request, source = declared, ".python-version"
     else:
         return PythonChoice(None, "Bolt's interpreter", sys.executable, f"{platform.python_implementation()} {platform.python_version()}")
-    executable = _find_python(request, uv, checkout)
+    executable = find_python(request, uv, checkout)
     if executable is None and not uv:
         where = "python setting" if source == "python setting" else "checkout's .python-version"
         raise BoltError(f"no Python {request} found (asked for by the {where}); install it, or pass --python")
@@ -233,7 +233,8 @@ def _python_version_file(checkout: Path) -> str | None:
     return next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), None)
 
 
-def _find_python(request: str, uv: str | None, checkout: Path) -> str | None:
+def find_python(request: str, uv: str | None, checkout: Path) -> str | None:
+    """The interpreter for a request such as "3.12" or a path, as uv would pick it in `checkout`; None: not found."""
     if os.sep in request:
         return request if os.access(request, os.X_OK) else None
     if uv:

@@ -80,7 +80,7 @@ def other_python(scratch: Path) -> tuple[str, str]:
         probe = scratch / f"probe-{candidate}"
         probe.mkdir(parents=True)
         (probe / ".python-version").write_text(candidate + "\n")
-        if candidate != THIS_MINOR and (found := envs._find_python(candidate, UV, probe)):
+        if candidate != THIS_MINOR and (found := envs.find_python(candidate, UV, probe)):
             return candidate, found
     pytest.skip("no second Python version for uv to find")
 
