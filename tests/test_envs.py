@@ -143,10 +143,12 @@ def test_files_the_install_command_names(tmp_path, command, named):
 
 @pytest.mark.slow
 @needs_uv
-def test_uv_sync_twice_reuses_the_environment_with_bolts_packages(tmp_path):
-    """The second run used to fail: `uv sync` removed pytest-codspeed and Bolt added it to new environments only."""
+@pytest.mark.parametrize("install", ["uv sync --frozen", "uv sync --frozen --active"])
+def test_uv_sync_twice_reuses_the_environment_with_bolts_packages(tmp_path, install):
+    """The second run used to fail: `uv sync` removed pytest-codspeed and Bolt added it to new environments only
+    (and without `--active`, uv installed into the checkout's .venv)."""
     project = tiny_project(tmp_path / "p")
-    spec = envs.EnvSpec(install="uv sync --frozen", requirements=list(BOLT_PACKAGES))
+    spec = envs.EnvSpec(install=install, requirements=list(BOLT_PACKAGES))
     with envs.prepare(project, spec, "base", tmp_path / "envs") as first:
         assert not first.reused
         assert missing(first, "six", "pytest", "pytest_benchmark", "pytest_codspeed") == []
