@@ -11,6 +11,7 @@ import click
 
 from bolt_bot import __version__
 from bolt_bot.errors import EXIT_INTERNAL, BoltError, run_exit_code
+from bolt_bot.model import FAILED
 
 FORMATS = ("text", "markdown", "json")
 
@@ -74,7 +75,7 @@ def _emit(results, fmt: str, template_dir: str | None) -> None:
 
 def failure_line(results) -> str:
     """Why a run is `failed`, in one line: nothing measured, or which stages failed first."""
-    failed = [s for s in results.stages if s.verdict == "failed"]
+    failed = [s for s in results.stages if s.verdict == FAILED]
     if not failed:
         return "nothing was measured: no benchmark ran on either side (check --benchmarks and --pytest-args)"
     first = f"{failed[0].name}: {failed[0].note}" if failed[0].note else failed[0].name
@@ -85,7 +86,7 @@ def failure_line(results) -> str:
 
 def finish(results, fail_on_regression: bool, out: Path | None = None) -> None:
     """Exit with the run's code (errors.run_exit_code); a `failed` run also says why on stderr."""
-    if results.verdict == "failed":
+    if results.verdict == FAILED:
         where = f" (see {out / 'comment.md'})" if out is not None else ""
         click.echo(f"bolt: error: the run failed: {' '.join(failure_line(results).split())}{where}", err=True)
     blocking = bool(results.regressions) and not results.approval
