@@ -39,18 +39,13 @@ PROFILE_EXCERPT = 6000  # characters of report.md quoted in the reply to `/bolt 
 
 
 def claim_text(results: Results, limit: int = 3) -> str:
-    """What Bolt measured of a perf-labelled PR's claimed improvement: "1.8x faster in parse" or none."""
+    """What Bolt measured of a perf-labelled PR's claimed improvement: "-44.4 % in parse" or none."""
     faster = sorted((s for s in results.stages if s.verdict == IMPROVED and s.ratio), key=lambda s: s.ratio)
     if not faster:
         return NO_IMPROVEMENT
-    parts = [f"{_speedup(s.ratio)} in {_short(s.name)}" for s in faster[:limit]]
+    parts = [f"{render.format_change(s.ratio)} in {_short(s.name)}" for s in faster[:limit]]  # the comment's style
     more = len(faster) - limit
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
-
-
-def _speedup(ratio: float) -> str:
-    # From 1.5x on, "1.8x faster" reads better than "44.4 % faster"; smaller wins stay in percent.
-    return f"{1 / ratio:.1f}x faster" if ratio <= 2 / 3 else f"{(1 - ratio) * 100:.1f} % faster"
 
 
 def _short(name: str) -> str:

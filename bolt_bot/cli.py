@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from bolt_bot import __version__
-from bolt_bot.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSION, BoltError
+from bolt_bot.errors import EXIT_INTERNAL, BoltError, run_exit_code
+from bolt_bot.model import FAILED
 
 FORMATS = ("text", "markdown", "json")
+
+
+def path_type(**kw) -> click.Path:
+    """A path option made absolute against the folder Bolt was started in, as soon as it is read.
+
+    Bolt runs the measured suites with a throwaway worktree as their folder: a relative path that reached
+    them (a round's events file, a profile folder) would point into that worktree instead.
+    """
+    return click.Path(resolve_path=True, path_type=Path, **kw)
 
 
 class BoltGroup(click.Group):
@@ -39,10 +50,16 @@ def main() -> None:
     """Bolt ⚡ reviews the performance of pull requests on Python projects.
 
     \b
-    Exit codes: 0 success (no blocking regression), 1 blocking regression
-    (--fail-on-regression), 2 bad input or usage, 3 publishing to GitHub failed
-    (results kept on disk), 4 internal error.
+    Exit codes: 0 success (no blocking regression), 1 the gate failed
+    (--fail-on-regression: an unapproved regression, or a `failed` run), 2 bad
+    input or usage, or a `failed` run without --fail-on-regression (nothing
+    measured, or stages failed and none regressed; results.json is written
+    first), 3 publishing to GitHub failed (results kept on disk), 4 internal error.
     """
+    cache = os.environ.get("BOLT_CACHE_DIR")
+    if cache and not os.path.isabs(cache):
+        # Environments live there and their Python runs with a worktree as its folder: make it absolute now.
+        os.environ["BOLT_CACHE_DIR"] = os.path.abspath(cache)
 
 
 def _emit(results, fmt: str, template_dir: str | None) -> None:
@@ -56,23 +73,36 @@ def _emit(results, fmt: str, template_dir: str | None) -> None:
         click.echo(render.render_text(results), nl=False)
 
 
-def finish(results, fail_on_regression: bool) -> None:
-    """Exit 1 when asked to fail on a regression and there is one that nobody approved."""
-    if fail_on_regression and results.regressions and not results.approval:
-        sys.exit(EXIT_REGRESSION)
-    sys.exit(EXIT_OK)
+def failure_line(results) -> str:
+    """Why a run is `failed`, in one line: nothing measured, or which stages failed first."""
+    failed = [s for s in results.stages if s.verdict == FAILED]
+    if not failed:
+        return "nothing was measured: no benchmark ran on either side (check --benchmarks and --pytest-args)"
+    first = f"{failed[0].name}: {failed[0].note}" if failed[0].note else failed[0].name
+    n, total = len(failed), len(results.stages)
+    what = f"every stage failed ({n})" if n == total else f"{n} of {total} stages failed"
+    return f"{what}; first {first}"
+
+
+def finish(results, fail_on_regression: bool, out: Path | None = None) -> None:
+    """Exit with the run's code (errors.run_exit_code); a `failed` run also says why on stderr."""
+    if results.verdict == FAILED:
+        where = f" (see {out / 'comment.md'})" if out is not None else ""
+        click.echo(f"bolt: error: the run failed: {' '.join(failure_line(results).split())}{where}", err=True)
+    blocking = bool(results.regressions) and not results.approval
+    sys.exit(run_exit_code(results.verdict, blocking, fail_on_regression))
 
 
 @main.command()
-@click.option("--base", "base_files", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--base", "base_files", multiple=True, required=True, type=path_type(dir_okay=False),
               help="pytest-benchmark JSON of the base; repeat once per round.")
-@click.option("--head", "head_files", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--head", "head_files", multiple=True, required=True, type=path_type(dir_okay=False),
               help="pytest-benchmark JSON of the head; repeat once per round.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--threshold", type=float, default=None, help="Effect floor as a signed percent change [default: 3].")
 @click.option("--alpha", type=float, default=None, help="False discovery rate across stages [default: 0.05].")
-@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a stage regressed.")
-@click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a stage regressed or the comparison failed.")
+@click.option("--template-dir", type=path_type(file_okay=False), default=None,
               help="Folder of templates overriding Bolt's own (comment.md.j2, summary.md.j2).")
 def compare(base_files, head_files, fmt, threshold, alpha, fail_on_regression, template_dir):
     """Compare pytest-benchmark JSON files: one or more rounds per side."""
@@ -116,8 +146,9 @@ def measure_options(f):
         click.option("--extras", default=None, help="Extras of the project to install (space-separated)."),
         click.option("--python", "python_version", default=None, help="Python for the environments, e.g. 3.11."),
         click.option("--no-profile", "no_profile", is_flag=True, default=None, help="Do not profile regressed stages."),
-        click.option("--fail-on-regression", is_flag=True, default=None, help="Exit 1 when a stage regressed."),
-        click.option("--template-dir", type=click.Path(file_okay=False), default=None, help="Folder of templates overriding Bolt's own."),
+        click.option("--fail-on-regression", is_flag=True, default=None,
+                     help="Exit 1 when a stage regressed and nobody approved it, or the run failed."),
+        click.option("--template-dir", type=path_type(file_okay=False), default=None, help="Folder of templates overriding Bolt's own."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -130,17 +161,17 @@ def overrides_from(kw: dict) -> dict:
         "round_timeout": kw["round_timeout"], "round_memory_mb": kw["round_memory_mb"], "benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"],
         "install": kw["install"], "extras": kw["extras"], "python": kw["python_version"],
         "profile": False if kw["no_profile"] else None, "fail_on_regression": kw["fail_on_regression"],
-        "template_dir": kw["template_dir"],
+        "template_dir": str(kw["template_dir"]) if kw["template_dir"] else None,
     }
 
 
 @main.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+@click.option("--repo", type=path_type(file_okay=False), default=".", show_default=True,
               help="The git repository to measure.")
 @click.option("--base", "base_ref", default=None, help="Base commit [default: merge-base of head with the default branch].")
 @click.option("--head", "head_ref", default=None, help="Head commit [default: HEAD].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bolt-results"), show_default=True,
-              help="Results directory: results.json, comment.md, summary.md.")
+@click.option("--out", type=path_type(file_okay=False), default="bolt-results", show_default=True,
+              help="Results directory: results.json, comment.md, summary.md (relative to the current folder).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @measure_options
 def run(repo, base_ref, head_ref, out, quiet, **kw):
@@ -151,12 +182,12 @@ def run(repo, base_ref, head_ref, out, quiet, **kw):
     plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
     results = execute(plan, out, Progress(quiet=quiet))
     click.echo(f"{results.verdict}: {(out / 'comment.md')}")
-    finish(results, plan.settings.fail_on_regression)
+    finish(results, plan.settings.fail_on_regression, out)
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bolt-demo"), show_default=True,
-              help="Results directory.")
+@click.option("--out", type=path_type(file_okay=False), default="bolt-demo", show_default=True,
+              help="Results directory (relative to the current folder).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @measure_options
 def demo(out, quiet, **kw):
@@ -164,17 +195,18 @@ def demo(out, quiet, **kw):
     from bolt_bot.demo import run_demo
     from bolt_bot.progress import Progress
 
-    run_demo(out, overrides_from(kw), Progress(quiet=quiet))
+    results = run_demo(out, overrides_from(kw), Progress(quiet=quiet))
     click.echo((out / "comment.md").read_text(encoding="utf-8"))
     click.echo(f"(results in {out}/: results.json, comment.md, summary.md)", err=True)
+    finish(results, bool(results.settings.get("fail_on_regression")), out)
 
 
 @main.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+@click.option("--repo", type=path_type(file_okay=False), default=".", show_default=True,
               help="The git repository to profile.")
 @click.option("--ref", default=None, help="Commit to profile [default: HEAD].")
 @click.option("-k", "filter_", default=None, metavar="FILTER", help="Only the benchmarks pytest's -k selects.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bolt-profile"), show_default=True,
+@click.option("--out", type=path_type(file_okay=False), default="bolt-profile", show_default=True,
               help="Report directory: report.md, index.html, a .pstats and a .svg per stage, speedscope JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated).")
@@ -182,7 +214,7 @@ def demo(out, quiet, **kw):
 @click.option("--install", default=None, help=INSTALL_HELP)
 @click.option("--extras", default=None, help="Extras of the project to install (space-separated).")
 @click.option("--python", "python_version", default=None, help="Python for the environment, e.g. 3.11.")
-@click.option("--template-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--template-dir", type=path_type(file_okay=False), default=None,
               help="Folder of templates overriding Bolt's own (profile.md.j2, profile.html.j2).")
 def profile(repo, ref, filter_, out, quiet, **kw):
     """Profile every stage of one commit: report.md, index.html, flame graphs, pstats and speedscope files."""
@@ -190,13 +222,14 @@ def profile(repo, ref, filter_, out, quiet, **kw):
     from bolt_bot.report import profile_report
 
     overrides = {"benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"], "install": kw["install"],
-                 "extras": kw["extras"], "python": kw["python_version"], "template_dir": kw["template_dir"]}
+                 "extras": kw["extras"], "python": kw["python_version"],
+                 "template_dir": str(kw["template_dir"]) if kw["template_dir"] else None}
     report = profile_report(repo, ref, filter_, out, overrides, Progress(quiet=quiet))
     click.echo(f"profile report: {report} (and {report.parent / 'index.html'})")
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=path_type(file_okay=False))
 @click.option("--repo", "repository", default=None, metavar="OWNER/NAME",
               help="Repository [default: results.json's, else $GITHUB_REPOSITORY].")
 @click.option("--pr", "pr_number", type=int, default=None, help="Pull request [default: results.json's or pr.json's].")
@@ -205,8 +238,6 @@ def profile(repo, ref, filter_, out, quiet, **kw):
               help="When to write the sticky comment [default: results.json's setting, else on-change].")
 def publish(directory: Path, repository, pr_number, token_env, comment):
     """Post DIR/results.json to GitHub: the sticky comment, the commit status, the label."""
-    import os
-
     from bolt_bot.github import Client, ClientOptions
     from bolt_bot.model import Results
     from bolt_bot.publish import publish as publish_results
@@ -230,16 +261,14 @@ def publish(directory: Path, repository, pr_number, token_env, comment):
 @main.command()
 def action():
     """The Action's entry point: reads the GitHub environment and event, and does what it asks."""
-    import os
-
     from bolt_bot.action import read_config, run_action
 
     sys.exit(run_action(read_config(os.environ)))
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--template-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.argument("directory", type=path_type(file_okay=False))
+@click.option("--template-dir", type=path_type(file_okay=False), default=None,
               help="Folder of templates overriding Bolt's own.")
 def render(directory: Path, template_dir):
     """Re-render DIR/comment.md and DIR/summary.md from DIR/results.json."""

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from bolt_bot.model import (
 from bolt_bot.textfilter import chart_label, inert
 
 COMMENT_LIMIT = 65_536  # GitHub's limit on an issue comment body, in characters
+CHART_BARS = 12  # more bars than this and mermaid's labels overlap: the largest changes are charted, and it says so
 MARKER = "<!-- bolt:comment -->"
 STATE_PREFIX = "<!-- bolt:state "
 STATE_SUFFIX = " -->"
@@ -67,17 +69,23 @@ def environment(template_dir: str | Path | None = None) -> jinja2.Environment:
         change=format_change,
         interval=format_interval,
         amount=format_amount,
+        function=format_function,
         short_sha=lambda sha: (sha or "")[:7],
     )
     return env
 
 
 def format_change(ratio: float | None) -> str:
-    if ratio is None or not math.isfinite(ratio):
+    """The one way Bolt writes a change, in the table, the status, the claims and the notes: a signed percent
+    ("+4.2 %", "-43.2 %"); a speed-up of 2x or more also gets its factor ("-87.5 % (8.0× faster)"), which is
+    what a reader wants there and what the percent hides."""
+    if ratio is None or not math.isfinite(ratio) or ratio <= 0:
         return "n/a"
-    if ratio >= 2 or (ratio > 0 and ratio <= 0.5):
-        return f"{ratio:.2f}x" if ratio >= 2 else f"{1 / ratio:.2f}x faster"
-    return f"{(ratio - 1) * 100:+.1f} %"
+    change = round((ratio - 1) * 100, 1) + 0.0  # + 0.0: no "-0.0 %"
+    text = f"{change:+.1f} %"
+    if ratio <= 0.5:
+        text += f" ({1 / ratio:.1f}× faster)"
+    return text
 
 
 def format_interval(ci: list[float] | None) -> str:
@@ -87,42 +95,96 @@ def format_interval(ci: list[float] | None) -> str:
     return f"[{(low - 1) * 100:+.1f}, {(high - 1) * 100:+.1f}] %"
 
 
+_TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
+_COUNT_UNITS = ((1e9, "G instr"), (1e6, "M instr"), (1e3, "k instr"), (1.0, "instr"))
+
+
 def format_amount(value: float | None, unit: str = "s") -> str:
-    """12.3 ms, 450 µs, 12.3 M instr."""
-    if value is None:
+    """12.3 ms, 450 µs, 1 ms (never "1e+03 µs"), 12.34 M instr."""
+    if value is None or not math.isfinite(value):
         return "–"
-    if unit == "instr":  # four digits: counts repeat exactly, so a 0.5 % change must stay visible
-        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-            if value >= scale:
-                return f"{value / scale:.4g} {suffix} instr"
-        return f"{value:.0f} instr"
-    for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if value >= scale:
-            return f"{value / scale:.3g} {suffix}"
-    return f"{value / 1e-9:.3g} ns"
+    # Four digits for counts: they repeat exactly, so a 0.5 % change must stay visible.
+    digits, units = (4, _COUNT_UNITS) if unit == "instr" else (3, _TIME_UNITS)
+    size = abs(float(f"{value:.{digits}g}"))  # the unit is chosen after rounding: 999.9 µs is "1 ms"
+    scale, suffix = next(((sc, su) for sc, su in units if size >= sc), units[-1])
+    scaled = value / scale
+    number = f"{scaled:.0f}" if abs(scaled) >= 10 ** digits else f"{scaled:.{digits}g}"
+    return f"{number} {suffix}"
+
+
+_FUNCTION = re.compile(r"(?s)(?P<file>.*):(?P<line>\d+)\((?P<name>.*)\)")
+
+
+def format_function(key: str) -> str:
+    """A profile row's function ("file:line(name)") as a reader wants it: built-ins by name alone, and code
+    generated at run time (no file, e.g. by attrs or cattrs) said to be so, rather than ":1(name)"."""
+    match = _FUNCTION.fullmatch(key or "")
+    if not match:
+        return key
+    file, name = match["file"], match["name"]
+    if file == "~":
+        return name
+    if not file:
+        return f"{name} (generated code, no source file)"
+    return key
+
+
+def counted(counts: list[tuple[int, str]]) -> str:
+    """ "2 stages slower, 1 faster": the noun once, with the first count; zero counts left out."""
+    parts = [(n, word) for n, word in counts if n]
+    if not parts:
+        return ""
+    (n, word), *rest = parts
+    return ", ".join([f"{n} stage{'s' if n != 1 else ''} {word}", *(f"{m} {w}" for m, w in rest)])
 
 
 def verdict_line(results: Results) -> str:
     """⚡ 2 stages slower, 1 faster, 27 unchanged."""
-    parts = []
-    for verdict, word in (
-        (REGRESSED, "slower"),
-        (IMPROVED, "faster"),
-        (FAILED, "failed"),
-        (INCONCLUSIVE, "inconclusive"),
-        (ADDED, "added"),
-        (REMOVED, "removed"),
-        (UNCHANGED, "unchanged"),
-    ):
-        n = results.count(verdict)
-        if n:
-            parts.append(f"{n} {word}")
-    if not parts:
-        return "⚡ no benchmarks measured"
-    first, *rest = parts
-    n = int(first.split()[0])
-    first = f"{n} stage{'s' if n != 1 else ''} {first.split(' ', 1)[1]}"
-    return "⚡ " + ", ".join([first, *rest])
+    words = ((REGRESSED, "slower"), (IMPROVED, "faster"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
+             (ADDED, "added"), (REMOVED, "removed"), (UNCHANGED, "unchanged"))
+    line = counted([(results.count(verdict), word) for verdict, word in words])
+    return "⚡ " + (line or "no benchmarks measured")
+
+
+def in_warning_band(stage: StageComparison) -> bool:
+    """An instruction-count stage below the floor but in the warning band: still `unchanged`, shown with its note."""
+    return stage.verdict == UNCHANGED and bool(stage.note) and stage.measure == INSTRUCTIONS
+
+
+def chart_labels(names: list[str], limit: int = 32) -> list[str]:
+    """One distinct mermaid label per bar: the test's own name, widened to where names differ when two
+    collide (the same test in two files, or long parameters cut to the same ends), numbered as a last resort."""
+    labels = [chart_label(name.rsplit("::", 1)[-1], limit) for name in names]
+    for group in _collisions(labels):
+        tails = [names[i].rsplit("::", 1)[-1] for i in group]
+        if len(set(tails)) < len(tails):  # the same test name in different files: the node ids differ
+            tails = [names[i] for i in group]
+        # Start a little before the first difference, at a word's start, so the label keeps some context.
+        start = max(len(_common_prefix(tails)) - 8, 0)
+        while start > 0 and tails[0][start - 1] not in "/:[-_. ":
+            start -= 1
+        for i, tail in zip(group, tails):
+            text = tail[start:].replace("::", " ")
+            labels[i] = "~" + chart_label(text, limit - 1) if start else chart_label(text, limit)
+    for group in _collisions(labels):
+        for k, i in enumerate(group, 1):
+            labels[i] = f"{labels[i][: limit - 4].rstrip()} ({k})"
+    return labels
+
+
+def _collisions(labels: list[str]) -> list[list[int]]:
+    where: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        where.setdefault(label, []).append(i)
+    return [group for group in where.values() if len(group) > 1]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    first, last = min(texts), max(texts)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
 
 
 @dataclass
@@ -147,8 +209,13 @@ def _sorted(stages: list[StageComparison], verdict: str) -> list[StageComparison
 def context(results: Results, limits: Limits, state: dict[str, Any] | None = None) -> dict[str, Any]:
     stages = results.stages
     changed = _sorted(stages, REGRESSED) + _sorted(stages, IMPROVED)
-    others = _sorted(stages, FAILED) + _sorted(stages, INCONCLUSIVE) + _sorted(stages, ADDED) + _sorted(stages, REMOVED)
-    unchanged = _sorted(stages, UNCHANGED)
+    warned = [s for s in _sorted(stages, UNCHANGED) if in_warning_band(s)]
+    others = _sorted(stages, FAILED) + _sorted(stages, INCONCLUSIVE) + _sorted(stages, ADDED) + _sorted(stages, REMOVED) \
+        + warned
+    unchanged = [s for s in _sorted(stages, UNCHANGED) if not in_warning_band(s)]
+    others_title = counted([(results.count(FAILED), "failed"), (results.count(INCONCLUSIVE), "inconclusive"),
+                            (results.count(ADDED), "added"), (results.count(REMOVED), "removed"),
+                            (len(warned), "in the warning band")])
 
     def cut(items: list[StageComparison], limit: int | None) -> tuple[list[StageComparison], int]:
         if limit is None or limit >= len(items):
@@ -158,7 +225,15 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
     shown_changed, hidden_changed = cut(changed, limits.changed)
     shown_others, hidden_others = cut(others, limits.others)
     shown_unchanged, hidden_unchanged = cut(unchanged, limits.unchanged)
-    chart = [s for s in shown_changed if s.ratio is not None][:12]
+    charted = [s for s in changed if s.ratio is not None and s.ratio > 0]
+    # The largest changes, in the table's order, when they do not all fit.
+    largest = set(map(id, sorted(charted, key=lambda s: -abs(math.log(s.ratio)))[:CHART_BARS]))
+    chart = [s for s in charted if id(s) in largest]
+    shown = shown_changed + shown_others + shown_unchanged
+    legend = [text for present, text in (
+        (any(s.measure == INSTRUCTIONS for s in shown), "ⁱ instruction counts"),
+        (any(s.low_confidence for s in shown), "ˡ low confidence (one round per side)"),
+    ) if present]
     return {
         "results": results,
         "verdict_line": verdict_line(results),
@@ -168,9 +243,13 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
         "hidden_others": hidden_others,
         "unchanged": shown_unchanged,
         "hidden_unchanged": hidden_unchanged,
+        "others_title": others_title,
         "show_profiles": limits.profiles,
         "chart": chart,
+        "chart_labels": chart_labels([s.name for s in chart]),
+        "chart_of": len(charted),
         "chart_bound": max([abs((s.ratio or 1.0) - 1) * 100 for s in chart] + [1.0]) * 1.2,
+        "legend": legend,
         "marker": MARKER,
         "state_comment": state_comment(state) if state else "",
         "version": __version__,

@@ -123,6 +123,7 @@ def run_round(
     memory_mb: int | None = None,
 ) -> RoundResult:
     """Run one round of the suite (or of the `targets` node ids) and read its JSON."""
+    workdir = Path(workdir).resolve()  # pytest runs in the checkout: a relative path would land there
     workdir.mkdir(parents=True, exist_ok=True)
     json_out = workdir / f"{label}.json"
     events = workdir / f"{label}.events"

@@ -64,6 +64,8 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     progress = progress or Progress()
     settings = plan.settings
     started = time.monotonic()
+    # Absolute before anything runs with a worktree as its folder (the rounds write their files in here).
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install,
                         requirements=instrplan.requirements(settings))

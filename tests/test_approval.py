@@ -229,12 +229,14 @@ def test_a_measured_improvement_is_reported_for_the_perf_label(gh, tmp_path):
     pr = gh.seed_pr(labels=("perf",))
     measure(gh, tmp_path, pr, measure=Measure(verdict=IMPROVED))
     assert last_status(gh, pr).state == "pending"
-    assert "measured 15.0 % faster in test_parse" in bolt_comment(gh, pr).body
+    assert "measured -15.0 % in test_parse" in bolt_comment(gh, pr).body
     command(gh, tmp_path, pr, pr.owner, "/bolt approve verified locally too")
     assert last_status(gh, pr).description == "approved by octo-org: verified locally too"
     results = make_results("a" * 40, verdict=IMPROVED)
     results.stages[0].ratio = 0.55
-    assert ap.claim_text(results) == "1.8x faster in test_parse"
+    assert ap.claim_text(results) == "-45.0 % in test_parse"
+    results.stages[0].ratio = 0.125  # the same rule as the comment's table: the factor from 2x faster on
+    assert ap.claim_text(results) == "-87.5 % (8.0× faster) in test_parse"
 
 
 def test_the_approval_label_from_a_user_without_permission_is_removed_with_a_note(gh, tmp_path):

@@ -10,8 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bolt_bot import approval, publish
 from bolt_bot.model import CommitRef, ProfileLine, Results, SideSummary, StageComparison
-from bolt_bot.render import COMMENT_LIMIT, MARKER, read_state, render_comment, render_summary, render_text
+from bolt_bot.render import (
+    COMMENT_LIMIT,
+    MARKER,
+    chart_labels,
+    format_amount,
+    format_change,
+    read_state,
+    render_comment,
+    render_summary,
+    render_text,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 ALLOWED_TAGS = {"details", "/details", "summary", "/summary", "sub", "/sub", "!--"}
@@ -31,8 +42,10 @@ def sample_results() -> Results:
     stages = [
         stage("benchmarks/test_pipeline.py::test_parse", "regressed", 1.092, [1.071, 1.113], base=2.1e-3,
               profile=[ProfileLine("pipeline/parse.py:40(normalise_row)", 0.0, 1.8e-4, 1.8e-4, 0.0, 1.8e-4, 0, 1000, True),
-                       ProfileLine("pipeline/parse.py:12(parse)", 1.9e-3, 1.95e-3, 5e-5, 2.1e-3, 2.3e-3, 1, 1)]),
-        stage("benchmarks/test_pipeline.py::test_render", "improved", 0.81, [0.79, 0.83], base=5.2e-3),
+                       ProfileLine(":1(structure_Row)", 5e-5, 1.5e-4, 1e-4, 5e-5, 1.5e-4, 1000, 1000),
+                       ProfileLine("~:0(<method 'title' of 'str' objects>)", 0.0, 4e-5, 4e-5, 0.0, 4e-5, 0, 1000, True),
+                       ProfileLine("pipeline/parse.py:12(parse)", 9.5e-4, 9.99999e-4, 5e-5, 2.1e-3, 2.3e-3, 1, 1)]),
+        stage("benchmarks/test_pipeline.py::test_render", "improved", 0.4, [0.38, 0.42], base=5.2e-3),
         stage("benchmarks/test_pipeline.py::test_ingest", "unchanged", 1.004, [0.99, 1.018], base=1.2e-2),
         stage("benchmarks/test_pipeline.py::test_encode", "instructions-placeholder", 1.0),
         stage("benchmarks/test_pipeline.py::test_export", "failed", note="failed on head: ValueError: bad row"),
@@ -140,3 +153,84 @@ def render_comment_limited(results, limit):
     from bolt_bot.render import render_limited
 
     return render_limited("comment.md.j2", results, limit=limit)
+
+
+# ---------------------------------------------------------------------------------------------- polish
+
+
+def chart_of(text: str) -> tuple[str, list[str], list[str]]:
+    block = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    title = re.search(r'title "(.*)"', block).group(1)
+    labels = re.findall(r'"([^"]*)"', re.search(r"x-axis \[(.*)\]", block).group(1))
+    bars = re.search(r"bar \[(.*)\]", block).group(1).split(", ")
+    return title, labels, bars
+
+
+def test_chart_gives_every_bar_a_distinct_label_and_says_when_it_leaves_bars_out():
+    long = "test_unstructure_attrs_with_a_long_name[Converter-{}-and-more-parameters-after-it]"
+    names = [f"tests/test_a.py::{long.format('Tuple')}", f"tests/test_a.py::{long.format('Dicts')}",
+             "tests/test_a.py::test_same", "tests/test_b.py::test_same"]
+    names += [f"tests/test_c.py::test_{i}" for i in range(9)]
+    stages = [stage(name, "regressed", 1.05 + (len(names) - i) / 100, [1.04, 1.3]) for i, name in enumerate(names)]
+    title, labels, bars = chart_of(render_comment(Results(stages=stages, verdict="regressed")))
+    assert len(labels) == len(bars) == 12 and len(set(labels)) == 12, labels
+    assert "the 12 largest of 13" in title
+    assert "test_unstructure_attrs_with_a_long_name[Converter-Tuple-and-more-parameters-after-it]" not in labels
+    assert any("Tuple" in label for label in labels) and any("Dicts" in label for label in labels), labels
+    assert "6.00" not in bars and "18.00" in bars  # the smallest change (+6 %) is the one left out
+    # Names that differ only in characters mermaid may not see are numbered rather than merged.
+    assert chart_labels(["t.py::test_x[a<b]", "t.py::test_x[a>b]", "t.py::test_y"]) == [
+        "test_x_a_b_ (1)", "test_x_a_b_ (2)", "test_y"]
+    # Twelve or fewer: every changed stage is a bar, and the title claims nothing more.
+    title, labels, bars = chart_of(render_comment(Results(stages=stages[:4], verdict="regressed")))
+    assert len(set(labels)) == len(bars) == 4 and "largest" not in title, labels
+
+
+def test_legend_lists_only_the_markers_that_occur():
+    walltime_only = Results(stages=[stage("t.py::a", "regressed", 1.2, [1.1, 1.3]), stage("t.py::b", "unchanged", 1.0)],
+                            verdict="regressed")
+    footer = render_comment(walltime_only).split("<sub>")[1]
+    assert "ⁱ" not in footer and "ˡ" not in footer and "with wall time" in footer and "walltime" not in footer
+    low = stage("t.py::c", "improved", 0.8, [0.7, 0.9], low_confidence=True)
+    footer = render_comment(Results(stages=[low], verdict="improved")).split("<sub>")[1]
+    assert "ˡ low confidence" in footer and "ⁱ" not in footer
+
+
+def test_counts_agree_in_number():
+    stages = [stage("t.py::broken", "failed", note="failed on head: boom")]
+    stages += [stage(f"t.py::u{i}", "unchanged", 1.0) for i in range(2)]
+    text = render_comment(Results(stages=stages, verdict="failed"))
+    assert "<summary>1 stage failed</summary>" in text and "2 unchanged stages" in text
+    one = render_comment(Results(stages=[stage("t.py::u", "unchanged", 1.0), stages[0]], verdict="failed"))
+    assert "<summary>1 unchanged stage</summary>" in one
+    warned = stage("t.py::w", "unchanged", 1.007, measure="instructions", note="warning: +0.7 % (within the band)")
+    text = render_comment(Results(stages=[*stages, warned], verdict="failed"))
+    assert "<summary>1 stage failed, 1 in the warning band</summary>" in text
+
+
+def test_one_number_style_for_changes_everywhere():
+    assert format_change(1.042) == "+4.2 %" and format_change(0.568) == "-43.2 %"
+    assert format_change(0.125) == "-87.5 % (8.0× faster)" and format_change(3.0) == "+200.0 %"
+    assert format_change(0.99996) == "+0.0 %" and format_change(None) == "n/a"
+    fast = stage("t.py::test_parse", "improved", 0.125, [0.12, 0.13])
+    results = Results(stages=[fast], verdict="improved")
+    cell = "-87.5 % (8.0× faster)"
+    assert f"**{cell}**" in render_comment(results) and cell in render_text(results)
+    assert publish.status_for(results)[1].endswith(f"test_parse {cell}")
+    assert approval.claim_text(results) == f"{cell} in test_parse"
+    assert "x faster" not in render_comment(results)
+
+
+def test_durations_and_counts_carry_proper_units():
+    assert format_amount(9.99999e-4) == "1 ms" and format_amount(999.9996e-6) == "1 ms"
+    assert format_amount(2.5e-7) == "250 ns" and format_amount(4e-10) == "0.4 ns"
+    assert format_amount(1234.5) == "1234 s" and format_amount(12.34) == "12.3 s"
+    assert format_amount(999_999.96, "instr") == "1 M instr" and format_amount(12_345_678, "instr") == "12.35 M instr"
+    assert format_amount(None) == "–" and "e+" not in format_amount(1e-3 - 1e-12)
+
+
+def test_generated_and_built_in_functions_are_named_not_shown_as_bare_line_numbers():
+    text = render_comment(sample_results())
+    assert "| :1(" not in text and "structure&#95;Row (generated code, no source file)" not in text
+    assert "structure_Row (generated code, no source file)" in text
+    assert "&#126;:0(" not in text and "| &lt;method &#39;title&#39; of &#39;str&#39; objects&gt; **new**" in text

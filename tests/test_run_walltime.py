@@ -80,7 +80,7 @@ def test_failing_hanging_and_added_stages_do_not_stop_the_comparison(tmp_path):
     out = tmp_path / "out"
     code, output = run_cli("--repo", str(repo), "--base", base, "--head", head, "--measure", "walltime",
                            "--rounds", "2", "--budget", "0", "--round-timeout", "20", "--out", str(out))
-    assert code == 0, output
+    assert code == 2, output  # a run with failed stages and no regression is `failed`: never a success
     stages = {s["name"].split("::")[-1]: s for s in json.loads((out / "results.json").read_text())["stages"]}
     assert stages["test_broken"]["verdict"] == "failed" and "ZeroDivisionError" in stages["test_broken"]["note"]
     assert stages["test_hangs"]["verdict"] == "failed" and "timed out" in stages["test_hangs"]["note"]
@@ -94,7 +94,7 @@ def test_a_suite_that_cannot_import_fails_its_stages_with_the_error(tmp_path):
     out = tmp_path / "out"
     code, output = run_cli("--repo", str(repo), "--base", base, "--head", head, "--measure", "walltime",
                            "--rounds", "2", "--budget", "0", "--out", str(out))
-    assert code == 0, output
+    assert code == 2, output
     results = json.loads((out / "results.json").read_text())
     assert results["verdict"] == "failed"
     assert {s["verdict"] for s in results["stages"]} == {"failed"}
