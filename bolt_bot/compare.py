@@ -147,6 +147,7 @@ def compare_sides(
             if broken.error:
                 stage.verdict = FAILED
                 stage.note = f"failed on {'base' if broken is base else 'head'}: {broken.error}"
+                (stage.base if broken is base else stage.head).error = broken.error
             else:
                 stage.verdict = ADDED if not b else REMOVED
             continue
@@ -177,14 +178,20 @@ def compare_sides(
 
 
 def run_verdict(stages: Sequence[StageComparison]) -> str:
-    """The most urgent stage verdict; `failed` when nothing at all was measured."""
-    verdicts = {s.verdict for s in stages}
-    if not stages or verdicts <= {FAILED, ADDED, REMOVED} and FAILED in verdicts:
+    """The most urgent stage verdict; `failed` when nothing was measured, every stage failed, or a stage
+    failed on head. A stage that failed on base only (the change fixed or added it) is reported as failed
+    but does not fail the run: the change did not break it."""
+    verdicts = {s.verdict for s in stages if not _failed_on_base_only(s)}
+    if not stages or not verdicts or verdicts <= {FAILED, ADDED, REMOVED} and FAILED in verdicts:
         return FAILED
     for verdict in _URGENCY:
         if verdict in verdicts:
             return verdict
     return UNCHANGED
+
+
+def _failed_on_base_only(stage: StageComparison) -> bool:
+    return stage.verdict == FAILED and stage.head.error is None and stage.base.error is not None
 
 
 def build_results(

@@ -112,3 +112,19 @@ def test_relative_cache_dir_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.setenv("BOLT_CACHE_DIR", "cache")
     CliRunner().invoke(main, ["compare", "--base", str(IDNA / "base-1.json"), "--head", str(IDNA / "head-1.json")])
     assert os.environ["BOLT_CACHE_DIR"] == str(tmp_path / "cache")
+
+
+def test_a_stage_that_failed_on_base_only_does_not_fail_the_run():
+    """fastjsonschema's base breaks 4 benchmarks that head fixes: reported failed, but the change broke nothing."""
+    from bolt_bot.compare import run_verdict
+    from bolt_bot.model import SideSummary, StageComparison
+
+    fixed = StageComparison(name="t::fixed", verdict="failed", base=SideSummary(error="AssertionError"),
+                            head=SideSummary(rounds=3))
+    same = StageComparison(name="t::same", verdict="unchanged")
+    broken = StageComparison(name="t::broken", verdict="failed", base=SideSummary(rounds=3),
+                             head=SideSummary(error="ImportError"))
+    assert run_verdict([fixed, same]) == "unchanged"
+    assert run_verdict([fixed]) == "failed"  # every stage failed
+    assert run_verdict([fixed, same, broken]) == "failed"  # head broke one
+    assert run_verdict([]) == "failed"
