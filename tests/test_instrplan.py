@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 from pathlib import Path
 
 import pytest
 
-from bolt_bot import instrplan
+from bolt_bot import instrplan, routing
 from bolt_bot.errors import BoltError
 from bolt_bot.instructions import InstructionRun, codspeed_requirement
 from bolt_bot.model import BenchmarkRound, Results, StageComparison
@@ -120,62 +121,72 @@ def record(name, median, minimum=None):
 
 
 class FakeRounds:
-    """Wall-time discovery rounds give `wall`; process_time rounds give `cpu` (seconds per call)."""
+    """Wall-time discovery rounds give `wall` (seconds per call); the plugin's call evidence comes from `evidence`
+    (per stage, or per side then stage; a plain single-threaded computation where not given)."""
 
-    def __init__(self, wall, cpu, failed=None, missing=None):
-        self.wall, self.cpu, self.failed, self.calls = wall, cpu, failed or {}, []
+    def __init__(self, wall, evidence=None, failed=None, missing=None):
+        self.wall, self.evidence, self.failed, self.calls = wall, evidence or {}, failed or {}, []
         self.missing = missing or {}  # side → stages that side does not have
 
     def __call__(self, python, checkout, targets, workdir, *, label, pytest_args, env, timeout, **_):
-        cpu = instrplan.CPU_TIMER in pytest_args
-        self.calls.append((Path(checkout).name, label, list(targets), "CODSPEED_ENV" in env))
-        table = self.cpu if cpu else self.wall
-        names = [n for n in targets or list(table) if n not in self.missing.get(Path(checkout).name, ())]
-        return RoundResult(records=[record(n, table[n]) for n in names if n in table], failed=dict(self.failed))
+        side = Path(checkout).name
+        self.calls.append((side, label, list(targets), "CODSPEED_ENV" in env))
+        names = [n for n in targets or list(self.wall) if n not in self.missing.get(side, ())]
+        with open(env[routing.EVIDENCE_VARIABLE], "a", encoding="utf-8") as out:
+            for name in names:
+                seen = self.evidence.get(name, {})
+                if set(seen) & {"base", "head"}:
+                    seen = seen.get(side, {})
+                out.write(json.dumps({"event": "call", "nodeid": name, **PLAIN, **seen}) + "\n")
+        return RoundResult(records=[record(n, self.wall[n]) for n in names if n in self.wall], failed=dict(self.failed))
 
 
+# A single-threaded computation as the plugin sees it: CPU all on the benchmark's thread, never blocked.
+PLAIN = {"wall": 0.02, "cpu": 0.02, "thread_cpu": 0.02, "voluntary": 0, "involuntary": 3, "calls": 20000}
+SLEEPS = {"wall": 0.02, "cpu": 0.0004, "thread_cpu": 0.0004, "voluntary": 9, "involuntary": 0, "calls": 7}
+THREADS = {"wall": 0.06, "cpu": 0.057, "thread_cpu": 0.0013, "voluntary": 42, "calls": 1, "threads_after": 5}
 SETUPS = {side: SideSetup(Path("py"), Path(side), {"CODSPEED_ENV": "x"}) for side in ("base", "head")}
 
 
-def test_discover_judges_cpu_share_against_plain_computation_here(tmp_path, monkeypatch):
-    # The process clock running at half the wall clock for everything (seen on these VMs) is no I/O.
-    monkeypatch.setattr(instrplan, "cpu_reference", lambda: 0.5)
-    wall = {"t::a": 0.002, "t::b": 0.004, "t::c": 0.003, "t::sleepy": 0.004}
-    cpu = {"t::a": 0.001, "t::b": 0.0021, "t::c": 0.0014, "t::sleepy": 0.0002}
-    split = instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), FakeRounds(wall, cpu))
-    assert split.counted == ["t::a", "t::b", "t::c"] and split.timed == ["t::sleepy"]
-    assert "against 50 % for plain computation" in split.reasons["t::sleepy"]
+def test_discover_routes_by_blocking_and_other_threads_not_by_a_cpu_wall_ratio(tmp_path):
+    # The misroutes seen on this VM: CPU 190 % and 502 % of wall time on single-threaded sub-µs stages,
+    # 10 % on a computation. None of them blocked or used another thread: all are counted.
+    evidence = {"t::contains": {"wall": 0.02, "cpu": 0.1, "thread_cpu": 0.1, "calls": 300000},
+                "t::busy_vm": {"wall": 0.02, "cpu": 0.002, "thread_cpu": 0.002, "involuntary": 40, "calls": 900},
+                "t::sleepy": SLEEPS, "t::threads": THREADS, "t::one_block": {"voluntary": 1, "calls": 5000},
+                "t::sleeps_on_head": {"head": SLEEPS}}
+    wall = {"t::contains": 2.45e-7, "t::busy_vm": 2e-5, "t::sleepy": 0.002, "t::threads": 0.02, "t::one_block": 1e-5,
+            "t::sleeps_on_head": 0.002}
+    split = instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), FakeRounds(wall, evidence))
+    assert split.counted == ["t::busy_vm", "t::contains", "t::one_block"]
+    assert split.timed == ["t::sleeps_on_head", "t::sleepy", "t::threads"]
+    assert "blocked 1.3 times per call" in split.reasons["t::sleepy"] and "(seen on head)" in split.reasons["t::sleepy"]
+    assert "several threads (98 % of its CPU time" in split.reasons["t::threads"] and "5 threads" in split.reasons["t::threads"]
+    assert split.seconds["base"]["t::contains"] == 2.45e-7
 
 
-def test_discover_splits_by_call_time_pattern_cpu_share_and_failures(tmp_path, monkeypatch):
-    monkeypatch.setattr(instrplan, "cpu_reference", lambda: 1.0)
+def test_discover_splits_by_call_time_pattern_evidence_and_failures(tmp_path):
     wall = {"t::fast": 0.002, "t::slow": 0.5, "t::io": 0.01, "t::threads": 0.01, "t::net_fetch": 0.001, "t::edge": 0.1}
-    cpu = {"t::fast": 0.0019, "t::io": 0.0005, "t::threads": 0.03, "t::edge": 0.1}
-    rounds = FakeRounds(wall, cpu, failed={"t::broken": "ZeroDivisionError"})
+    rounds = FakeRounds(wall, {"t::io": SLEEPS, "t::threads": THREADS}, failed={"t::broken": "ZeroDivisionError"})
     settings = Settings(walltime_stages=["*net_*"])
     split = instrplan.discover(settings, SETUPS, tmp_path, instrplan.Progress(quiet=True), rounds)
     assert split.counted == ["t::edge", "t::fast"]
     assert set(split.timed) == {"t::slow", "t::io", "t::threads", "t::net_fetch", "t::broken"}
     assert "500 ms" in split.reasons["t::slow"] and "I/O" in split.reasons["t::io"]
     assert "threads" in split.reasons["t::threads"] and "*net_*" in split.reasons["t::net_fetch"]
-    # Two wall rounds (one per side), one CPU round of the short stages on head; never with CODSPEED_ENV.
-    assert [(c, label) for c, label, _, _ in rounds.calls] == [("base", "discovery-wall"), ("head", "discovery-wall"),
-                                                              ("head", "discovery-cpu")]
-    assert set(rounds.calls[2][2]) == {"t::fast", "t::io", "t::threads", "t::edge"}
+    # One wall round per side and nothing more; never with CODSPEED_ENV.
+    assert [(c, label) for c, label, _, _ in rounds.calls] == [("base", "discovery-wall"), ("head", "discovery-wall")]
     assert not any(has for *_, has in rounds.calls)
 
 
-def test_discover_keeps_prefix_clashes_apart_and_checks_cpu_only_on_stages_head_has(tmp_path):
+def test_discover_keeps_prefix_clashes_apart(tmp_path):
     wall = {"t::io": 0.001, "t::io_fast": 0.001, "t::only_base": 0.001, "t::x[1]": 0.001, "t::x[10]": 0.001}
-    rounds = FakeRounds(wall, dict(wall))
+    rounds = FakeRounds(wall)
     split = instrplan.discover(Settings(walltime_stages=["t::io", "t::x[1]"]), SETUPS, tmp_path,
                                instrplan.Progress(quiet=True), rounds)
     # --deselect t::io would also drop t::io_fast; t::x[1] is no prefix of t::x[10] ("]" ends it).
     assert "start alike" in split.reasons["t::io_fast"]
     assert split.counted == ["t::only_base", "t::x[10]"]
-    rounds2 = FakeRounds(wall, dict(wall), missing={"head": {"t::only_base"}})
-    instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), rounds2)
-    assert "t::only_base" not in rounds2.calls[2][2]
 
 
 def stage(name, verdict, measure):
@@ -183,7 +194,7 @@ def stage(name, verdict, measure):
 
 
 def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
-    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5}, {"t::fast": 0.002})
+    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5})
     seen = {}
 
     def counts_fn(python, checkout, args, *, env, timeout, workdir):
@@ -243,3 +254,24 @@ def test_comment_shows_counts_and_the_warning_band_stage(tmp_path):
     unchanged = text.split("unchanged stages</summary>")[1]
     assert "t::same" in unchanged and "t::warn" not in unchanged
     assert "floor 1.0 % (instruction counts), warning band from 0.5 %" in text
+
+
+def test_comment_says_why_each_stage_left_counts(tmp_path):
+    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5, "t::sleepy": 0.002, "t::pool": 0.01},
+                        {"t::sleepy": SLEEPS, "t::pool": THREADS})
+
+    def walltime_fn(setups, plan, workdir, progress):
+        names = ("t::pool", "t::sleepy", "t::slow")
+        return WalltimeRun(sides={}, stages=[stage(n, "unchanged", "walltime") for n in names], rounds={})
+
+    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+                                 counts_fn=lambda *a, **k: run({"t::fast": 1000}), valgrind=lambda: "valgrind")
+    results = Results(stages=measured.stages, verdict="unchanged", measure=measured.measure,
+                      settings=Settings().to_dict(), environment=measured.environment)
+    text = render_comment(results)
+    assert "3 stages measured by wall time instead of instruction counts</summary>" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| t::")
+            and "Why" not in line and " | " in line and line.count("|") == 3}
+    assert "one call takes 500 ms" in rows["t::slow"]
+    assert "blocked 1.3 times per call" in rows["t::sleepy"] and "several threads" in rows["t::pool"]
+    assert "t::fast" not in rows
