@@ -15,6 +15,7 @@ import fnmatch
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class CountPlan:
     warning: float = 0.5  # percent: the warning band is [warning, threshold)
     pytest_args: list[str] = field(default_factory=list)  # selection: paths, node ids, -k, -m
     timeout: float = 600.0  # per valgrind run
+    walltimes: dict[str, dict[str, float]] = field(default_factory=dict)  # side → stage → discovery seconds per call
 
 
 @dataclass
@@ -132,6 +134,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         # Each side runs only what it has: the other group is deselected, never named (a node id
         # missing on one side is a pytest usage error there).
         plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *_deselect(split.timed)]
+        plan.walltimes = split.seconds  # the wall-time look for counts that wander (stats.check_count_change)
         with progress.group(f"Measuring instruction counts of {len(split.counted)} short stage(s) under callgrind"):
             run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
         stages += run.stages
@@ -267,7 +270,7 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
         _move(runs[HEAD], workdir / f"{HEAD}-first", workdir / HEAD)
     if len(errors) == 2:
         raise BoltError(f"instruction counts failed on both sides: {errors[HEAD]}")
-    stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100)
+    stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100, plan.walltimes)
     notices = _package_drift(setups)
     return CountRun(stages=stages, runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
 
@@ -304,17 +307,26 @@ def _move(run: InstructionRun, src: Path, dst: Path) -> None:
 
 
 def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], threshold: float,
-                     warning: float) -> list[StageComparison]:
-    """Stage verdicts from the runs (`threshold`, `warning` as fractions)."""
+                     warning: float, walltimes: dict[str, dict[str, float]] | None = None) -> list[StageComparison]:
+    """Stage verdicts from the runs (`threshold`, `warning` as fractions).
+
+    The interval is exact only when head's passes counted the same; otherwise it is what the spread of
+    the passes allows, and the verdict follows it (stats.estimate_counts). A change in a stage whose
+    counts wander is checked against `walltimes` (side → stage → seconds per call, from discovery) before
+    it stands (stats.check_count_change).
+    """
     empty = InstructionRun(counts={}, failed={}, log_excerpt="")
     base, head, repeat = runs.get(BASE, empty), runs.get(HEAD, empty), runs.get(REPEAT, empty)
+    walltimes = walltimes or {}
     names = sorted(set(base.counts) | set(base.failed) | set(head.counts) | set(head.failed))
     stages = []
     for name in names:
         b, h = base.counts.get(name), head.counts.get(name)
+        again = repeat.counts.get(name) if h is not None else None
         stage = StageComparison(name=name, verdict=UNCHANGED, measure=INSTRUCTIONS,
-                                base=_summary(b, base.failed.get(name) or errors.get(BASE)),
-                                head=_summary(h, head.failed.get(name) or errors.get(HEAD)))
+                                base=_summary([b] if b is not None else [], base.failed.get(name) or errors.get(BASE)),
+                                head=_summary([c for c in (h, again) if c is not None],
+                                              head.failed.get(name) or errors.get(HEAD)))
         stages.append(stage)
         failed_side = next((side for side, run in ((HEAD, head), (BASE, base)) if name in run.failed), None)
         if failed_side is not None:
@@ -327,14 +339,15 @@ def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], th
             else:
                 stage.verdict = ADDED if b is None else REMOVED
         else:
-            again = repeat.counts.get(name)
-            delta = None if again is None else again / h - 1.0
-            stage.ratio = h / b
-            stage.ci = [stage.ratio, stage.ratio]
-            stage.verdict, stage.note = stats.decide_counts(b, h, delta, threshold, warning)
-            if again is not None:
-                stage.head.values.append(float(again))
-                stage.head.rounds = 2
+            estimate = stats.estimate_counts([b], [c for c in (h, again) if c is not None])
+            if estimate is None:
+                stage.verdict, stage.note = stats.decide_counts(None, threshold, warning)
+                continue
+            stage.ratio, stage.ci = estimate.ratio, list(estimate.ci)
+            verdict, note = stats.decide_counts(estimate, threshold, warning, repeated=again is not None)
+            wall = tuple(walltimes.get(side, {}).get(name, 0.0) for side in (BASE, HEAD))
+            stage.verdict, stage.note = stats.check_count_change(verdict, note, estimate, b,
+                                                                 wall if min(wall) > 0 else None)
     return stages
 
 
@@ -370,12 +383,14 @@ def _package_drift(setups: dict[str, SideSetup]) -> list[str]:
              "instruction counts may move for that reason alone")]
 
 
-def _summary(count: int | None, error: str | None) -> SideSummary:
-    if count is None:
+def _summary(passes: list[int], error: str | None) -> SideSummary:
+    """One side's counts: every pass in `values`, the median as the centre the ratio compares."""
+    if not passes:
         return SideSummary(unit="instr", error=error)
-    value = float(count)
-    return SideSummary(rounds=1, center=value, median=value, mean=value, min=value, max=value, unit="instr",
-                       values=[value], error=error)
+    values = [float(c) for c in passes]
+    center = float(statistics.median(values))
+    return SideSummary(rounds=len(values), center=center, median=center, mean=statistics.fmean(values),
+                       min=min(values), max=max(values), unit="instr", values=values, error=error)
 
 
 def _count_environment(run: CountRun, counted: int, timed: int) -> dict:

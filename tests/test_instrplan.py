@@ -12,11 +12,12 @@ import pytest
 from bolt_bot import instrplan, routing
 from bolt_bot.errors import BoltError
 from bolt_bot.instructions import InstructionRun, codspeed_requirement
+from bolt_bot.compare import build_results
 from bolt_bot.model import BenchmarkRound, Results, StageComparison
 from bolt_bot.render import render_comment
 from bolt_bot.rounds import RoundResult
 from bolt_bot.settings import Settings
-from bolt_bot.stats import decide_counts
+from bolt_bot.stats import decide_counts, estimate_counts
 from bolt_bot.walltime import SideSetup, WalltimeRun
 
 T, W = 0.01, 0.005
@@ -30,12 +31,14 @@ T, W = 0.01, 0.005
     (1_010_000, 0.0, "regressed", None),
     (1_026_000, 0.001, "regressed", None),
     (985_000, 0.0, "improved", None),
-    (1_026_000, 0.006, "inconclusive", "did not repeat"),
+    (1_026_000, 0.006, "regressed", None),  # the passes differ, but the whole interval is beyond the floor
+    (1_012_000, 0.006, "inconclusive", "did not repeat"),  # +1.2 %, the interval reaches +0.6 %
     (1_000_000, -0.02, "inconclusive", "did not repeat"),
     (1_026_000, None, "inconclusive", "repeat run could not measure"),
 ])
 def test_decide_counts_bands(head, repeat, verdict, note):
-    got, why = decide_counts(1_000_000, head, repeat, T, W)
+    passes = [head] if repeat is None else [head, round(head * (1 + repeat))]
+    got, why = decide_counts(estimate_counts([1_000_000], passes), T, W, repeated=repeat is not None)
     assert got == verdict
     if note is None:
         assert why is None
@@ -44,7 +47,20 @@ def test_decide_counts_bands(head, repeat, verdict, note):
 
 
 def test_decide_counts_no_counts_is_inconclusive():
-    assert decide_counts(0, 5, 0.0, T, W)[0] == "inconclusive"
+    assert estimate_counts([0], [5, 5]) is None
+    assert decide_counts(None, T, W)[0] == "inconclusive"
+
+
+def test_counts_are_exact_only_when_they_repeated_else_the_passes_spread_is_the_interval():
+    assert estimate_counts([95_000_000], [97_000_000, 97_000_000]).ci == (97 / 95, 97 / 95)
+    # The head seen in the field: two passes 0.29 % apart. Base, counted once, is given the same spread.
+    seen = estimate_counts([96_000_000], [96_955_349, 97_237_167])
+    assert not seen.exact and seen.spread == pytest.approx(0.0029067, rel=1e-4)
+    assert seen.ci[0] == pytest.approx(96_955_349 / (96_000_000 * 1.0029067))
+    assert seen.ci[1] == pytest.approx(97_237_167 * 1.0029067 / 96_000_000)
+    assert seen.ci[0] < seen.ratio < seen.ci[1]
+    # +1.14 % whose interval reaches +0.7 %: not a regression at a 1 % floor.
+    assert decide_counts(seen, T, W)[0] == "inconclusive"
 
 
 def run(counts, failed=None):
@@ -275,3 +291,65 @@ def test_comment_says_why_each_stage_left_counts(tmp_path):
     assert "one call takes 500 ms" in rows["t::slow"]
     assert "blocked 1.3 times per call" in rows["t::sleepy"] and "several threads" in rows["t::pool"]
     assert "t::fast" not in rows
+
+
+def test_a_head_whose_passes_differ_is_shown_with_their_interval_not_as_exact():
+    runs = {"base": run({"t::big": 95_000_000}), "head": run({"t::big": 96_955_349}),
+            instrplan.REPEAT: run({"t::big": 97_237_167})}
+    (big,) = instrplan.counts_to_stages(runs, {}, T, W)
+    assert big.verdict == "regressed" and big.head.values == [96_955_349.0, 97_237_167.0]
+    assert big.head.min == 96_955_349 and big.head.max == 97_237_167 and big.head.center == 97_096_258
+    assert "passes of one side differed by 0.29 %" in big.note  # no wall time to look at: said so
+    text = render_comment(Results(stages=[big], verdict="regressed", measure="instructions",
+                                  settings=Settings().to_dict(), environment={}))
+    row = next(line for line in text.splitlines() if "t::big" in line)
+    assert "exact count" not in row and "[+1.8, +2.7] %" in row
+
+
+def discovered(base, head):
+    return {"base": base, "head": head}
+
+
+def test_a_count_change_in_a_stage_whose_counts_wander_needs_wall_time_behind_it():
+    base = {"t::tiny": 8_000, "t::tiny_big_change": 8_000, "t::wanders": 2_000_000, "t::wanders_slower": 2_000_000,
+            "t::plain": 2_000_000}
+    head = {"t::tiny": 8_184, "t::tiny_big_change": 11_200, "t::wanders": 2_060_000, "t::wanders_slower": 2_060_000,
+            "t::plain": 2_060_000}
+    again = dict(head, **{"t::wanders": 2_070_000, "t::wanders_slower": 2_070_000, "t::plain": 2_060_100})
+    walls = discovered({"t::tiny": 4.1e-6, "t::tiny_big_change": 4.1e-6, "t::wanders": 1e-3, "t::wanders_slower": 1e-3,
+                        "t::plain": 1e-3},
+                       {"t::tiny": 4.1e-6, "t::tiny_big_change": 5.6e-6, "t::wanders": 1.01e-3,
+                        "t::wanders_slower": 1.2e-3, "t::plain": 1e-3})
+    runs = {"base": run(base), "head": run(head), instrplan.REPEAT: run(again)}
+    stages = {s.name: s for s in instrplan.counts_to_stages(runs, {}, T, W, walls)}
+    # +2.3 % on a 4 µs single-shot call whose wall time did not move: not a regression, and it says why.
+    assert stages["t::tiny"].verdict == "inconclusive"
+    assert stages["t::tiny"].note == ("+2.3 % in instructions, but a call of 4.1 µs is tiny enough for its counts to "
+                                      "wander and the wall time did not confirm it (discovery timed 4.1 µs → 4.1 µs "
+                                      "(+0.0 %); one round per side shows only moves beyond ±10 %)")
+    # +40 % with wall time +37 %: confirmed.
+    assert stages["t::tiny_big_change"].verdict == "regressed"
+    assert "confirmed by wall time" in stages["t::tiny_big_change"].note
+    # Head's passes differed: the change is checked the same way.
+    assert stages["t::wanders"].verdict == "inconclusive" and "differed by 0.49 %" in stages["t::wanders"].note
+    assert stages["t::wanders_slower"].verdict == "regressed"
+    # Passes 0.005 % apart under a +3 % change, in a stage that is not tiny: no look needed.
+    assert stages["t::plain"].verdict == "regressed" and stages["t::plain"].note is None
+
+
+def test_a_tiny_count_change_does_not_head_the_comment_of_a_pr_that_made_other_stages_faster(tmp_path):
+    wall = {"t::tiny": 4.1e-6, "t::load": 0.004}
+    rounds = FakeRounds(wall)
+    passes = {"base": {"t::tiny": 8_000, "t::load": 14_000_000}, "head": {"t::tiny": 8_184, "t::load": 10_000_000}}
+
+    def counts_fn(python, checkout, args, *, env, timeout, workdir):
+        return run(passes[Path(checkout).name])
+
+    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, counts_fn=counts_fn,
+                                 valgrind=lambda: "valgrind")
+    results = build_results(measured.stages, measure=measured.measure, settings=Settings().to_dict(),
+                            environment=measured.environment)
+    assert {s.name: s.verdict for s in results.stages} == {"t::load": "improved", "t::tiny": "inconclusive"}
+    assert results.verdict == "improved"
+    text = render_comment(results)
+    assert text.index("t::load") < text.index("t::tiny") and "did not confirm it" in text
