@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats as sps
 
 from bolt_bot.model import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
+from bolt_bot.render import format_amount
 
 CONFIDENCE = 0.95
 
@@ -354,19 +355,15 @@ def check_count_change(verdict: str, note: str | None, estimate: CountEstimate, 
     if not (disagree or tiny):
         return verdict, note
     if not disagree:
-        why = (f"a call of {_micros(min(wall))} is tiny enough for its counts to wander" if wall else
+        why = (f"a call of {format_amount(min(wall))} is tiny enough for its counts to wander" if wall else
                f"a stage of {base_count:,.0f} instructions is tiny enough for its counts to wander")
     else:
         why = f"the passes of one side differed by {estimate.spread * 100:.2f} %"
     if wall is None:
         return verdict, f"{why}; not checked against wall time (no discovery round with --measure instructions)"
     moved = wall[1] / wall[0] - 1.0
-    seen = f"discovery timed {_micros(wall[0])} → {_micros(wall[1])} ({moved * 100:+.1f} %)"
+    seen = f"discovery timed {format_amount(wall[0])} → {format_amount(wall[1])} ({moved * 100:+.1f} %)"
     if moved * change > 0 and abs(moved) >= max(WALL_LOOK_FLOOR, abs(change) / 2):
         return verdict, f"{why}; confirmed by wall time: {seen}"
     return INCONCLUSIVE, (f"{change * 100:+.1f} % in instructions, but {why} and the wall time did not confirm it "
                           f"({seen}; one round per side shows only moves beyond ±{WALL_LOOK_FLOOR * 100:.0f} %)")
-
-
-def _micros(seconds: float) -> str:
-    return f"{seconds * 1e6:.3g} µs" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms"
