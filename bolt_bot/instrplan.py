@@ -3,7 +3,8 @@
 `measure()` is what the runner calls: it returns the stages of both measures merged into one list.
 Counts come from bolt_bot.instructions (callgrind via pytest-codspeed): base once, head once, then head
 again to show that the counts repeat. `--measure auto` first times one short discovery round per side and
-sends only short, CPU-bound stages to callgrind (measurement-facts.md: counts miss I/O, threads, caches).
+sends only short, single-threaded stages that do not wait to callgrind (measurement-facts.md: counts miss
+I/O, threads, caches; bolt_bot/routing.py says how waiting and threads are seen).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot import stats
+from bolt_bot import routing, stats
 from bolt_bot.errors import BoltError
 from bolt_bot.instructions import (
     InstructionRun,
@@ -42,16 +43,13 @@ from bolt_bot.model import (
 )
 from bolt_bot.progress import Progress
 from bolt_bot.rounds import RoundResult, run_round
+from bolt_bot.sandbox import clean_environ
 from bolt_bot.settings import Settings
 from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
 
 MIXED = "mixed"
 REPEAT = "head-repeat"  # head's second pass: its key in CountRun.runs, and where its files are kept afterwards
 SHORT_CALL = 0.1  # seconds: stages whose call takes longer are timed (callgrind costs about 70x)
-# CPU time / wall time of a stage's fastest call: below this it waits (I/O, sleep, locks), above
-# the upper bound several threads compute at once. Mins, not medians: the least-preempted call of a
-# busy machine is the one where wall time is closest to the CPU time of single-threaded code.
-CPU_SHARE = (0.35, 1.6)  # relative to the reference share of plain computation on this machine
 # The discovery round: as short as pytest-benchmark allows; one call is enough to see a long stage.
 DISCOVERY_ARGS = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=1"]
 CPU_TIMER = "--benchmark-timer=time.process_time"
@@ -63,6 +61,7 @@ class CountPlan:
     warning: float = 0.5  # percent: the warning band is [warning, threshold)
     pytest_args: list[str] = field(default_factory=list)  # selection: paths, node ids, -k, -m
     timeout: float = 600.0  # per valgrind run
+    walltimes: dict[str, dict[str, float]] = field(default_factory=dict)  # side → stage → discovery seconds per call
 
 
 @dataclass
@@ -91,6 +90,7 @@ class Split:
     counted: list[str] = field(default_factory=list)  # node ids measured by instruction counts
     timed: list[str] = field(default_factory=list)  # node ids measured by wall time
     reasons: dict[str, str] = field(default_factory=dict)  # timed stage → why
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # side → stage → discovery median
 
 
 def requirements(settings: Settings) -> list[str]:
@@ -134,6 +134,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         # Each side runs only what it has: the other group is deselected, never named (a node id
         # missing on one side is a pytest usage error there).
         plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *_deselect(split.timed)]
+        plan.walltimes = split.seconds  # the wall-time look for counts that wander (stats.check_count_change)
         with progress.group(f"Measuring instruction counts of {len(split.counted)} short stage(s) under callgrind"):
             run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
         stages += run.stages
@@ -156,77 +157,55 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
 
 def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, progress: Progress,
              round_fn: Callable[..., RoundResult] = run_round) -> Split:
-    """One short wall-time round per side, then one CPU-time round of the short stages: which stage goes where.
+    """One short wall-time round per side: which stage goes where, and why each timed stage left counts.
 
     A stage is counted when its call takes at most SHORT_CALL on every side it exists on, it matches
-    no `walltime_stages` pattern, and its CPU time is close to its wall time (not waiting on I/O or
-    sleeping, not computing on several threads). Failed or hung stages are timed: the wall-time path
-    reports them as usual.
+    no `walltime_stages` pattern, and on neither side did it wait or compute on other threads
+    (bolt_bot/routing.py: blocking and per-thread CPU seen by the round plugin, never a CPU/wall ratio,
+    so the same commits route the same stages on every try). Failed or hung stages are timed: the
+    wall-time path reports them as usual.
     """
     calls: dict[str, float] = {}
     reasons: dict[str, str] = {}
-    head_wall_min: dict[str, float] = {}  # compared with head's CPU time: the same code
-    seen: dict[str, set[str]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    evidence: dict[str, dict[str, routing.CallEvidence]] = {}
     broken: set[str] = set()
     for side, setup in setups.items():
-        result = _discovery_round(round_fn, setup, settings, [*settings.benchmarks], workdir / side, "wall")
+        found = routing.evidence_file(workdir / side)
+        found.parent.mkdir(parents=True, exist_ok=True)
+        found.unlink(missing_ok=True)
+        env = dict(setup.env if setup.env is not None else clean_environ())
+        env[routing.EVIDENCE_VARIABLE] = str(found)
+        result = _discovery_round(round_fn, SideSetup(setup.python, setup.checkout, env), settings,
+                                  [*settings.benchmarks], workdir / side, "wall")
         progress.step(f"discovery {side}: {len(result.records)} stages in {result.seconds:.1f} s")
-        seen[side] = {r.name for r in result.records}
+        seconds[side] = {r.name: r.median for r in result.records}
+        evidence[side] = routing.read_evidence(found)
         for record in result.records:
             calls[record.name] = max(calls.get(record.name, 0.0), record.median)
-            if side == HEAD:
-                head_wall_min[record.name] = record.min
         broken |= set(result.failed) | ({result.hung} if result.hung else set())
     for name in sorted(broken):
         reasons[name] = "failed or hung in the discovery round"
-    for name, seconds in calls.items():
+    for name, took in sorted(calls.items()):
         if name in reasons:
             continue
         # An exact node id matches too: its "[param]" would otherwise read as a character class.
         pattern = next((p for p in settings.walltime_stages if p == name or fnmatch.fnmatchcase(name, p)), None)
         if pattern is not None:
             reasons[name] = f"matches walltime_stages {pattern!r}"
-        elif seconds > SHORT_CALL:
-            reasons[name] = f"one call takes {seconds * 1000:.0f} ms (instruction counts are for calls of {SHORT_CALL * 1000:.0f} ms or less)"
-    short = sorted(n for n in calls if n not in reasons and n in seen.get(HEAD, ()))
-    if short:
-        # CPU time per call of the short stages, on head (the side being judged), timed by process_time.
-        try:
-            result = _discovery_round(round_fn, setups[HEAD], settings, short, workdir / HEAD, "cpu", cpu=True)
-        except BoltError as exc:
-            progress.warn(f"the CPU-time discovery round failed ({exc}); choosing by call time only")
-            result = RoundResult()
-        cpu_min = {r.name: r.min for r in result.records}
-        shares = {n: cpu_min[n] / head_wall_min[n] for n in short if n in cpu_min and head_wall_min.get(n)}
-        # What plain single-threaded computation shows here: on this kind of VM the process clock ran
-        # at about half the wall clock even for a pure loop, so shares are judged against a reference:
-        # the suite's median share, or Bolt's own busy loop if higher (a suite that mostly waits).
-        reference = max(statistics.median(shares.values()) if shares else 0.0, cpu_reference())
-        for name, share in shares.items():
-            relative = share / reference if reference > 0 else 1.0
-            seen_as = f"CPU {share * 100:.0f} % of wall time, against {reference * 100:.0f} % for plain computation"
-            if relative < CPU_SHARE[0]:
-                reasons[name] = f"waits for most of its time ({seen_as}): I/O or sleeping"
-            elif relative > CPU_SHARE[1]:
-                reasons[name] = f"computes on several threads ({seen_as})"
+        elif took > SHORT_CALL:
+            reasons[name] = (f"one call takes {took * 1000:.0f} ms (instruction counts are for calls of "
+                             f"{SHORT_CALL * 1000:.0f} ms or less)")
+        else:
+            why = routing.judge_sides(evidence, name, (HEAD, BASE))
+            if why is not None:
+                reasons[name] = why
     _untangle(calls, reasons)
     counted = sorted(n for n in calls if n not in reasons)
     timed = sorted(reasons)
     for name in timed:
         progress.note(f"wall time for {name}: {reasons[name]}")
-    return Split(counted=counted, timed=timed, reasons=reasons)
-
-
-def cpu_reference(loops: int = 5, seconds: float = 0.01) -> float:
-    """CPU time / wall time of a pure-Python busy loop in this process: the median of a few short tries."""
-    shares = []
-    for _ in range(loops):
-        wall, cpu = time.perf_counter(), time.process_time()
-        while time.perf_counter() - wall < seconds:
-            sum(i * i for i in range(200))
-        took = time.perf_counter() - wall
-        shares.append((time.process_time() - cpu) / took if took > 0 else 1.0)
-    return statistics.median(shares)
+    return Split(counted=counted, timed=timed, reasons=reasons, seconds=seconds)
 
 
 def _untangle(calls: dict[str, float], reasons: dict[str, str]) -> None:
@@ -291,7 +270,7 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
         _move(runs[HEAD], workdir / f"{HEAD}-first", workdir / HEAD)
     if len(errors) == 2:
         raise BoltError(f"instruction counts failed on both sides: {errors[HEAD]}")
-    stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100)
+    stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100, plan.walltimes)
     notices = _package_drift(setups)
     return CountRun(stages=stages, runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
 
@@ -328,17 +307,26 @@ def _move(run: InstructionRun, src: Path, dst: Path) -> None:
 
 
 def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], threshold: float,
-                     warning: float) -> list[StageComparison]:
-    """Stage verdicts from the runs (`threshold`, `warning` as fractions)."""
+                     warning: float, walltimes: dict[str, dict[str, float]] | None = None) -> list[StageComparison]:
+    """Stage verdicts from the runs (`threshold`, `warning` as fractions).
+
+    The interval is exact only when head's passes counted the same; otherwise it is what the spread of
+    the passes allows, and the verdict follows it (stats.estimate_counts). A change in a stage whose
+    counts wander is checked against `walltimes` (side → stage → seconds per call, from discovery) before
+    it stands (stats.check_count_change).
+    """
     empty = InstructionRun(counts={}, failed={}, log_excerpt="")
     base, head, repeat = runs.get(BASE, empty), runs.get(HEAD, empty), runs.get(REPEAT, empty)
+    walltimes = walltimes or {}
     names = sorted(set(base.counts) | set(base.failed) | set(head.counts) | set(head.failed))
     stages = []
     for name in names:
         b, h = base.counts.get(name), head.counts.get(name)
+        again = repeat.counts.get(name) if h is not None else None
         stage = StageComparison(name=name, verdict=UNCHANGED, measure=INSTRUCTIONS,
-                                base=_summary(b, base.failed.get(name) or errors.get(BASE)),
-                                head=_summary(h, head.failed.get(name) or errors.get(HEAD)))
+                                base=_summary([b] if b is not None else [], base.failed.get(name) or errors.get(BASE)),
+                                head=_summary([c for c in (h, again) if c is not None],
+                                              head.failed.get(name) or errors.get(HEAD)))
         stages.append(stage)
         failed_side = next((side for side, run in ((HEAD, head), (BASE, base)) if name in run.failed), None)
         if failed_side is not None:
@@ -351,14 +339,15 @@ def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], th
             else:
                 stage.verdict = ADDED if b is None else REMOVED
         else:
-            again = repeat.counts.get(name)
-            delta = None if again is None else again / h - 1.0
-            stage.ratio = h / b
-            stage.ci = [stage.ratio, stage.ratio]
-            stage.verdict, stage.note = stats.decide_counts(b, h, delta, threshold, warning)
-            if again is not None:
-                stage.head.values.append(float(again))
-                stage.head.rounds = 2
+            estimate = stats.estimate_counts([b], [c for c in (h, again) if c is not None])
+            if estimate is None:
+                stage.verdict, stage.note = stats.decide_counts(None, threshold, warning)
+                continue
+            stage.ratio, stage.ci = estimate.ratio, list(estimate.ci)
+            verdict, note = stats.decide_counts(estimate, threshold, warning, repeated=again is not None)
+            wall = tuple(walltimes.get(side, {}).get(name, 0.0) for side in (BASE, HEAD))
+            stage.verdict, stage.note = stats.check_count_change(verdict, note, estimate, b,
+                                                                 wall if min(wall) > 0 else None)
     return stages
 
 
@@ -394,12 +383,14 @@ def _package_drift(setups: dict[str, SideSetup]) -> list[str]:
              "instruction counts may move for that reason alone")]
 
 
-def _summary(count: int | None, error: str | None) -> SideSummary:
-    if count is None:
+def _summary(passes: list[int], error: str | None) -> SideSummary:
+    """One side's counts: every pass in `values`, the median as the centre the ratio compares."""
+    if not passes:
         return SideSummary(unit="instr", error=error)
-    value = float(count)
-    return SideSummary(rounds=1, center=value, median=value, mean=value, min=value, max=value, unit="instr",
-                       values=[value], error=error)
+    values = [float(c) for c in passes]
+    center = float(statistics.median(values))
+    return SideSummary(rounds=len(values), center=center, median=center, mean=statistics.fmean(values),
+                       min=min(values), max=max(values), unit="instr", values=values, error=error)
 
 
 def _count_environment(run: CountRun, counted: int, timed: int) -> dict:

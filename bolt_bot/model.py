@@ -99,6 +99,7 @@ class StageComparison:
     head: SideSummary | None = None
     extra_info: dict[str, Any] = field(default_factory=dict)
     profile: list[ProfileLine] | None = None
+    profile_note: str | None = None  # why a regressed stage's profile is empty or missing
 
     @property
     def change(self) -> float | None:

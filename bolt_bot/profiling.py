@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bolt_bot.errors import BoltError
 from bolt_bot.model import ProfileLine
+from bolt_bot.render import format_amount
 from bolt_bot.rounds import run_pytest
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
@@ -370,6 +371,18 @@ def diff_profiles(
                 lines = lines[: top - 1]
             lines.append(_line(*culprit))
     return lines
+
+
+def why_empty(base: FunctionTable, head: FunctionTable, *, min_share: float = 0.01) -> str:
+    """Why diff_profiles found no function to show, in words for the comment."""
+    floor = min_share * max(base.total, head.total, 1e-12)
+    slowdown = head.total - base.total
+    took = f"under cProfile the stage took {format_amount(base.total)} on base and {format_amount(head.total)} on head per call"
+    if slowdown <= floor:
+        return (f"{took}: the change is below the profile's resolution (no function moved by more than "
+                f"{min_share * 100:g} % of the stage's time, {format_amount(floor)})")
+    return (f"{took}, but the {format_amount(slowdown)} added is spread thinly: no function moved by more than "
+            f"{min_share * 100:g} % of the stage's time ({format_amount(floor)})")
 
 
 def _deepest_responsible(

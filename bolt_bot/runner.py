@@ -121,9 +121,16 @@ def _attach_profiles(stages: list[StageComparison], setups: dict[str, SideSetup]
                                                stages=names, env=setup.env, timeout=settings.round_timeout)
         except BoltError as exc:
             progress.warn(f"profiling the {side} side failed: {exc}")
+            for stage in stages:
+                stage.profile_note = f"profiling the {side} side failed: {exc}"
             return
         tables[side] = {name: profiling.load_profile(path, setup.checkout) for name, path in files.items()}
     for stage in stages:
         base, head = tables[BASE].get(stage.name), tables[HEAD].get(stage.name)
         if base is not None and head is not None:
             stage.profile = profiling.diff_profiles(base, head)
+            if not stage.profile:  # an empty table under a regression says nothing: say why it is empty
+                stage.profile_note = profiling.why_empty(base, head)
+        else:
+            missing = " and ".join(side for side, table in ((BASE, base), (HEAD, head)) if table is None)
+            stage.profile_note = f"cProfile recorded no call of this stage on {missing}"

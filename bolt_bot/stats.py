@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats as sps
 
 from bolt_bot.model import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
+from bolt_bot.render import format_amount
 
 CONFIDENCE = 0.95
 
@@ -266,27 +267,103 @@ def decide(estimate: Estimate, q: float, threshold: float, alpha: float) -> tupl
     return UNCHANGED, None
 
 
-def decide_counts(base: int, head: int, repeat_delta: float | None, threshold: float, warning: float) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class CountEstimate:
+    """head/base of instruction counts over the passes of each side, and the interval their spread allows."""
+
+    ratio: float
+    ci: tuple[float, float]
+    exact: bool  # every pass of a side counted the same: the interval is the ratio itself
+    spread: float  # the largest relative difference between two passes of one side (0 when they repeated)
+
+
+def estimate_counts(base: Sequence[float], head: Sequence[float]) -> CountEstimate | None:
+    """The ratio of the sides' median passes, and as interval the extremes their passes allow.
+
+    Counts carry no sampling noise; what they can do is wander between passes of the same code
+    (allocation-heavy code, tiny single-shot calls). A side counted once cannot show its own wander, so it
+    is given the other side's: the base measured once is taken to be as uncertain as head's two passes.
+    None when a side has no positive count.
+    """
+    if not base or not head or min(base) <= 0 or min(head) <= 0:
+        return None
+    spread = max((max(v) / min(v) - 1.0 for v in (base, head) if len(v) > 1), default=0.0)
+    ratio = float(np.median(head)) / float(np.median(base))
+    if spread == 0.0:
+        return CountEstimate(ratio, (ratio, ratio), True, 0.0)
+
+    def extremes(values: Sequence[float]) -> tuple[float, float]:
+        if len(values) == 1:
+            return values[0] / (1.0 + spread), values[0] * (1.0 + spread)
+        return min(values), max(values)
+
+    (base_low, base_high), (head_low, head_high) = extremes(base), extremes(head)
+    return CountEstimate(ratio, (head_low / base_high, head_high / base_low), False, spread)
+
+
+def decide_counts(estimate: CountEstimate | None, threshold: float, warning: float,
+                  repeated: bool = True) -> tuple[str, str | None]:
     """The verdict for one stage measured by instruction counts, and a note where it helps.
 
-    Counts carry no sampling noise to test against: what can go wrong is that they do not repeat, so
-    `repeat_delta` is the relative difference between two runs of the same side (None: the second run
-    could not measure the stage). `threshold` and `warning` are fractions (0.01 = 1 %). A change at or
-    beyond the threshold is regressed/improved; one inside the warning band stays unchanged with a note;
-    a stage whose counts moved between identical runs by more than the warning level is inconclusive.
+    `threshold` and `warning` are fractions (0.01 = 1 %). `repeated` is False when head's second pass
+    could not measure the stage: one pass shows nothing about wander. A change whose whole interval lies
+    at or beyond the threshold is regressed/improved; an interval inside the threshold is unchanged (with
+    a note from the warning level on); an interval that crosses the threshold is inconclusive.
     """
-    if base <= 0 or head <= 0:
+    if estimate is None:
         return INCONCLUSIVE, "no instructions were counted on one side"
-    if repeat_delta is None:
+    if not repeated:
         return INCONCLUSIVE, "the repeat run could not measure it, so the counts are unconfirmed"
-    change = head / base - 1.0
-    if abs(repeat_delta) > warning:
-        return INCONCLUSIVE, (f"{change * 100:+.1f} %, but the counts did not repeat: a second run of head differed by "
-                              f"{repeat_delta * 100:+.2f} % (more than {warning * 100:g} %)")
-    if change >= threshold:
+    change = estimate.ratio - 1.0
+    low, high = (x - 1.0 for x in estimate.ci)
+    if low >= threshold:
         return REGRESSED, None
-    if change <= -threshold:
+    if high <= -threshold:
         return IMPROVED, None
-    if abs(change) >= warning:
-        return UNCHANGED, f"warning: {change * 100:+.1f} % (within the {warning * 100:g}-{threshold * 100:g} % band)"
-    return UNCHANGED, None
+    if -threshold < low and high < threshold:
+        if abs(change) >= warning:
+            return UNCHANGED, f"warning: {change * 100:+.1f} % (within the {warning * 100:g}-{threshold * 100:g} % band)"
+        return UNCHANGED, None
+    return INCONCLUSIVE, (f"{change * 100:+.1f} %, but the counts did not repeat (passes of one side differed by "
+                          f"{estimate.spread * 100:.2f} %), so the change lies between {low * 100:+.1f} % and "
+                          f"{high * 100:+.1f} %, across the {threshold * 100:g} % floor")
+
+
+TINY_CALL = 10e-6  # seconds: a single-shot call this short counts allocator and cache set-up as much as code
+TINY_COUNT = 30_000  # instructions: about that call, where no wall time is known (--measure instructions)
+WALL_LOOK_FLOOR = 0.10  # one discovery round per side moves by up to 15 % (measurement-facts.md): less is no signal
+# Passes of one side that differ by a tenth of the change or more: the change is not far beyond what the
+# counts do alone (and base, counted once, may wander more between checkouts than head between passes).
+WANDER_SHARE = 0.1
+
+
+def check_count_change(verdict: str, note: str | None, estimate: CountEstimate, base_count: float,
+                       wall: tuple[float, float] | None) -> tuple[str, str | None]:
+    """A count change in a stage whose counts are known to wander, checked against its wall time before it stands.
+
+    Wandering: the passes of a side disagreed by WANDER_SHARE of the change or more, or the stage is tiny (a call under TINY_CALL, or under
+    TINY_COUNT instructions when its time is unknown). `wall` is the stage's (base, head) seconds per call
+    from the discovery rounds, None when there were none. A regressed or improved verdict stands when the
+    wall time moved the same way by at least half the count change and by more than one round's noise;
+    otherwise the stage is inconclusive, saying why. Without a wall-time look the verdict stands with a note.
+    """
+    if verdict not in (REGRESSED, IMPROVED):
+        return verdict, note
+    tiny = wall[0] < TINY_CALL or wall[1] < TINY_CALL if wall else base_count < TINY_COUNT
+    change = estimate.ratio - 1.0
+    disagree = estimate.spread >= WANDER_SHARE * abs(change)
+    if not (disagree or tiny):
+        return verdict, note
+    if not disagree:
+        why = (f"a call of {format_amount(min(wall))} is tiny enough for its counts to wander" if wall else
+               f"a stage of {base_count:,.0f} instructions is tiny enough for its counts to wander")
+    else:
+        why = f"the passes of one side differed by {estimate.spread * 100:.2f} %"
+    if wall is None:
+        return verdict, f"{why}; not checked against wall time (no discovery round with --measure instructions)"
+    moved = wall[1] / wall[0] - 1.0
+    seen = f"discovery timed {format_amount(wall[0])} → {format_amount(wall[1])} ({moved * 100:+.1f} %)"
+    if moved * change > 0 and abs(moved) >= max(WALL_LOOK_FLOOR, abs(change) / 2):
+        return verdict, f"{why}; confirmed by wall time: {seen}"
+    return INCONCLUSIVE, (f"{change * 100:+.1f} % in instructions, but {why} and the wall time did not confirm it "
+                          f"({seen}; one round per side shows only moves beyond ±{WALL_LOOK_FLOOR * 100:.0f} %)")

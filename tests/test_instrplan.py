@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 from pathlib import Path
 
 import pytest
 
-from bolt_bot import instrplan
+from bolt_bot import instrplan, routing
 from bolt_bot.errors import BoltError
 from bolt_bot.instructions import InstructionRun, codspeed_requirement
+from bolt_bot.compare import build_results
 from bolt_bot.model import BenchmarkRound, Results, StageComparison
 from bolt_bot.render import render_comment
 from bolt_bot.rounds import RoundResult
 from bolt_bot.settings import Settings
-from bolt_bot.stats import decide_counts
+from bolt_bot.stats import decide_counts, estimate_counts
 from bolt_bot.walltime import SideSetup, WalltimeRun
 
 T, W = 0.01, 0.005
@@ -29,12 +31,14 @@ T, W = 0.01, 0.005
     (1_010_000, 0.0, "regressed", None),
     (1_026_000, 0.001, "regressed", None),
     (985_000, 0.0, "improved", None),
-    (1_026_000, 0.006, "inconclusive", "did not repeat"),
+    (1_026_000, 0.006, "regressed", None),  # the passes differ, but the whole interval is beyond the floor
+    (1_012_000, 0.006, "inconclusive", "did not repeat"),  # +1.2 %, the interval reaches +0.6 %
     (1_000_000, -0.02, "inconclusive", "did not repeat"),
     (1_026_000, None, "inconclusive", "repeat run could not measure"),
 ])
 def test_decide_counts_bands(head, repeat, verdict, note):
-    got, why = decide_counts(1_000_000, head, repeat, T, W)
+    passes = [head] if repeat is None else [head, round(head * (1 + repeat))]
+    got, why = decide_counts(estimate_counts([1_000_000], passes), T, W, repeated=repeat is not None)
     assert got == verdict
     if note is None:
         assert why is None
@@ -43,7 +47,20 @@ def test_decide_counts_bands(head, repeat, verdict, note):
 
 
 def test_decide_counts_no_counts_is_inconclusive():
-    assert decide_counts(0, 5, 0.0, T, W)[0] == "inconclusive"
+    assert estimate_counts([0], [5, 5]) is None
+    assert decide_counts(None, T, W)[0] == "inconclusive"
+
+
+def test_counts_are_exact_only_when_they_repeated_else_the_passes_spread_is_the_interval():
+    assert estimate_counts([95_000_000], [97_000_000, 97_000_000]).ci == (97 / 95, 97 / 95)
+    # The head seen in the field: two passes 0.29 % apart. Base, counted once, is given the same spread.
+    seen = estimate_counts([96_000_000], [96_955_349, 97_237_167])
+    assert not seen.exact and seen.spread == pytest.approx(0.0029067, rel=1e-4)
+    assert seen.ci[0] == pytest.approx(96_955_349 / (96_000_000 * 1.0029067))
+    assert seen.ci[1] == pytest.approx(97_237_167 * 1.0029067 / 96_000_000)
+    assert seen.ci[0] < seen.ratio < seen.ci[1]
+    # +1.14 % whose interval reaches +0.7 %: not a regression at a 1 % floor.
+    assert decide_counts(seen, T, W)[0] == "inconclusive"
 
 
 def run(counts, failed=None):
@@ -120,62 +137,72 @@ def record(name, median, minimum=None):
 
 
 class FakeRounds:
-    """Wall-time discovery rounds give `wall`; process_time rounds give `cpu` (seconds per call)."""
+    """Wall-time discovery rounds give `wall` (seconds per call); the plugin's call evidence comes from `evidence`
+    (per stage, or per side then stage; a plain single-threaded computation where not given)."""
 
-    def __init__(self, wall, cpu, failed=None, missing=None):
-        self.wall, self.cpu, self.failed, self.calls = wall, cpu, failed or {}, []
+    def __init__(self, wall, evidence=None, failed=None, missing=None):
+        self.wall, self.evidence, self.failed, self.calls = wall, evidence or {}, failed or {}, []
         self.missing = missing or {}  # side → stages that side does not have
 
     def __call__(self, python, checkout, targets, workdir, *, label, pytest_args, env, timeout, **_):
-        cpu = instrplan.CPU_TIMER in pytest_args
-        self.calls.append((Path(checkout).name, label, list(targets), "CODSPEED_ENV" in env))
-        table = self.cpu if cpu else self.wall
-        names = [n for n in targets or list(table) if n not in self.missing.get(Path(checkout).name, ())]
-        return RoundResult(records=[record(n, table[n]) for n in names if n in table], failed=dict(self.failed))
+        side = Path(checkout).name
+        self.calls.append((side, label, list(targets), "CODSPEED_ENV" in env))
+        names = [n for n in targets or list(self.wall) if n not in self.missing.get(side, ())]
+        with open(env[routing.EVIDENCE_VARIABLE], "a", encoding="utf-8") as out:
+            for name in names:
+                seen = self.evidence.get(name, {})
+                if set(seen) & {"base", "head"}:
+                    seen = seen.get(side, {})
+                out.write(json.dumps({"event": "call", "nodeid": name, **PLAIN, **seen}) + "\n")
+        return RoundResult(records=[record(n, self.wall[n]) for n in names if n in self.wall], failed=dict(self.failed))
 
 
+# A single-threaded computation as the plugin sees it: CPU all on the benchmark's thread, never blocked.
+PLAIN = {"wall": 0.02, "cpu": 0.02, "thread_cpu": 0.02, "voluntary": 0, "involuntary": 3, "calls": 20000}
+SLEEPS = {"wall": 0.02, "cpu": 0.0004, "thread_cpu": 0.0004, "voluntary": 9, "involuntary": 0, "calls": 7}
+THREADS = {"wall": 0.06, "cpu": 0.057, "thread_cpu": 0.0013, "voluntary": 42, "calls": 1, "threads_after": 5}
 SETUPS = {side: SideSetup(Path("py"), Path(side), {"CODSPEED_ENV": "x"}) for side in ("base", "head")}
 
 
-def test_discover_judges_cpu_share_against_plain_computation_here(tmp_path, monkeypatch):
-    # The process clock running at half the wall clock for everything (seen on these VMs) is no I/O.
-    monkeypatch.setattr(instrplan, "cpu_reference", lambda: 0.5)
-    wall = {"t::a": 0.002, "t::b": 0.004, "t::c": 0.003, "t::sleepy": 0.004}
-    cpu = {"t::a": 0.001, "t::b": 0.0021, "t::c": 0.0014, "t::sleepy": 0.0002}
-    split = instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), FakeRounds(wall, cpu))
-    assert split.counted == ["t::a", "t::b", "t::c"] and split.timed == ["t::sleepy"]
-    assert "against 50 % for plain computation" in split.reasons["t::sleepy"]
+def test_discover_routes_by_blocking_and_other_threads_not_by_a_cpu_wall_ratio(tmp_path):
+    # The misroutes seen on this VM: CPU 190 % and 502 % of wall time on single-threaded sub-µs stages,
+    # 10 % on a computation. None of them blocked or used another thread: all are counted.
+    evidence = {"t::contains": {"wall": 0.02, "cpu": 0.1, "thread_cpu": 0.1, "calls": 300000},
+                "t::busy_vm": {"wall": 0.02, "cpu": 0.002, "thread_cpu": 0.002, "involuntary": 40, "calls": 900},
+                "t::sleepy": SLEEPS, "t::threads": THREADS, "t::one_block": {"voluntary": 1, "calls": 5000},
+                "t::sleeps_on_head": {"head": SLEEPS}}
+    wall = {"t::contains": 2.45e-7, "t::busy_vm": 2e-5, "t::sleepy": 0.002, "t::threads": 0.02, "t::one_block": 1e-5,
+            "t::sleeps_on_head": 0.002}
+    split = instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), FakeRounds(wall, evidence))
+    assert split.counted == ["t::busy_vm", "t::contains", "t::one_block"]
+    assert split.timed == ["t::sleeps_on_head", "t::sleepy", "t::threads"]
+    assert "blocked 1.3 times per call" in split.reasons["t::sleepy"] and "(seen on head)" in split.reasons["t::sleepy"]
+    assert "several threads (98 % of its CPU time" in split.reasons["t::threads"] and "5 threads" in split.reasons["t::threads"]
+    assert split.seconds["base"]["t::contains"] == 2.45e-7
 
 
-def test_discover_splits_by_call_time_pattern_cpu_share_and_failures(tmp_path, monkeypatch):
-    monkeypatch.setattr(instrplan, "cpu_reference", lambda: 1.0)
+def test_discover_splits_by_call_time_pattern_evidence_and_failures(tmp_path):
     wall = {"t::fast": 0.002, "t::slow": 0.5, "t::io": 0.01, "t::threads": 0.01, "t::net_fetch": 0.001, "t::edge": 0.1}
-    cpu = {"t::fast": 0.0019, "t::io": 0.0005, "t::threads": 0.03, "t::edge": 0.1}
-    rounds = FakeRounds(wall, cpu, failed={"t::broken": "ZeroDivisionError"})
+    rounds = FakeRounds(wall, {"t::io": SLEEPS, "t::threads": THREADS}, failed={"t::broken": "ZeroDivisionError"})
     settings = Settings(walltime_stages=["*net_*"])
     split = instrplan.discover(settings, SETUPS, tmp_path, instrplan.Progress(quiet=True), rounds)
     assert split.counted == ["t::edge", "t::fast"]
     assert set(split.timed) == {"t::slow", "t::io", "t::threads", "t::net_fetch", "t::broken"}
     assert "500 ms" in split.reasons["t::slow"] and "I/O" in split.reasons["t::io"]
     assert "threads" in split.reasons["t::threads"] and "*net_*" in split.reasons["t::net_fetch"]
-    # Two wall rounds (one per side), one CPU round of the short stages on head; never with CODSPEED_ENV.
-    assert [(c, label) for c, label, _, _ in rounds.calls] == [("base", "discovery-wall"), ("head", "discovery-wall"),
-                                                              ("head", "discovery-cpu")]
-    assert set(rounds.calls[2][2]) == {"t::fast", "t::io", "t::threads", "t::edge"}
+    # One wall round per side and nothing more; never with CODSPEED_ENV.
+    assert [(c, label) for c, label, _, _ in rounds.calls] == [("base", "discovery-wall"), ("head", "discovery-wall")]
     assert not any(has for *_, has in rounds.calls)
 
 
-def test_discover_keeps_prefix_clashes_apart_and_checks_cpu_only_on_stages_head_has(tmp_path):
+def test_discover_keeps_prefix_clashes_apart(tmp_path):
     wall = {"t::io": 0.001, "t::io_fast": 0.001, "t::only_base": 0.001, "t::x[1]": 0.001, "t::x[10]": 0.001}
-    rounds = FakeRounds(wall, dict(wall))
+    rounds = FakeRounds(wall)
     split = instrplan.discover(Settings(walltime_stages=["t::io", "t::x[1]"]), SETUPS, tmp_path,
                                instrplan.Progress(quiet=True), rounds)
     # --deselect t::io would also drop t::io_fast; t::x[1] is no prefix of t::x[10] ("]" ends it).
     assert "start alike" in split.reasons["t::io_fast"]
     assert split.counted == ["t::only_base", "t::x[10]"]
-    rounds2 = FakeRounds(wall, dict(wall), missing={"head": {"t::only_base"}})
-    instrplan.discover(Settings(), SETUPS, tmp_path, instrplan.Progress(quiet=True), rounds2)
-    assert "t::only_base" not in rounds2.calls[2][2]
 
 
 def stage(name, verdict, measure):
@@ -183,7 +210,7 @@ def stage(name, verdict, measure):
 
 
 def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
-    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5}, {"t::fast": 0.002})
+    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5})
     seen = {}
 
     def counts_fn(python, checkout, args, *, env, timeout, workdir):
@@ -243,3 +270,86 @@ def test_comment_shows_counts_and_the_warning_band_stage(tmp_path):
     unchanged = text.split("unchanged stages</summary>")[1]
     assert "t::same" in unchanged and "t::warn" not in unchanged
     assert "floor 1.0 % (instruction counts), warning band from 0.5 %" in text
+
+
+def test_comment_says_why_each_stage_left_counts(tmp_path):
+    rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5, "t::sleepy": 0.002, "t::pool": 0.01},
+                        {"t::sleepy": SLEEPS, "t::pool": THREADS})
+
+    def walltime_fn(setups, plan, workdir, progress):
+        names = ("t::pool", "t::sleepy", "t::slow")
+        return WalltimeRun(sides={}, stages=[stage(n, "unchanged", "walltime") for n in names], rounds={})
+
+    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+                                 counts_fn=lambda *a, **k: run({"t::fast": 1000}), valgrind=lambda: "valgrind")
+    results = Results(stages=measured.stages, verdict="unchanged", measure=measured.measure,
+                      settings=Settings().to_dict(), environment=measured.environment)
+    text = render_comment(results)
+    assert "3 stages measured by wall time instead of instruction counts</summary>" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| t::")
+            and "Why" not in line and " | " in line and line.count("|") == 3}
+    assert "one call takes 500 ms" in rows["t::slow"]
+    assert "blocked 1.3 times per call" in rows["t::sleepy"] and "several threads" in rows["t::pool"]
+    assert "t::fast" not in rows
+
+
+def test_a_head_whose_passes_differ_is_shown_with_their_interval_not_as_exact():
+    runs = {"base": run({"t::big": 95_000_000}), "head": run({"t::big": 96_955_349}),
+            instrplan.REPEAT: run({"t::big": 97_237_167})}
+    (big,) = instrplan.counts_to_stages(runs, {}, T, W)
+    assert big.verdict == "regressed" and big.head.values == [96_955_349.0, 97_237_167.0]
+    assert big.head.min == 96_955_349 and big.head.max == 97_237_167 and big.head.center == 97_096_258
+    assert "passes of one side differed by 0.29 %" in big.note  # no wall time to look at: said so
+    text = render_comment(Results(stages=[big], verdict="regressed", measure="instructions",
+                                  settings=Settings().to_dict(), environment={}))
+    row = next(line for line in text.splitlines() if "t::big" in line)
+    assert "exact count" not in row and "[+1.8, +2.7] %" in row
+
+
+def discovered(base, head):
+    return {"base": base, "head": head}
+
+
+def test_a_count_change_in_a_stage_whose_counts_wander_needs_wall_time_behind_it():
+    base = {"t::tiny": 8_000, "t::tiny_big_change": 8_000, "t::wanders": 2_000_000, "t::wanders_slower": 2_000_000,
+            "t::plain": 2_000_000}
+    head = {"t::tiny": 8_184, "t::tiny_big_change": 11_200, "t::wanders": 2_060_000, "t::wanders_slower": 2_060_000,
+            "t::plain": 2_060_000}
+    again = dict(head, **{"t::wanders": 2_070_000, "t::wanders_slower": 2_070_000, "t::plain": 2_060_100})
+    walls = discovered({"t::tiny": 4.1e-6, "t::tiny_big_change": 4.1e-6, "t::wanders": 1e-3, "t::wanders_slower": 1e-3,
+                        "t::plain": 1e-3},
+                       {"t::tiny": 4.1e-6, "t::tiny_big_change": 5.6e-6, "t::wanders": 1.01e-3,
+                        "t::wanders_slower": 1.2e-3, "t::plain": 1e-3})
+    runs = {"base": run(base), "head": run(head), instrplan.REPEAT: run(again)}
+    stages = {s.name: s for s in instrplan.counts_to_stages(runs, {}, T, W, walls)}
+    # +2.3 % on a 4 µs single-shot call whose wall time did not move: not a regression, and it says why.
+    assert stages["t::tiny"].verdict == "inconclusive"
+    assert stages["t::tiny"].note == ("+2.3 % in instructions, but a call of 4.1 µs is tiny enough for its counts to "
+                                      "wander and the wall time did not confirm it (discovery timed 4.1 µs → 4.1 µs "
+                                      "(+0.0 %); one round per side shows only moves beyond ±10 %)")
+    # +40 % with wall time +37 %: confirmed.
+    assert stages["t::tiny_big_change"].verdict == "regressed"
+    assert "confirmed by wall time" in stages["t::tiny_big_change"].note
+    # Head's passes differed: the change is checked the same way.
+    assert stages["t::wanders"].verdict == "inconclusive" and "differed by 0.49 %" in stages["t::wanders"].note
+    assert stages["t::wanders_slower"].verdict == "regressed"
+    # Passes 0.005 % apart under a +3 % change, in a stage that is not tiny: no look needed.
+    assert stages["t::plain"].verdict == "regressed" and stages["t::plain"].note is None
+
+
+def test_a_tiny_count_change_does_not_head_the_comment_of_a_pr_that_made_other_stages_faster(tmp_path):
+    wall = {"t::tiny": 4.1e-6, "t::load": 0.004}
+    rounds = FakeRounds(wall)
+    passes = {"base": {"t::tiny": 8_000, "t::load": 14_000_000}, "head": {"t::tiny": 8_184, "t::load": 10_000_000}}
+
+    def counts_fn(python, checkout, args, *, env, timeout, workdir):
+        return run(passes[Path(checkout).name])
+
+    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, counts_fn=counts_fn,
+                                 valgrind=lambda: "valgrind")
+    results = build_results(measured.stages, measure=measured.measure, settings=Settings().to_dict(),
+                            environment=measured.environment)
+    assert {s.name: s.verdict for s in results.stages} == {"t::load": "improved", "t::tiny": "inconclusive"}
+    assert results.verdict == "improved"
+    text = render_comment(results)
+    assert text.index("t::load") < text.index("t::tiny") and "did not confirm it" in text

@@ -25,6 +25,7 @@ from bolt_bot.profiling import (
     normalise_path,
     profile_index,
     top_bottlenecks,
+    why_empty,
 )
 
 pytestmark = pytest.mark.slow
@@ -330,3 +331,35 @@ def test_diff_points_at_the_caller_when_the_time_is_in_a_builtin():
     assert lines[0].delta == pytest.approx(1.0)
     assert lines[-1].function == "p.py:1(stage)" and lines[-1].head_cum - lines[-1].base_cum == pytest.approx(1.0)
     assert diff_profiles(head, head) == []
+
+
+def test_an_empty_profile_says_why_it_is_empty():
+    base = _table(("p.py", 1, "stage", 0.01, 1.0, {}),
+                  ("p.py", 5, "step", 0.99, 0.99, {"p.py:1(stage)": (1, 0.99, 0.99)}))
+    same = _table(("p.py", 1, "stage", 0.01, 1.0, {}),
+                  ("p.py", 5, "step", 0.995, 0.995, {"p.py:1(stage)": (1, 0.995, 0.995)}))
+    assert diff_profiles(base, same) == []
+    assert why_empty(base, same) == ("under cProfile the stage took 1 s on base and 1 s on head per call: the change is "
+                                     "below the profile's resolution (no function moved by more than 1 % of the "
+                                     "stage's time, 10 ms)")
+    # 5 % more time, added 0.5 % at a time in ten builtins under generated code: nothing to name, and that is said.
+    def spread(each):
+        calls = {"<string>:1(stage)": (1, each, each)}
+        return _table(("<string>", 1, "stage", 0.0, 10 * each, {}),
+                      *[("~", 0, f"<built-in method m{i}>", each, each, calls) for i in range(10)])
+
+    assert diff_profiles(spread(0.1), spread(0.105)) == []
+    assert "but the 50 ms added is spread thinly: no function moved by more than 1 % of the stage's time (10.5 ms)" \
+        in why_empty(spread(0.1), spread(0.105))
+
+
+def test_the_comment_shows_why_a_regressed_stage_has_no_profile():
+    from bolt_bot.model import Results, StageComparison
+    from bolt_bot.render import render_comment
+
+    stage = StageComparison(name="t::tiny", verdict="regressed", measure="instructions", ratio=1.05, ci=[1.05, 1.05],
+                            profile=[], profile_note="under cProfile the stage took 4 µs on base and 4 µs on head per "
+                                                     "call: the change is below the profile's resolution")
+    text = render_comment(Results(stages=[stage], verdict="regressed", measure="instructions"))
+    block = text.split("<summary>What got slower in t::tiny</summary>")[1].split("</details>")[0]
+    assert "No function to show: under cProfile the stage took 4 µs" in block and "| Function" not in block
