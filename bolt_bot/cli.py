@@ -93,11 +93,33 @@ def finish(results, fail_on_regression: bool, out: Path | None = None) -> None:
     sys.exit(run_exit_code(results.verdict, blocking, fail_on_regression))
 
 
-@main.command()
+class SidesCommand(click.Command):
+    """`--base a.json b.json --head c.json d.json`: each side option takes every file that follows it, as a
+    shell glob (`--base base-*.json`) gives them; repeating the option works too."""
+
+    SIDES = ("--base", "--head")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        spread: list[str] = []
+        side = None
+        for arg in args:
+            if arg in self.SIDES:
+                side = arg
+                spread.append(arg)
+            elif side and not arg.startswith("-") and spread[-1] != side:
+                spread += [side, arg]
+            else:
+                if arg.startswith("-"):
+                    side = None
+                spread.append(arg)
+        return super().parse_args(ctx, spread)
+
+
+@main.command(cls=SidesCommand)
 @click.option("--base", "base_files", multiple=True, required=True, type=path_type(dir_okay=False),
-              help="pytest-benchmark JSON of the base; repeat once per round.")
+              help="pytest-benchmark JSON files of the base, one per round: `--base base-*.json`.")
 @click.option("--head", "head_files", multiple=True, required=True, type=path_type(dir_okay=False),
-              help="pytest-benchmark JSON of the head; repeat once per round.")
+              help="pytest-benchmark JSON files of the head, one per round: `--head head-*.json`.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--threshold", type=float, default=None, help="Effect floor as a signed percent change [default: 3].")
 @click.option("--alpha", type=float, default=None, help="False discovery rate across stages [default: 0.05].")

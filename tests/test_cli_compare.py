@@ -76,3 +76,20 @@ def test_missing_file_and_bad_option_exit_2():
 def test_console_script_is_installed():
     proc = subprocess.run(["bolt", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "bolt" in proc.stdout
+
+
+def test_each_side_takes_every_file_after_it_as_a_shell_glob_gives_them():
+    """The README writes `--base F... --head F...`: `--base base-*.json` expands to several words."""
+    from click.testing import CliRunner
+
+    from bolt_bot.cli import main
+
+    data = Path(__file__).parent / "data" / "idna"
+    base = sorted(str(p) for p in data.glob("base-*.json"))
+    head = sorted(str(p) for p in data.glob("head-*.json"))
+    spread = CliRunner().invoke(main, ["compare", "--base", *base, "--head", *head, "--format", "json"])
+    repeated = CliRunner().invoke(main, ["compare", *[a for f in base for a in ("--base", f)],
+                                         *[a for f in head for a in ("--head", f)], "--format", "json"])
+    assert spread.exit_code == repeated.exit_code == 0, spread.output
+    assert json.loads(spread.output)["stages"] == json.loads(repeated.output)["stages"]
+    assert json.loads(spread.output)["stages"][0]["base"]["rounds"] == 5
