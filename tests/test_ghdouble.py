@@ -401,6 +401,7 @@ def test_endless_next_pages(gh, same_url):
     for _ in range(5):
         r = requests.get(url, timeout=5)
         assert r.status_code == 200 and r.links.get("next")
+        assert [c["body"] for c in r.json()] == ["only one"]
         url = r.links["next"]["url"]
     assert url.endswith("page=1" if same_url else "page=6")
     gh.clear_faults()

@@ -688,7 +688,8 @@ class GitHubDouble:
     def endless_pages(self, pattern: str | re.Pattern[str] = "/repos/*/*/issues/*/comments", *,
                       same_url: bool = False) -> None:
         """Listings (GET) whose path matches ``pattern`` always carry a ``Link: rel="next"``: to
-        the following page (empty beyond the items), or with ``same_url`` to the page itself."""
+        the following page, or with ``same_url`` to the page itself. Pages past the end repeat the
+        last items (PyGithub stops at an empty page), so seed at least one item."""
         with self._lock:
             self.endless.append((pattern, same_url))
 
@@ -873,6 +874,7 @@ class GitHubDouble:
         headers: dict[str, str] = {}
         endless = self._endless(ctx.path)
         if endless is not None:
+            chunk = chunk or items[-per_page:]  # past the end: the last items again, as a broken cursor does
             query = {k: v for k, v in ctx.query.items() if k != "page"}
             query["page"] = [str(page if endless else page + 1)]
             headers["Link"] = f'<{self.public_url}{ctx.path}?{urlencode(query, doseq=True)}>; rel="next"'
