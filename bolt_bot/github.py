@@ -292,7 +292,11 @@ def _message(exc: Any) -> str:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("message"):
             text += f" ({errors[0]['message']})"
         return text
-    return str(data or exc)
+    if isinstance(data, bytes):  # GithubRetry hands over a 403's body as it came
+        data = data.decode("utf-8", "replace")
+    text = " ".join(str(data or exc).split())
+    # A proxy's error page would fill the one line
+    return "(an HTML page)" if text.lstrip("{'\" ").lower().startswith(("<!doctype", "<html")) else text[:300]
 
 
 def _rate_wait(headers: Mapping[str, str] | None, now: float) -> float:

@@ -345,6 +345,22 @@ def test_a_malformed_answer_is_exit_3_with_one_line_naming_the_endpoint(gh, tmp_
     scenario.check_invariants()
 
 
+@pytest.mark.parametrize("status", [403, 502])
+def test_an_html_error_page_keeps_its_status_in_one_short_line(gh, tmp_path, status):
+    """A proxy's error page instead of GitHub's JSON error: the status still counts (a 502 is retried),
+    and the page does not fill the line."""
+    pr = gh.seed_pr()
+    gh.answer_html("GET", "/repos/*/*/issues/*/comments", status, times=None)
+    result = publish_cli(gh, pr, results_dir(tmp_path, make_results(pr.head_sha)))
+    assert result.exit_code == EXIT_PUBLISH, result.output
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 300, result.stderr
+    assert result.stderr.startswith({403: "bolt: error: GitHub answered 403 while listing the comments of #7: "
+                                          "(an HTML page)",
+                                     502: "bolt: error: GitHub kept failing while listing the comments of #7"}[status])
+    assert "DOCTYPE" not in result.stderr
+    assert len(gh.requests_matching("GET", "/repos/*/*/issues/*/comments")) == (1 if status == 403 else 2)
+
+
 @pytest.mark.parametrize("answer", ["html", "unknown-permission"])
 def test_a_malformed_permission_answer_is_exit_3_not_a_crash(gh, tmp_path, answer):
     """Issue 13, 5: `/bolt approve` reads the permission API; a 200 HTML page there was KeyError, exit 4."""

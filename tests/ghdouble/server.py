@@ -2,7 +2,8 @@
 
 Stdlib only (``http.server.ThreadingHTTPServer``), JSON in and out. Tests drive it through Python:
 seed state (:meth:`GitHubDouble.add_repo`, :meth:`add_user`, :meth:`add_token`, :meth:`add_pull`,
-...), inject faults (:meth:`GitHubDouble.fail`, :meth:`rate_limit`, ...), and read what happened
+...), inject faults (:meth:`GitHubDouble.fail`, :meth:`rate_limit`, :meth:`answer_html`,
+:meth:`answer_truncated`, :meth:`endless_pages`, ...), and read what happened
 (:attr:`GitHubDouble.requests`, :meth:`comments`, :meth:`statuses`, ...).
 
 It sits behind ``prism proxy`` (see ``prism.py``), which validates every exchange against GitHub's
