@@ -272,12 +272,24 @@ def publish(directory: Path, repository, pr_number, token_env, comment):
     if pr_number is None:
         pr_number = results.pull_request
     if pr_number is None and (directory / "pr.json").is_file():
-        pr_number = json.loads((directory / "pr.json").read_text(encoding="utf-8")).get("number")
+        pr_number = _pr_number(directory / "pr.json")
     settings = settings_from_results(results, {"comment": comment})
     client = Client(os.environ.get(token_env, ""), repository, ClientOptions.from_env(os.environ))
     outcome = publish_results(directory, client, repository, pr_number, settings, results=results)
     click.echo(f"{results.verdict}: comment {outcome.comment}{' ' + outcome.comment_url if outcome.comment_url else ''}, "
                f"status {outcome.status or 'not set'}")
+
+
+def _pr_number(path: Path) -> int:
+    """The pull request number a results directory's pr.json names (bad input: exit 2, one line)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError too
+        raise BoltError(f"{path} is not valid JSON ({type(exc).__name__}); give --pr") from None
+    number = info.get("number") if isinstance(info, dict) else None
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        raise BoltError(f"{path} holds no pull request number ({str(number)[:40]!r}); give --pr")
+    return number
 
 
 @main.command()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bolt_bot.errors import PublishError
+from bolt_bot.ghanswers import AnswerChecks, WaitBudget
 from bolt_bot.render import MARKER
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -33,7 +35,9 @@ class ClientOptions:
     retries: int = 3  # total, for idempotent requests (never POST: see create_comment)
     backoff: float = 0.5
     timeout: float = 20.0
-    max_rate_wait: float = 60.0  # the longest Bolt waits for a rate limit to lift
+    max_rate_wait: float = 60.0  # the longest Bolt waits for a rate limit to lift, each time
+    max_total_wait: float = 300.0  # the longest one command waits for GitHub in all
+    max_pages: int = 30  # of 100 items each: a listing whose next page never ends stops here
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ClientOptions:
@@ -46,6 +50,8 @@ class ClientOptions:
             ("BOLT_GITHUB_BACKOFF", "backoff"),
             ("BOLT_GITHUB_TIMEOUT", "timeout"),
             ("BOLT_GITHUB_MAX_RATE_WAIT", "max_rate_wait"),
+            ("BOLT_GITHUB_MAX_TOTAL_WAIT", "max_total_wait"),
+            ("BOLT_GITHUB_MAX_PAGES", "max_pages"),
         ):
             value = environ.get(name, "").strip()
             if value:
@@ -57,10 +63,27 @@ class ClientOptions:
         return options
 
 
-def _retry(options: ClientOptions):
-    """GithubRetry without POST: a 5xx after the server created a comment must not create a second one."""
+def _retry(options: ClientOptions, budget: WaitBudget):
+    """GithubRetry without POST: a 5xx after the server created a comment must not create a second one.
+
+    Every wait it makes (backoff, Retry-After, a rate limit's reset) is taken from `budget` first."""
     from github import GithubRetry
     from urllib3 import Retry
+
+    class BudgetedRetry(GithubRetry):
+        def __init__(self, *args: Any, budget: WaitBudget, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.budget = budget
+
+        def new(self, **kw: Any):
+            kw["budget"] = self.budget
+            return super().new(**kw)
+
+        def sleep(self, response: Any = None) -> None:
+            planned = self.get_retry_after(response) if response is not None and self.respect_retry_after_header \
+                else None
+            self.budget.spend(self.get_backoff_time() if planned is None else planned)
+            super().sleep(response)
 
     kwargs: dict[str, Any] = {
         "total": options.retries,
@@ -73,7 +96,20 @@ def _retry(options: ClientOptions):
     # urllib3 >= 2.6 caps Retry-After itself; older ones would sleep whatever the server says.
     if "retry_after_max" in inspect.signature(Retry.__init__).parameters:
         kwargs["retry_after_max"] = max(int(options.max_rate_wait), 0)
-    return GithubRetry(**kwargs)
+    return BudgetedRetry(budget=budget, **kwargs)
+
+
+def _quiet_loggers() -> None:
+    """PyGithub's and urllib3's retry logs ("Retrying after 3600 seconds") would add lines of their own to
+    Bolt's one line per failure, and say waits Bolt does not make: they go nowhere."""
+    for name in ("github", "urllib3"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # PyGithub adds one to stderr when imported
+                logger.removeHandler(handler)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = False
 
 
 class Client:
@@ -87,18 +123,28 @@ class Client:
             raise PublishError("no GitHub token: give the github-token input (or set GITHUB_TOKEN)")
         self.options = options or ClientOptions()
         self.repository = repository
-        self.sleep = sleep
+        self._sleep = sleep
+        self.budget = WaitBudget(self.options.max_total_wait)
+        _quiet_loggers()
         # lazy: get_repo/get_issue/get_commit make no request until something is read or written.
         self.github = Github(
             base_url=self.options.base_url,
             auth=Auth.Token(token),
             timeout=int(max(self.options.timeout, 1)),
-            retry=_retry(self.options),
+            retry=_retry(self.options, self.budget),
             seconds_between_requests=self.options.seconds_between_requests,
             seconds_between_writes=self.options.seconds_between_writes,
+            per_page=100,
             lazy=True,
         )
+        # Every answer is checked before PyGithub builds objects from it (see bolt_bot.ghanswers).
+        AnswerChecks(self.options.base_url, self.options.max_pages).install(self.github.requester)
         self.repo = self.github.get_repo(repository)
+
+    def sleep(self, seconds: float) -> None:
+        """Bolt's own waits count against the same bound as PyGithub's."""
+        self.budget.spend(seconds)
+        self._sleep(seconds)
 
     # ------------------------------------------------------------------ reads
 
@@ -246,7 +292,11 @@ def _message(exc: Any) -> str:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("message"):
             text += f" ({errors[0]['message']})"
         return text
-    return str(data or exc)
+    if isinstance(data, bytes):  # GithubRetry hands over a 403's body as it came
+        data = data.decode("utf-8", "replace")
+    text = " ".join(str(data or exc).split())
+    # A proxy's error page would fill the one line
+    return "(an HTML page)" if text.lstrip("{'\" ").lower().startswith(("<!doctype", "<html")) else text[:300]
 
 
 def _rate_wait(headers: Mapping[str, str] | None, now: float) -> float:

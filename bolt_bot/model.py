@@ -255,8 +255,10 @@ def _check_extras(results: Results) -> None:
     duration = results.environment.get("duration")
     if duration is not None:
         _checked(duration, float, "environment.duration")  # formatted with %.0f
-    if results.approval is not None:
-        _checked(results.approval.get("sha"), str | None, "approval.sha")
+    if results.approval is not None:  # the templates read these four; an approval may lack any of them
+        for key in ("user", "sha", "reason", "at"):
+            _checked(results.approval.get(key), str | None, f"approval.{key}")
+            results.approval.setdefault(key, None)
 
 
 def _stage_from_dict(data: Any, index: int = 0) -> StageComparison:

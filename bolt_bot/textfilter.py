@@ -32,8 +32,19 @@ _ENTITIES = {
 _ESCAPE_TABLE = str.maketrans(_ENTITIES)
 # Underscores inside words are harmless in GitHub markdown; at word edges they start emphasis.
 _EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-# GitHub turns bare URLs and www. names into links.
-_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+# GitHub links more than markup: @mentions, emails, #N, GH-N, owner/repo#N, owner/repo@sha, bare commit SHAs
+# (7 to 40 hex digits), http(s):// URLs and www. names. Entities do not stop that (GitHub finds references in
+# the rendered text, where `&#64;` is an @ again), so an invisible WORD JOINER goes where each pattern would
+# continue: the text reads and renders the same, and no pattern matches across it.
+JOINER = "\u2060"
+_AFTER_SIGN = re.compile(r"[@#]")  # mentions, emails, #N, owner/repo#N, owner/repo@sha
+_GH_NUMBER = re.compile(r"(?i)(?<![A-Za-z0-9])gh-(?=[0-9])")
+_URL = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?<=mailto)(?=:)|(?<=xmpp)(?=:)")
+_HEX_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{7,}(?![0-9A-Za-z])")
+_SHA_CHUNK = 6  # shorter than the 7 digits GitHub needs for a commit link
+# A value that is nothing but a commit id is one (Bolt's base, head and approval SHAs, often in code spans where
+# an invisible character would spoil copying it): it may link to that commit, which is all such a link can do.
+_WHOLE_SHA = re.compile(r"[0-9a-f]{7,40}")
 ELLIPSIS = "…"
 
 
@@ -60,11 +71,22 @@ def shorten(text: str, limit: int) -> str:
     return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
+def _unlinked(text: str) -> str:
+    """`text` with a JOINER wherever GitHub would otherwise start or continue an autolink."""
+    if _WHOLE_SHA.fullmatch(text):
+        return text
+    text = _HEX_RUN.sub(lambda m: JOINER.join(m.group(0)[i:i + _SHA_CHUNK]
+                                               for i in range(0, len(m.group(0)), _SHA_CHUNK)), text)
+    text = _GH_NUMBER.sub(lambda m: m.group(0) + JOINER, text)
+    text = _URL.sub(JOINER, text)
+    return _AFTER_SIGN.sub(lambda m: m.group(0) + JOINER, text)
+
+
 @functools.lru_cache(maxsize=65536)  # a comment renders the same names several times while it is fitted
 def _inert_text(text: str, limit: int) -> str:
-    text = shorten(_visible(text), limit)
+    # _visible drops every JOINER the text brought, so the only ones left are those _unlinked adds.
+    text = _unlinked(shorten(_visible(text), limit))
     text = text.translate(_ESCAPE_TABLE)
-    text = _AUTOLINK.sub(lambda m: m.group(1).replace(":", "&#58;").replace(".", "&#46;"), text)
     return _EDGE_UNDERSCORE.sub("&#95;", text)
 
 

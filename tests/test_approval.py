@@ -422,7 +422,7 @@ def test_the_block_is_rewritten_in_place_and_fits_the_size_limit():
     approved = {**state, "approval": {"user": "m", "sha": "a" * 40, "reason": "<b>@team</b>", "at": "today"}}
     twice = ap.with_block(once, approved, settings)
     assert twice.count(ap.BLOCK_START) == 1 and "needs a maintainer" not in twice
-    assert "&lt;b&gt;&#64;team&lt;/b&gt;" in twice  # the reason cannot mention or inject
+    assert "&lt;b&gt;&#64;\u2060team&lt;/b&gt;" in twice  # the reason cannot mention or inject
     big = body + "".join(f"| ⚪ | tests/t.py::test_{i} | 1 | 1 | +0 % | |\n" for i in range(2000))
     big = big[: COMMENT_LIMIT - 50].rsplit("\n", 1)[0] + "\n"
     assert len(ap.with_block(big, approved, settings)) <= COMMENT_LIMIT

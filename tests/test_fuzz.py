@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
+
+import pytest
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -14,7 +17,7 @@ from bolt_bot.benchjson import parse_round, read_round
 from bolt_bot.errors import BoltError
 from bolt_bot.model import BenchmarkRound, ProfileLine, Results
 from bolt_bot.render import render_comment, render_summary
-from bolt_bot.textfilter import inert
+from bolt_bot.textfilter import JOINER, inert
 from tests.test_publish import make_results
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -183,3 +186,56 @@ def test_inert_output_has_no_markup_mention_cell_break_code_or_newline(text, lim
 def test_inert_takes_any_value(value):
     out = inert(value)
     assert "<" not in out and "|" not in out and "\n" not in out
+
+
+# GitHub's autolinks, searched the way GitHub does: in the rendered text, where entities are characters again.
+AUTOLINKS = {
+    "issue": re.compile(r"(?<![\w&])#\d"),
+    "gh-number": re.compile(r"(?i)(?<![A-Za-z0-9])GH-\d"),
+    "repo-issue": re.compile(r"[\w.-]+/[\w.-]+#\d"),
+    "repo-commit": re.compile(r"[\w.-]+/[\w.-]+@[0-9a-f]{7}"),
+    "sha": re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{7,40}(?![0-9A-Za-z])"),
+    "url": re.compile(r"(?i)(https?|ftp)://"),
+    "www": re.compile(r"(?i)www\."),
+    "mention": re.compile(r"@[A-Za-z0-9]"),
+    "email": re.compile(r"[\w.+-]+@[\w-]+\.[A-Za-z]"),
+}
+SHA = "0123456789abcdef0123456789abcdef01234567"
+AUTOLINK_FORMS = {
+    "issue": "fixes #12 and (#3)",
+    "gh-number": "see GH-3 and gh-42",
+    "repo-issue": "octo-org/other-repo#5",
+    "repo-commit": f"octo-org/other-repo@{SHA}",
+    "sha": f"since {SHA}",
+    "sha-short": "since deadbee here",
+    "sha-upper": f"since {SHA.upper()}",
+    "url": "https://evil.example/x and http://evil.example",
+    "www": "www.evil.example/path",
+    "mention": "@alice and @octo-org/admins",
+    "email": "alice@example.com",
+}
+
+
+@pytest.mark.parametrize("form", AUTOLINK_FORMS)
+def test_inert_breaks_every_github_autolink_form_and_reads_the_same(form):
+    text = AUTOLINK_FORMS[form]
+    out = inert(f"tests/b.py::test_x[{text}]")
+    rendered = html.unescape(out)  # what GitHub's reference filters see
+    found = {name: p.pattern for name, p in AUTOLINKS.items() if p.search(rendered)}
+    assert not found, (form, out)
+    assert rendered.replace(JOINER, "") == f"tests/b.py::test_x[{text}]"  # the same text to the eye
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEF#@/.:-_GHhtpsw wwx", max_size=80))
+@example(f"GH-1 #1 a/b#1 a/b@{SHA} {SHA} @x x@y.z https://x www.x")
+def test_inert_leaves_no_autolink_in_any_text(text):
+    rendered = html.unescape(inert(text, 400))
+    for name, pattern in AUTOLINKS.items():
+        if name == "sha" and re.fullmatch(r"[0-9a-f]{7,40}", " ".join(text.split())):
+            continue  # a value that is only a commit id stays one (see textfilter._WHOLE_SHA)
+        assert not pattern.search(rendered), (name, text, rendered)
+
+
+def test_a_lone_commit_id_is_left_whole_for_code_spans():
+    assert inert(SHA[:7]) == SHA[:7] and inert(SHA) == SHA

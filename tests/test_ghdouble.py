@@ -248,6 +248,25 @@ def test_workflow_run(gh, fork):
     assert run.head_repository.full_name == pr.head_repo
 
 
+@pytest.mark.parametrize("association, role, reported", [("MEMBER", "read", "read"),
+                                                          ("COLLABORATOR", "triage", "read"),
+                                                          ("OWNER", "none", "none")])
+def test_an_association_that_says_more_than_the_permission(gh, association, role, reported):
+    """What a comment's author_association shows and what the permission API answers are separate."""
+    pr = gh.seed_pr()
+    gh.add_user("alice", association=association)
+    gh.set_permission(pr.repo, "alice", role)
+    gh.add_comment(pr.repo, pr.number, "hello", user="alice")
+    repo = gh.client(pr.token).get_repo(pr.repo)
+    [comment] = repo.get_issue(pr.number).get_comments()
+    assert (comment.user.login, comment.author_association) == ("alice", association)
+    assert repo.get_collaborator_permission("alice") == reported
+    gh.add_user("alice")  # seeding again without an association keeps it
+    assert gh.users["alice"].association == association
+    with pytest.raises(ValueError):
+        gh.add_user("bob", association="BOSS")
+
+
 def test_unknown_things_are_404(gh):
     pr = gh.seed_pr()
     g = gh.client(pr.token)
@@ -338,6 +357,55 @@ def test_delay_causes_a_client_timeout(gh):
         repo.get_pull(pr.number)
     gh.settle()  # prism handles the next request only once the delayed one is answered
     assert repo.get_pull(pr.number).number == pr.number  # the rule was used up
+
+
+def test_html_answers_with_or_without_the_action(gh):
+    pr = gh.seed_pr()
+    url = f"{gh.base_url}/repos/{pr.repo}/issues/{pr.number}/comments"
+    auth = {"Authorization": f"token {pr.token}"}
+    gh.answer_html("POST", "/repos/*/*/issues/*/comments")
+    r = requests.post(url, json={"body": "one"}, headers=auth, timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.text.startswith("<!DOCTYPE html>") and gh.comments(pr.repo, pr.number) == []
+    gh.answer_html("POST", "/repos/*/*/issues/*/comments", 502, after_action=True)
+    r = requests.post(url, json={"body": "two"}, headers=auth, timeout=5)
+    assert r.status_code == 502 and "Unicorn" in r.text
+    assert [c.body for c in gh.comments(pr.repo, pr.number)] == ["two"]
+    posts = gh.requests_matching("POST", "/repos/*/*/issues/*/comments")
+    assert [(p.injected, p.acted) for p in posts] == [("html", False), ("html", True)]
+
+
+def test_truncated_answers_keep_the_status_and_cut_the_json(gh):
+    pr = gh.seed_pr()
+    url = f"{gh.base_url}/repos/{pr.repo}/issues/{pr.number}/comments"
+    auth = {"Authorization": f"token {pr.token}"}
+    gh.answer_truncated("POST", "/repos/*/*/issues/*/comments")  # acts, then answers half of the 201
+    r = requests.post(url, json={"body": "one"}, headers=auth, timeout=5)
+    assert r.status_code == 201 and r.text.startswith('{"id": ')
+    with pytest.raises(ValueError):
+        json.loads(r.text)
+    assert [c.body for c in gh.comments(pr.repo, pr.number)] == ["one"]
+    gh.answer_truncated("POST", "/repos/*/*/issues/*/comments", 200, after_action=False)
+    r = requests.post(url, json={"body": "two"}, headers=auth, timeout=5)
+    assert r.status_code == 200 and r.text.startswith('{"message": ') and len(gh.comments(pr.repo, pr.number)) == 1
+    posts = gh.requests_matching("POST", "/repos/*/*/issues/*/comments")
+    assert [(p.injected, p.acted, p.status) for p in posts] == [("truncated", True, 201), ("truncated", False, 200)]
+
+
+@pytest.mark.parametrize("same_url", [False, True])
+def test_endless_next_pages(gh, same_url):
+    pr = gh.seed_pr()
+    gh.add_comment(pr.repo, pr.number, "only one", user=pr.author)
+    gh.endless_pages("/repos/*/*/issues/*/comments", same_url=same_url)
+    url = f"{gh.base_url}/repos/{pr.repo}/issues/{pr.number}/comments?per_page=100"
+    for _ in range(5):
+        r = requests.get(url, timeout=5)
+        assert r.status_code == 200 and r.links.get("next")
+        assert [c["body"] for c in r.json()] == ["only one"]
+        url = r.links["next"]["url"]
+    assert url.endswith("page=1" if same_url else "page=6")
+    gh.clear_faults()
+    assert "next" not in requests.get(url, timeout=5).links
 
 
 def test_prism_reports_a_broken_response(gh):

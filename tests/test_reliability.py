@@ -5,6 +5,8 @@ docs/reliability.md lists every case with what Bolt does; each row names a test 
 
 from __future__ import annotations
 
+import fnmatch
+import html
 import io
 import json
 import os
@@ -32,6 +34,7 @@ from bolt_bot.github import Client, ClientOptions, ReadOnlyToken
 from bolt_bot.model import REGRESSED, UNCHANGED, CommitRef, ProfileLine, Results, SideSummary, StageComparison
 from bolt_bot.render import COMMENT_LIMIT, MARKER, read_state, state_name
 from bolt_bot.settings import Settings
+from tests.ghdouble.webhooks import load_event
 from tests.test_action import invoke, make_artifact, run_event, runner_env
 from tests.test_publish import Env, client_for, make_results, results_dir
 from tests.test_render import assert_inert
@@ -275,6 +278,245 @@ def test_a_comment_forged_by_the_pr_author_is_never_adopted(gh, tmp_path):
     assert comments[0].body.endswith("all good")  # left alone
     ours = [c for c in comments if c.user != pr.author]
     assert len(ours) == 1 and "approvals" not in read_state(ours[0].body)
+
+
+# ====================================================================== malformed answers, pages, waits
+# Issue 13, items 5 and 10: every answer is checked (JSON, the fields Bolt reads) before it is believed.
+
+OWN = "octo-org/bolt-demo"
+
+
+def publish_cli(gh, pr, folder: Path, *args: str, **env: str):
+    """`bolt publish DIR` through the CLI, as a workflow step runs it, against the double behind prism."""
+    base = {"BOLT_TOKEN": pr.token, "GITHUB_API_URL": gh.base_url, "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+            "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0", "BOLT_GITHUB_BACKOFF": "0", "BOLT_GITHUB_RETRIES": "1",
+            "BOLT_GITHUB_TIMEOUT": "5", "BOLT_GITHUB_MAX_RATE_WAIT": "3", "GITHUB_OUTPUT": "",
+            "GITHUB_STEP_SUMMARY": ""}
+    return CliRunner().invoke(main, ["publish", str(folder), "--repo", pr.repo, "--pr", str(pr.number),
+                                     "--token-env", "BOLT_TOKEN", *args], env={**base, **env})
+
+
+MALFORMED = {
+    # name: (endpoint, how the answer is broken, what the one line says)
+    "comment-post-html": ("create-comment", lambda gh, m, p: gh.answer_html(m, p),
+                          f"POST /repos/{OWN}/issues/7/comments with a body that is not JSON (HTML page?)"),
+    "comment-post-truncated-after-acting": ("create-comment", lambda gh, m, p: gh.answer_truncated(m, p),
+                                            f"POST /repos/{OWN}/issues/7/comments with a body that is not JSON "
+                                            "(cut short?)"),
+    "comment-post-without-id": ("create-comment", lambda gh, m, p: _wrong_json(gh, m, p, 201, {"body": "ok"}),
+                                f"POST /repos/{OWN}/issues/7/comments with 201 but not what Bolt reads there: "
+                                "no 'id'"),
+    "comment-patch-html": ("edit-comment", lambda gh, m, p: gh.answer_html(m, p),
+                           f"PATCH /repos/{OWN}/issues/comments/"),
+    "comment-list-truncated": ("list-comments", lambda gh, m, p: gh.answer_truncated(m, p),
+                               f"GET /repos/{OWN}/issues/7/comments with a body that is not JSON (cut short?)"),
+    "pull-html": ("get-pr", lambda gh, m, p: gh.answer_html(m, p), f"GET /repos/{OWN}/pulls/7 with a body"),
+    "status-html": ("create-status", lambda gh, m, p: gh.answer_html(m, p),
+                    f"POST /repos/{OWN}/statuses/"),
+    "status-truncated-after-acting": ("create-status", lambda gh, m, p: gh.answer_truncated(m, p),
+                                      "(cut short?)"),
+    "status-without-state": ("create-status", lambda gh, m, p: _wrong_json(gh, m, p, 201, {"id": 1}),
+                             "not what Bolt reads there: no 'state'"),
+    "label-html": ("add-label", lambda gh, m, p: gh.answer_html(m, p),
+                   f"POST /repos/{OWN}/issues/7/labels with a body that is not JSON (HTML page?)"),
+    "label-truncated-after-acting": ("add-label", lambda gh, m, p: gh.answer_truncated(m, p), "(cut short?)"),
+}
+
+
+def _wrong_json(gh, method: str, pattern: str, status: int, body: dict):
+    gh.allow(method, fnmatch.translate(pattern), r"^response", "a deliberately wrong answer")
+    return gh.fail(method, pattern, status, body=body)
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_answer_is_exit_3_with_one_line_naming_the_endpoint(gh, tmp_path, case):
+    """Issue 13, 5: an HTML page or a body cut short, with or without the server acting, or JSON without the
+    fields Bolt reads: never exit 0 as if it were written, never a traceback or exit 4."""
+    endpoint, breaks, says = MALFORMED[case]
+    scenario = Scenario(gh, tmp_path, endpoint)
+    method, pattern = ENDPOINTS[endpoint]
+    breaks(gh, method, pattern)
+    result = publish_cli(gh, scenario.pr, scenario.folder, "--comment", "always", **scenario.env)
+    assert result.exit_code == EXIT_PUBLISH, (result.exit_code, result.output)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("bolt: error: GitHub answered "), result.stderr
+    assert says in result.stderr, result.stderr
+    assert "Traceback" not in result.output and "internal error" not in result.stderr
+    assert gh.requests_matching(method, pattern)[-1].injected
+    scenario.check_invariants()
+
+
+@pytest.mark.parametrize("status", [403, 502])
+def test_an_html_error_page_keeps_its_status_in_one_short_line(gh, tmp_path, status):
+    """A proxy's error page instead of GitHub's JSON error: the status still counts (a 502 is retried),
+    and the page does not fill the line."""
+    pr = gh.seed_pr()
+    gh.answer_html("GET", "/repos/*/*/issues/*/comments", status, times=None)
+    result = publish_cli(gh, pr, results_dir(tmp_path, make_results(pr.head_sha)))
+    assert result.exit_code == EXIT_PUBLISH, result.output
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 300, result.stderr
+    assert result.stderr.startswith({403: "bolt: error: GitHub answered 403 while listing the comments of #7: "
+                                          "(an HTML page)",
+                                     502: "bolt: error: GitHub kept failing while listing the comments of #7"}[status])
+    assert "DOCTYPE" not in result.stderr
+    assert len(gh.requests_matching("GET", "/repos/*/*/issues/*/comments")) == (1 if status == 403 else 2)
+
+
+@pytest.mark.parametrize("answer", ["html", "unknown-permission"])
+def test_a_malformed_permission_answer_is_exit_3_not_a_crash(gh, tmp_path, answer):
+    """Issue 13, 5: `/bolt approve` reads the permission API; a 200 HTML page there was KeyError, exit 4."""
+    pr = gh.seed_pr()
+    pattern = "/repos/*/*/collaborators/*/permission"
+    if answer == "html":
+        gh.answer_html("GET", pattern, times=None)
+    else:
+        _wrong_json(gh, "GET", pattern, 200, {"permission": "superuser", "role_name": "superuser",
+                                              "user": None})
+    comment = gh.add_comment(pr.repo, pr.number, "/bolt approve worth it", user=pr.maintainer)
+    event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
+                       commenter=pr.maintainer, body="/bolt approve worth it")
+    event["comment"]["id"] = comment.id
+    result = invoke(runner_env(gh, tmp_path, "issue_comment", event, pr.token))
+    assert result.exit_code == EXIT_PUBLISH, result.output
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"bolt: error: GitHub answered GET /repos/{OWN}/collaborators/{pr.maintainer}/permission "), errors
+    assert ("(HTML page?)" if answer == "html" else "permission 'superuser'") in errors[0]
+    assert gh.statuses(pr.repo, pr.head_sha) == [] and gh.labels(pr.repo, pr.number) == []
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"{\"number\": 7", "pr.json is not valid JSON"),
+    (b"\xff\xfe", "pr.json is not valid JSON"),
+    (b"[7]", "pr.json holds no pull request number"),
+    (b"{\"number\": \"7\"}", "pr.json holds no pull request number"),
+    (b"{\"number\": true}", "pr.json holds no pull request number"),
+])
+def test_bolt_publish_refuses_a_broken_pr_json_with_exit_2(gh, tmp_path, content, says):
+    """Issue 13, 5: `bolt publish DIR` without --pr reads DIR/pr.json; broken, it was exit 4."""
+    pr = gh.seed_pr()
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    (folder / "pr.json").write_bytes(content)
+    env = {"BOLT_TOKEN": pr.token, "GITHUB_API_URL": gh.base_url}
+    result = CliRunner().invoke(main, ["publish", str(folder), "--repo", pr.repo, "--token-env", "BOLT_TOKEN"],
+                                env=env)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert gh.requests == []
+
+
+def test_a_broken_event_file_is_exit_2_with_one_line(gh, tmp_path):
+    pr = gh.seed_pr()
+    env = runner_env(gh, tmp_path, "issue_comment", {"repository": {"full_name": pr.repo}}, pr.token)
+    Path(env["GITHUB_EVENT_PATH"]).write_bytes(b"{\"action\": \"crea")
+    result = invoke(env)
+    assert result.exit_code == EXIT_BAD_INPUT and result.stderr.count("\n") == 1
+    assert "is not valid JSON" in result.stderr and gh.requests == []
+
+
+def test_an_approval_without_at_renders_and_publishes(gh, tmp_path):
+    """Issue 13, 10: an approval in results.json without `at` (or `reason`) crashed the template, exit 2."""
+    pr = gh.seed_pr()
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    doc = json.loads((folder / "results.json").read_text())
+    doc["approval"] = {"user": pr.maintainer, "sha": pr.head_sha}
+    (folder / "results.json").write_text(json.dumps(doc))
+    rendered = CliRunner().invoke(main, ["render", str(folder)])
+    assert rendered.exit_code == 0, rendered.output
+    assert "Approved" in (folder / "comment.md").read_text()
+    assert publish_cli(gh, pr, folder).exit_code == 0
+
+
+@pytest.mark.parametrize("bad", [{"user": "m", "sha": "a" * 40, "at": 7}, {"user": ["m"], "sha": "a" * 40}])
+def test_an_approval_with_fields_of_the_wrong_type_is_one_line_exit_2(tmp_path, bad):
+    folder = results_dir(tmp_path, make_results("a" * 40))
+    doc = json.loads((folder / "results.json").read_text())
+    doc["approval"] = bad
+    (folder / "results.json").write_text(json.dumps(doc))
+    result = CliRunner().invoke(main, ["render", str(folder)])
+    assert result.exit_code == EXIT_BAD_INPUT and result.stderr.count("\n") == 1
+    assert "approval." in result.stderr and "template" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("same_url", [False, True])
+def test_a_next_page_that_never_ends_is_followed_a_bounded_number_of_times(gh, tmp_path, same_url):
+    """Issue 13, 10: a server whose rel="next" never ends was followed forever (679 requests in 30 s)."""
+    pr = gh.seed_pr()
+    gh.add_comment(pr.repo, pr.number, "first!", user=pr.author)
+    gh.endless_pages("/repos/*/*/issues/*/comments", same_url=same_url)
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    started = time.monotonic()
+    result = publish_cli(gh, pr, folder, BOLT_GITHUB_MAX_PAGES="12")
+    assert result.exit_code == EXIT_PUBLISH, result.output
+    assert result.stderr.count("\n") == 1 and "had more than 12 pages" in result.stderr, result.stderr
+    assert len(gh.requests_matching("GET", "/repos/*/*/issues/*/comments")) == 12
+    assert time.monotonic() - started < 20
+    assert len(gh.comments(pr.repo, pr.number)) == 1 and gh.statuses(pr.repo, pr.head_sha) == []
+
+
+def test_the_default_page_bound_reads_a_long_thread_whole(gh, tmp_path):
+    """250 comments before Bolt's: three pages of 100, well inside the bound, and Bolt's comment is found."""
+    pr = gh.seed_pr()
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    assert publish_cli(gh, pr, folder).exit_code == 0
+    for i in range(250):
+        gh.add_comment(pr.repo, pr.number, f"chatter {i}", user=pr.author)
+    assert publish_cli(gh, pr, folder, "--comment", "always").exit_code == 0
+    assert len(bolt_comments(gh, pr)) == 1
+    assert len(gh.requests_matching("GET", "/repos/*/*/issues/*/comments")) == 1 + 3
+
+
+@pytest.mark.parametrize("limit", ["secondary", "429", "primary"])
+def test_a_failure_after_rate_limit_retries_is_one_stderr_line(gh, tmp_path, limit):
+    """Issue 13, 10: PyGithub's retry logger added up to 9 lines ("Retrying after 3600 seconds") to Bolt's one.
+    A real process: PyGithub's own stderr handler is bound to the process's stderr when it is imported."""
+    pr = gh.seed_pr()
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    pattern = "/repos/*/*/issues/*/comments"
+    {"secondary": lambda: gh.secondary_rate_limit("GET", pattern, retry_after=3600, times=None),
+     "429": lambda: gh.too_many_requests("GET", pattern, retry_after=3600, times=None),
+     "primary": lambda: gh.rate_limit("GET", pattern, reset_in=3600, times=None)}[limit]()
+    env = {**os.environ, "BOLT_TOKEN": pr.token, "GITHUB_API_URL": gh.base_url,
+           "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+           "BOLT_GITHUB_RETRIES": "3", "BOLT_GITHUB_BACKOFF": "0", "BOLT_GITHUB_MAX_RATE_WAIT": "1",
+           "GITHUB_OUTPUT": "", "GITHUB_STEP_SUMMARY": ""}
+    proc = subprocess.run([sys.executable, "-m", "bolt_bot", "publish", str(folder), "--repo", pr.repo,
+                           "--pr", str(pr.number), "--token-env", "BOLT_TOKEN"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EXIT_PUBLISH, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "rate limit" in proc.stderr, proc.stderr
+    assert "Retrying" not in proc.stderr
+
+
+def test_rate_limit_waits_are_bounded_in_all(gh, tmp_path):
+    """Issue 13, 10: each wait is bounded (BOLT_GITHUB_MAX_RATE_WAIT), and so is their sum for one command."""
+    pr = gh.seed_pr()
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    gh.too_many_requests("*", "/repos/*", retry_after=2, times=None)
+    started = time.monotonic()
+    result = publish_cli(gh, pr, folder, BOLT_GITHUB_RETRIES="5", BOLT_GITHUB_MAX_RATE_WAIT="2",
+                         BOLT_GITHUB_MAX_TOTAL_WAIT="5")
+    assert result.exit_code == EXIT_PUBLISH, result.output
+    assert result.stderr.count("\n") == 1 and "BOLT_GITHUB_MAX_TOTAL_WAIT" in result.stderr, result.stderr
+    assert time.monotonic() - started < 5 + 4
+
+
+def test_autolinks_in_stage_names_reach_the_comment_inert(gh, tmp_path):
+    """Issue 13, 8: every GitHub autolink form in a stage name, published through `bolt publish`."""
+    from tests.test_fuzz import AUTOLINK_FORMS, AUTOLINKS
+
+    pr = gh.seed_pr()
+    names = tuple(f"tests/b.py::test_{i}[{text}]" for i, text in enumerate(AUTOLINK_FORMS.values()))
+    folder = results_dir(tmp_path, make_results(pr.head_sha, names=names))
+    assert publish_cli(gh, pr, folder).exit_code == 0
+    body = html.unescape(bolt_comments(gh, pr)[0].body)
+    visible = re.sub(r"<!--.*?-->", "", body, flags=re.S)  # the hidden state is not rendered
+    visible = re.sub(r"```mermaid.*?```", "", visible, flags=re.S)  # a chart: GitHub links nothing in it
+    for name, pattern in AUTOLINKS.items():
+        found = [m.group(0) for m in pattern.finditer(visible)]
+        if name == "sha":  # Bolt's own base and head commits, on their own, may link to themselves
+            found = [f for f in found if f not in (pr.head_sha[:7], "b" * 7)]
+        assert not found, (name, found)
+    assert "test_9&#91;@" not in body
 
 
 # ====================================================================================== hostile input

@@ -164,7 +164,7 @@ def test_project_text_is_inert_in_markdown_and_escaped_in_html(full):
     out, _, _ = full
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "<i>" not in report and "@team" not in report and "|x" not in report
-    assert "&lt;i&gt;&#64;team&#124;x&lt;/i&gt;" in report
+    assert "&lt;i&gt;&#64;\u2060team&#124;x&lt;/i&gt;" in report
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "<i>" not in html and "&lt;i&gt;@team|x&lt;/i&gt;" in html
 

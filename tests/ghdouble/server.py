@@ -2,7 +2,8 @@
 
 Stdlib only (``http.server.ThreadingHTTPServer``), JSON in and out. Tests drive it through Python:
 seed state (:meth:`GitHubDouble.add_repo`, :meth:`add_user`, :meth:`add_token`, :meth:`add_pull`,
-...), inject faults (:meth:`GitHubDouble.fail`, :meth:`rate_limit`, ...), and read what happened
+...), inject faults (:meth:`GitHubDouble.fail`, :meth:`rate_limit`, :meth:`answer_html`,
+:meth:`answer_truncated`, :meth:`endless_pages`, ...), and read what happened
 (:attr:`GitHubDouble.requests`, :meth:`comments`, :meth:`statuses`, ...).
 
 It sits behind ``prism proxy`` (see ``prism.py``), which validates every exchange against GitHub's
@@ -86,6 +87,21 @@ class User:
     site_admin: bool = False
     name: str | None = None
     email: str | None = None
+    association: str | None = None  # the author_association shown on their comments, whatever their role
+
+
+ASSOCIATIONS = ("COLLABORATOR", "CONTRIBUTOR", "FIRST_TIMER", "FIRST_TIME_CONTRIBUTOR", "MANNEQUIN", "MEMBER",
+                "NONE", "OWNER")
+HTML_PAGE = ("<!DOCTYPE html>\n<html><head><title>Unicorn! &middot; GitHub</title></head>\n"
+             "<body><h1>No server is currently available to service your request.</h1></body></html>\n")
+
+
+@dataclass
+class RawBody:
+    """A response body sent as is (not JSON-encoded): an HTML page, JSON cut short."""
+
+    data: bytes
+    content_type: str
 
 
 @dataclass
@@ -404,6 +420,7 @@ class GitHubDouble:
             self.repos: dict[str, Repo] = {}
             self.comments_by_id: dict[int, Comment] = {}
             self.faults: list[FaultRule] = []
+            self.endless: list[tuple[str | re.Pattern[str], bool]] = []
             self.requests: list[RequestRecord] = []
             self._ids = itertools.count(1000001)
             self._used: dict[str | None, int] = {}
@@ -415,11 +432,20 @@ class GitHubDouble:
     # -------------------------------------------------------------------------- seeding
 
     def add_user(self, login: str, *, type: str = "User", site_admin: bool = False,
-                 name: str | None = None, email: str | None = None) -> User:
+                 name: str | None = None, email: str | None = None,
+                 association: str | None = None) -> User:
+        """A user (kept if known). ``association`` ("MEMBER", "COLLABORATOR", "OWNER", ...) is the
+        ``author_association`` of everything they write, in every repo, independent of the role that
+        :meth:`set_permission` gives them: an org MEMBER whose permission API answer is ``read``, say.
+        Given for a known user, it replaces theirs."""
+        if association is not None and association not in ASSOCIATIONS:
+            raise ValueError(f"unknown author_association {association!r}")
         with self._lock:
             if login not in self.users:
                 self.users[login] = User(login=login, id=self._next_id(), type=type,
                                          site_admin=site_admin, name=name, email=email)
+            if association is not None:
+                self.users[login].association = association
             return self.users[login]
 
     def add_token(self, token: str, login: str, *, write: bool = True, app: bool = False,
@@ -643,9 +669,35 @@ class GitHubDouble:
                          body={"message": "Too Many Requests", "documentation_url": DOCS},
                          headers=headers)
 
+    def answer_html(self, method: str, pattern: str | re.Pattern[str], status: int = 200, *,
+                    times: int | None = 1, after_action: bool = False) -> FaultRule:
+        """Answer an HTML page (a proxy's or GitHub's "Unicorn!" page) with ``status`` (200 by
+        default) and ``text/html``. Without ``after_action`` nothing was done."""
+        return self.fail(method, pattern, status, times=times, after_action=after_action,
+                         kind="html", body=HTML_PAGE)
+
+    def answer_truncated(self, method: str, pattern: str | re.Pattern[str], status: int | None = None,
+                         *, times: int | None = 1, after_action: bool = True) -> FaultRule:
+        """Cut the JSON answer in half (a broken proxy, a body cut short), sent as ``text/plain``:
+        prism would replace a broken ``application/json`` body by its own 500, and PyGithub parses
+        the body whatever its type. By default the request IS performed first and the real status kept
+        (201 for a created comment); ``status`` overrides it. Without ``after_action`` the cut body
+        is that of the error GitHub would have sent."""
+        return self.fail(method, pattern, status, times=times, after_action=after_action,
+                         kind="truncated")
+
+    def endless_pages(self, pattern: str | re.Pattern[str] = "/repos/*/*/issues/*/comments", *,
+                      same_url: bool = False) -> None:
+        """Listings (GET) whose path matches ``pattern`` always carry a ``Link: rel="next"``: to
+        the following page, or with ``same_url`` to the page itself. Pages past the end repeat the
+        last items (PyGithub stops at an empty page), so seed at least one item."""
+        with self._lock:
+            self.endless.append((pattern, same_url))
+
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+            self.endless.clear()
 
     def _take_fault(self, method: str, path: str) -> FaultRule | None:
         with self._lock:
@@ -681,13 +733,24 @@ class GitHubDouble:
             record.injected = rule.kind
             if rule.delay:
                 time.sleep(rule.delay)
+        truncated = rule is not None and rule.kind == "truncated"
         status, out, extra = self._dispatch(method, path, query, body, token_value,
-                                            run=rule is None or rule.status is None or rule.after_action)
-        if rule is not None and rule.status is not None:
+                                            run=rule is None or rule.after_action
+                                            or (rule.status is None and not truncated))
+        if truncated and rule is not None:
+            record.acted = rule.after_action and 200 <= status < 300
+            if not rule.after_action:
+                status, out = 502, {"message": _REASONS[502], "documentation_url": DOCS, "status": "502"}
+            text = json.dumps(out if out is not None else {"message": "(no content)"})
+            out = RawBody(text[: len(text) // 2].encode(), "text/plain; charset=utf-8")
+            status = rule.status or status
+        elif rule is not None and rule.status is not None:
             record.acted = rule.after_action
             status = rule.status
             out = rule.body if rule.body is not None else {
                 "message": _REASONS.get(status, "Error"), "documentation_url": DOCS, "status": str(status)}
+            if rule.kind == "html":
+                out = RawBody(str(rule.body).encode(), "text/html; charset=utf-8")
             extra = {k: v for k, v in rule.headers.items() if not k.startswith("_")}
             if "_reset_in" in rule.headers:
                 extra["X-RateLimit-Reset"] = str(math.ceil(time.time()) + int(rule.headers["_reset_in"]))
@@ -810,6 +873,13 @@ class GitHubDouble:
         last = max(math.ceil(len(items) / per_page), 1)
         chunk = items[(page - 1) * per_page: page * per_page]
         headers: dict[str, str] = {}
+        endless = self._endless(ctx.path)
+        if endless is not None:
+            chunk = chunk or items[-per_page:]  # past the end: the last items again, as a broken cursor does
+            query = {k: v for k, v in ctx.query.items() if k != "page"}
+            query["page"] = [str(page if endless else page + 1)]
+            headers["Link"] = f'<{self.public_url}{ctx.path}?{urlencode(query, doseq=True)}>; rel="next"'
+            return 200, chunk, headers
         if last > 1:
             def link(p: int, rel: str) -> str:
                 query = {k: v for k, v in ctx.query.items() if k != "page"}
@@ -824,6 +894,14 @@ class GitHubDouble:
                 links += [link(1, "first")]
             headers["Link"] = ", ".join(links)
         return 200, chunk, headers
+
+    def _endless(self, path: str) -> bool | None:
+        """None: a normal listing; else whether its next page is the page itself (see endless_pages)."""
+        for pattern, same_url in self.endless:
+            if (pattern.fullmatch(path) if isinstance(pattern, re.Pattern)
+                    else fnmatch.fnmatchcase(path, pattern)):
+                return same_url
+        return None
 
     def _body_dict(self, ctx: _Ctx) -> dict[str, Any]:
         if not isinstance(ctx.body, dict):
@@ -931,6 +1009,9 @@ class GitHubDouble:
                 "total_count": len(comment.reactions), **counts}
 
     def _association(self, repo: Repo, login: str) -> str:
+        user = self.users.get(login)
+        if user is not None and user.association is not None:
+            return user.association
         if login == repo.owner:
             return "OWNER"
         if repo.permissions.get(login) in _WRITE_ROLES | {"triage"}:
@@ -1466,13 +1547,17 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, extra = self.double.handle(self.command, self.path, headers, raw)
         except Exception as exc:  # a bug in the double: make it loud, not a hang
             status, body, extra = 500, {"message": f"ghdouble bug: {exc!r}"}, {}
-        data = b"" if body is None else json.dumps(body).encode()
+        if isinstance(body, RawBody):
+            data, content_type = body.data, body.content_type
+        else:
+            data = b"" if body is None else json.dumps(body).encode()
+            content_type = "application/json; charset=utf-8"
         try:
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)
             if body is not None:
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if data and self.command != "HEAD":
