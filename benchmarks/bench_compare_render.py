@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from bolt_bot.compare import SideRounds, build_results, compare_sides
+from bolt_bot.decide.compare import SideRounds, build_results, compare_sides
 from bolt_bot.model import BenchmarkRound
-from bolt_bot.render import render_comment, render_summary
+from bolt_bot.report.render import render_comment, render_summary
 
 STAGES, ROUNDS = 10_000, 10
 

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from bolt_bot.probe.bolt_speed_probe import speed_probe
-from bolt_bot.speedgate import REFERENCE_QUANTILE, SLOW_FACTOR
+from bolt_bot.measure.probe.bolt_speed_probe import speed_probe
+from bolt_bot.measure.speedgate import REFERENCE_QUANTILE, SLOW_FACTOR
 
 WINDOW = 0.05
 

@@ -63,7 +63,7 @@ def main() -> None:
 
 
 def _emit(results, fmt: str, template_dir: str | None) -> None:
-    from bolt_bot import render
+    from bolt_bot.report import render
 
     if fmt == "json":
         click.echo(json.dumps(results.to_dict(), indent=2, allow_nan=False))
@@ -128,8 +128,8 @@ class SidesCommand(click.Command):
               help="Folder of templates overriding Bolt's own (comment.md.j2, summary.md.j2).")
 def compare(base_files, head_files, fmt, threshold, alpha, fail_on_regression, template_dir):
     """Compare pytest-benchmark JSON files: one or more rounds per side."""
-    from bolt_bot import benchjson
-    from bolt_bot.compare import SideRounds, build_results, compare_sides
+    from bolt_bot.decide import benchjson
+    from bolt_bot.decide.compare import SideRounds, build_results, compare_sides
     from bolt_bot.settings import load_settings
 
     settings = load_settings(None, {"threshold": threshold, "alpha": alpha, "fail_on_regression": fail_on_regression})
@@ -199,7 +199,7 @@ def overrides_from(kw: dict) -> dict:
 def run(repo, base_ref, head_ref, out, quiet, **kw):
     """Measure base and head on this machine and write the results directory."""
     from bolt_bot.progress import Progress
-    from bolt_bot.runner import execute, make_plan
+    from bolt_bot.pipeline import execute, make_plan
 
     plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
     results = execute(plan, out, Progress(quiet=quiet))
@@ -241,7 +241,7 @@ def demo(out, quiet, **kw):
 def profile(repo, ref, filter_, out, quiet, **kw):
     """Profile every stage of one commit: report.md, index.html, flame graphs, pstats and speedscope files."""
     from bolt_bot.progress import Progress
-    from bolt_bot.report import profile_report
+    from bolt_bot.profiling.fullreport import profile_report
 
     overrides = {"benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"], "install": kw["install"],
                  "extras": kw["extras"], "python": kw["python_version"],
@@ -260,10 +260,10 @@ def profile(repo, ref, filter_, out, quiet, **kw):
               help="When to write the sticky comment [default: results.json's setting, else on-change].")
 def publish(directory: Path, repository, pr_number, token_env, comment):
     """Post DIR/results.json to GitHub: the sticky comment, the commit status, the label."""
-    from bolt_bot.github import Client, ClientOptions
+    from bolt_bot.github.client import Client, ClientOptions
     from bolt_bot.model import Results
-    from bolt_bot.publish import publish as publish_results
-    from bolt_bot.publish import settings_from_results
+    from bolt_bot.github.publish import publish as publish_results
+    from bolt_bot.github.publish import settings_from_results
 
     results = Results.read(directory / "results.json")
     repository = repository or results.repository or os.environ.get("GITHUB_REPOSITORY")
@@ -295,7 +295,7 @@ def _pr_number(path: Path) -> int:
 @main.command()
 def action():
     """The Action's entry point: reads the GitHub environment and event, and does what it asks."""
-    from bolt_bot.action import read_config, run_action
+    from bolt_bot.github.action import read_config, run_action
 
     sys.exit(run_action(read_config(os.environ)))
 
@@ -307,7 +307,7 @@ def action():
 def render(directory: Path, template_dir):
     """Re-render DIR/comment.md and DIR/summary.md from DIR/results.json."""
     from bolt_bot.model import Results
-    from bolt_bot.output import write_markdown
+    from bolt_bot.report.output import write_markdown
 
     results = Results.read(directory / "results.json")
     write_markdown(results, directory, str(template_dir) if template_dir else None)

@@ -10,7 +10,7 @@ from pathlib import Path
 from bolt_bot.errors import BoltError
 from bolt_bot.model import Results
 from bolt_bot.progress import Progress
-from bolt_bot.runner import execute, make_plan
+from bolt_bot.pipeline import execute, make_plan
 
 
 def examples_dir() -> Path:

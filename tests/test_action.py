@@ -16,8 +16,8 @@ pytest.importorskip("github")
 
 from click.testing import CliRunner
 
-from bolt_bot import action
-from bolt_bot.action import (
+from bolt_bot.github import action
+from bolt_bot.github.action import (
     ActionConfig,
     MeasureRequest,
     Runtime,
@@ -33,8 +33,8 @@ from bolt_bot.errors import (
     PublishError,
 )
 from bolt_bot.model import Results
-from bolt_bot.output import write_results_dir
-from bolt_bot.render import read_state
+from bolt_bot.report.output import write_results_dir
+from bolt_bot.report.render import read_state
 from bolt_bot.settings import Settings
 from tests.container import parse_key_values
 from tests.ghdouble.webhooks import load_event, write_event
@@ -338,7 +338,7 @@ def test_workflow_dispatch_runs_the_profile_report(gh, tmp_path, monkeypatch):
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text("## Full profile\n\nparse: 40 %\n")
 
-    monkeypatch.setitem(sys.modules, "bolt_bot.report", types.SimpleNamespace(profile_report=profile_report))
+    monkeypatch.setitem(sys.modules, "bolt_bot.profiling.fullreport", types.SimpleNamespace(profile_report=profile_report))
     monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
     event = load_event("workflow_dispatch", repo="octo-org/bolt-demo")
     event["inputs"] = {"ref": "v1.2", "filter": "parse"}
@@ -350,7 +350,7 @@ def test_workflow_dispatch_runs_the_profile_report(gh, tmp_path, monkeypatch):
 
 
 def test_workflow_dispatch_without_the_report_module_exits_2(gh, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "bolt_bot.report", None)
+    monkeypatch.setitem(sys.modules, "bolt_bot.profiling.fullreport", None)
     env = runner_env(gh, tmp_path, "workflow_dispatch", load_event("workflow_dispatch"), "t")
     with pytest.raises(BoltError) as err:
         run(env)
@@ -358,7 +358,7 @@ def test_workflow_dispatch_without_the_report_module_exits_2(gh, tmp_path, monke
 
 
 def test_comment_commands_are_acknowledged_when_approvals_are_missing(gh, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "bolt_bot.approval", None)
+    monkeypatch.setitem(sys.modules, "bolt_bot.github.approval", None)
     pr = gh.seed_pr()
     event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
                        commenter=pr.maintainer, body="/bolt approve worth it")
@@ -370,7 +370,7 @@ def test_comment_commands_are_acknowledged_when_approvals_are_missing(gh, tmp_pa
 def test_comment_commands_go_to_the_approval_module(gh, tmp_path, monkeypatch):
     seen = []
     fake = types.SimpleNamespace(handle=lambda config, client, rerun=None: seen.append((config.event_name, client())) or 0)
-    monkeypatch.setitem(sys.modules, "bolt_bot.approval", fake)
+    monkeypatch.setitem(sys.modules, "bolt_bot.github.approval", fake)
     monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
     pr = gh.seed_pr()
     event = load_event("pull_request_review", "submitted", repo=pr.repo, number=pr.number)

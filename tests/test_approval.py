@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("github")
 
-from bolt_bot import action
-from bolt_bot import approval as ap
+from bolt_bot.github import action
+from bolt_bot.github import approval as ap
 from bolt_bot.errors import EXIT_REGRESSION
 from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED
-from bolt_bot.output import write_results_dir
-from bolt_bot.render import COMMENT_LIMIT, read_state
+from bolt_bot.report.output import write_results_dir
+from bolt_bot.report.render import COMMENT_LIMIT, read_state
 from bolt_bot.settings import Settings
 from tests.ghdouble.webhooks import load_event
 from tests.test_action import FakeMeasure, run, runner_env
@@ -257,7 +257,7 @@ def test_an_approval_racing_a_push_never_puts_the_old_report_back(gh, tmp_path, 
     measure(gh, tmp_path, pr)
     newer = "3" * 40
     gh.add_commit(pr.repo, newer)
-    from bolt_bot.github import Client
+    from bolt_bot.github.client import Client
 
     real_find = Client.find_comment
     calls = {"n": 0}
@@ -370,7 +370,7 @@ def test_profile_runs_on_the_prs_head_when_the_workspace_has_it(gh, tmp_path, mo
                                        "## Hot functions per stage\n\nlots of detail\n")
         return out / "report.md"
 
-    monkeypatch.setitem(sys.modules, "bolt_bot.report", types.SimpleNamespace(profile_report=profile_report))
+    monkeypatch.setitem(sys.modules, "bolt_bot.profiling.fullreport", types.SimpleNamespace(profile_report=profile_report))
     monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
     command(gh, tmp_path, pr, pr.maintainer, "/bolt profile -k parse")
     assert calls == [(tmp_path / "workspace", sha, "parse")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bolt_bot.benchjson import read_round
+from bolt_bot.decide.benchjson import read_round
 from bolt_bot.errors import BoltError
 
 DATA = Path(__file__).parent / "data"

@@ -18,7 +18,7 @@ from detection import suite, table
 from detection.hog import cpu_hog
 from detection.run import DEFAULT_RULES, check_counts, make_rules, parse_args, run_pr
 
-from bolt_bot.instructions import valgrind_available
+from bolt_bot.measure.counts import valgrind_available
 
 
 def test_plan_prs_cycles_sizes_and_rotates_stages():

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bolt_bot import envs
+from bolt_bot.measure import envs
 from bolt_bot.cli import main
-from bolt_bot.instructions import codspeed_requirement
+from bolt_bot.measure.counts import codspeed_requirement
 from tests.conftest import commit, make_repo
 
 UV = envs.uv_binary()
@@ -162,7 +162,7 @@ def test_uv_sync_twice_reuses_the_environment_with_bolts_packages(tmp_path, inst
 CONCURRENT = """
 import json, subprocess, sys, time
 from pathlib import Path
-from bolt_bot import envs
+from bolt_bot.measure import envs
 
 project, root, me, other = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 with envs.prepare(project, envs.EnvSpec(install="uv sync --frozen"), "base", root) as env:

@@ -116,7 +116,7 @@ def test_relative_cache_dir_is_made_absolute(tmp_path, monkeypatch):
 
 def test_a_stage_that_failed_on_base_only_does_not_fail_the_run():
     """fastjsonschema's base breaks 4 benchmarks that head fixes: reported failed, but the change broke nothing."""
-    from bolt_bot.compare import run_verdict
+    from bolt_bot.decide.compare import run_verdict
     from bolt_bot.model import SideSummary, StageComparison
 
     fixed = StageComparison(name="t::fixed", verdict="failed", base=SideSummary(error="AssertionError"),

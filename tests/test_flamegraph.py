@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bolt_bot.flamegraph import call_tree, display_name, flamegraph_svg, speedscope_json
-from bolt_bot.profiling import FunctionStats, FunctionTable, load_profile
+from bolt_bot.profiling.flamegraph import call_tree, display_name, flamegraph_svg, speedscope_json
+from bolt_bot.profiling.collect import FunctionStats, FunctionTable, load_profile
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 CHROMIUM = Path("/usr/bin/chromium")

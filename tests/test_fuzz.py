@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bolt_bot import publish as pub
-from bolt_bot.benchjson import parse_round, read_round
+from bolt_bot.github import publish as pub
+from bolt_bot.decide.benchjson import parse_round, read_round
 from bolt_bot.errors import BoltError
 from bolt_bot.model import BenchmarkRound, ProfileLine, Results
-from bolt_bot.render import render_comment, render_summary
-from bolt_bot.textfilter import JOINER, inert
+from bolt_bot.report.render import render_comment, render_summary
+from bolt_bot.report.textfilter import JOINER, inert
 from tests.test_publish import make_results
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bolt_bot import gitrepo
+from bolt_bot.measure import gitrepo
 from bolt_bot.errors import BoltError
 from tests.conftest import commit, git, make_repo
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bolt_bot import instrplan, routing
+from bolt_bot.measure import plan as instrplan
+from bolt_bot.measure import routing
 from bolt_bot.errors import BoltError
-from bolt_bot.instructions import InstructionRun, codspeed_requirement
-from bolt_bot.compare import build_results
+from bolt_bot.measure.counts import InstructionRun, codspeed_requirement
+from bolt_bot.decide.compare import build_results
 from bolt_bot.model import BenchmarkRound, Results, StageComparison
-from bolt_bot.render import render_comment
-from bolt_bot.rounds import RoundResult
+from bolt_bot.report.render import render_comment
+from bolt_bot.measure.rounds import RoundResult
 from bolt_bot.settings import Settings
-from bolt_bot.stats import decide_counts, estimate_counts
-from bolt_bot.walltime import SideSetup, WalltimeRun
+from bolt_bot.decide.stats import decide_counts, estimate_counts
+from bolt_bot.measure.walltime import SideSetup, WalltimeRun
 
 T, W = 0.01, 0.005
 

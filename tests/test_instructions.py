@@ -1,4 +1,4 @@
-"""bolt_bot.instructions against real valgrind, in a real uv-made environment (one per session)."""
+"""bolt_bot.measure.counts against real valgrind, in a real uv-made environment (one per session)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bolt_bot.errors import BoltError
-from bolt_bot.instructions import (
+from bolt_bot.measure.counts import (
     InstructionRun,
     codspeed_requirement,
     function_costs,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bolt_bot.errors import BoltError
-from bolt_bot.profiling import (
+from bolt_bot.profiling.collect import (
     PROBE_DIR,
     FunctionStats,
     FunctionTable,
@@ -355,7 +355,7 @@ def test_an_empty_profile_says_why_it_is_empty():
 
 def test_the_comment_shows_why_a_regressed_stage_has_no_profile():
     from bolt_bot.model import Results, StageComparison
-    from bolt_bot.render import render_comment
+    from bolt_bot.report.render import render_comment
 
     stage = StageComparison(name="t::tiny", verdict="regressed", measure="instructions", ratio=1.05, ci=[1.05, 1.05],
                             profile=[], profile_note="under cProfile the stage took 4 µs on base and 4 µs on head per "

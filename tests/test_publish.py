@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("github")
 
-from bolt_bot import publish as pub
+from bolt_bot.github import publish as pub
 from bolt_bot.errors import EXIT_PUBLISH, PublishError
-from bolt_bot.github import STATUS_CONTEXT, Client, ClientOptions, ReadOnlyToken
+from bolt_bot.github.client import STATUS_CONTEXT, Client, ClientOptions, ReadOnlyToken
 from bolt_bot.model import (
     IMPROVED,
     REGRESSED,
@@ -21,8 +21,8 @@ from bolt_bot.model import (
     SideSummary,
     StageComparison,
 )
-from bolt_bot.output import write_results_dir
-from bolt_bot.render import MARKER, read_state
+from bolt_bot.report.output import write_results_dir
+from bolt_bot.report.render import MARKER, read_state
 from bolt_bot.settings import Settings
 from tests.container import parse_key_values
 

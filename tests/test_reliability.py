@@ -27,12 +27,12 @@ pytest.importorskip("github")
 
 from click.testing import CliRunner
 
-from bolt_bot import publish as pub
+from bolt_bot.github import publish as pub
 from bolt_bot.cli import main
 from bolt_bot.errors import EXIT_BAD_INPUT, EXIT_PUBLISH, BoltError, PublishError
-from bolt_bot.github import Client, ClientOptions, ReadOnlyToken
+from bolt_bot.github.client import Client, ClientOptions, ReadOnlyToken
 from bolt_bot.model import REGRESSED, UNCHANGED, CommitRef, ProfileLine, Results, SideSummary, StageComparison
-from bolt_bot.render import COMMENT_LIMIT, MARKER, read_state, state_name
+from bolt_bot.report.render import COMMENT_LIMIT, MARKER, read_state, state_name
 from bolt_bot.settings import Settings
 from tests.ghdouble.webhooks import load_event
 from tests.test_action import invoke, make_artifact, run_event, runner_env
@@ -575,7 +575,7 @@ def test_many_long_regressed_names_still_fit_through_publish(gh, tmp_path):
 
 
 def test_10000_stages_read_render_and_publish(gh, tmp_path):
-    from bolt_bot.benchjson import parse_round
+    from bolt_bot.decide.benchjson import parse_round
 
     doc = {"benchmarks": [{"name": f"t{i}", "fullname": f"tests/b.py::test_{i}[{HOSTILE}]", "params": {"i": i},
                            "stats": {"median": 1e-3, "mean": 1e-3, "min": 1e-3, "max": 1e-3, "stddev": 0, "rounds": 5}}
@@ -616,7 +616,7 @@ def test_broken_foreign_or_huge_results_json_is_one_line_exit_2(tmp_path, conten
 
 
 def test_huge_pytest_benchmark_file_is_refused_without_reading_it(tmp_path, monkeypatch):
-    from bolt_bot import benchjson
+    from bolt_bot.decide import benchjson
 
     path = tmp_path / "round.json"
     with open(path, "wb") as f:
@@ -826,7 +826,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_allocation_bomb_fails_its_stage_under_the_memory_limit(suite, tmp_path):
-    from bolt_bot.rounds import run_round
+    from bolt_bot.measure.rounds import run_round
 
     result = run_round(Path(sys.executable), suite, ["test_suite.py::test_fine", "test_suite.py::test_bomb"],
                        tmp_path / "work", label="r", memory_mb=1024, timeout=120)
@@ -835,7 +835,7 @@ def test_allocation_bomb_fails_its_stage_under_the_memory_limit(suite, tmp_path)
 
 
 def test_a_hanging_stage_and_its_children_are_stopped_by_the_round_timeout(suite, tmp_path):
-    from bolt_bot.rounds import run_round
+    from bolt_bot.measure.rounds import run_round
 
     pid_file = tmp_path / "child.pid"
     env = {**os.environ, "CHILD_PID_FILE": str(pid_file)}
@@ -852,9 +852,9 @@ def test_a_hanging_stage_and_its_children_are_stopped_by_the_round_timeout(suite
 
 
 def test_memory_limit_setting_reaches_every_round(tmp_path):
-    from bolt_bot import instrplan
-    from bolt_bot.rounds import RoundResult
-    from bolt_bot.walltime import SideSetup
+    from bolt_bot.measure import plan as instrplan
+    from bolt_bot.measure.rounds import RoundResult
+    from bolt_bot.measure.walltime import SideSetup
 
     seen = []
 
@@ -864,7 +864,7 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
 
     settings = Settings().updated({"round-memory-mb": "512", "rounds": 1, "measure": "walltime"}, "test")
     setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
-    from bolt_bot.walltime import measure_walltime
+    from bolt_bot.measure.walltime import measure_walltime
 
     instrplan.measure(settings, setups, tmp_path, walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn),
                       valgrind=lambda: None)
@@ -881,7 +881,7 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
 def test_memory_limit_has_a_cli_flag_and_refuses_a_negative_size(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from bolt_bot import runner
+    from bolt_bot import pipeline as runner
     from bolt_bot.cli import main
 
     repo, sha = _tiny_repo(tmp_path)
@@ -896,7 +896,7 @@ def test_memory_limit_has_a_cli_flag_and_refuses_a_negative_size(tmp_path, monke
 
 
 def _no_results():
-    from bolt_bot.compare import build_results
+    from bolt_bot.decide.compare import build_results
 
     return build_results([])
 
@@ -923,7 +923,8 @@ def private_tmp(tmp_path, monkeypatch):
 
 def _fake_env(monkeypatch):
     """No real virtual environment: the interpreter running the tests has pytest-benchmark."""
-    from bolt_bot import envs, runner
+    from bolt_bot.measure import envs
+    from bolt_bot import pipeline as runner
 
     monkeypatch.setattr(envs, "prepare", lambda checkout, spec, side, root=None: envs.Env(
         path=Path(sys.prefix), python=Path(sys.executable), reused=True))
@@ -938,8 +939,8 @@ def _assert_clean(repo: Path, private_tmp: Path) -> None:
 
 def _interrupting_measure(exc_factory):
     """instrplan.measure whose first round raises what `exc_factory` gives (Ctrl-C, SIGTERM)."""
-    from bolt_bot import instrplan
-    from bolt_bot.walltime import measure_walltime
+    from bolt_bot.measure import plan as instrplan
+    from bolt_bot.measure.walltime import measure_walltime
 
     real = instrplan.measure
 
@@ -966,7 +967,7 @@ def _send_sigterm():
 
 @pytest.mark.parametrize("way_out", ["missing-head-commit", "keyboard-interrupt", "sigterm", "suite-error"])
 def test_worktrees_and_temporary_folders_are_removed_on_every_way_out(tmp_path, private_tmp, monkeypatch, way_out):
-    from bolt_bot import runner
+    from bolt_bot import pipeline as runner
 
     repo, sha = _tiny_repo(tmp_path)
     _fake_env(monkeypatch)
@@ -1000,7 +1001,8 @@ def test_a_real_run_interrupted_mid_round_leaves_nothing_behind(tmp_path, privat
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from bolt_bot import envs, runner
+        from bolt_bot.measure import envs
+        from bolt_bot import pipeline as runner
         envs.prepare = lambda checkout, spec, side, root=None: envs.Env(Path(sys.prefix), Path(sys.executable), True)
         runner.compile_bytecode = lambda python, checkout: None
         from bolt_bot.cli import main
@@ -1048,8 +1050,8 @@ def _interrupt_main_when(ready, sent: list[float], within: float = 15) -> thread
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_ctrl_c_during_the_parallel_instruction_passes_kills_both_at_once(tmp_path):
     """Base and head are counted in worker threads, which Ctrl-C does not reach: both passes are killed, not awaited."""
-    from bolt_bot import instrplan
-    from bolt_bot.walltime import SideSetup
+    from bolt_bot.measure import plan as instrplan
+    from bolt_bot.measure.walltime import SideSetup
 
     python = tmp_path / "python"
     python.write_text(PASS_THAT_SLEEPS)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bolt_bot import approval, publish
+from bolt_bot.github import approval
+from bolt_bot.github import publish
 from bolt_bot.model import CommitRef, ProfileLine, Results, SideSummary, StageComparison
-from bolt_bot.render import (
+from bolt_bot.report.render import (
     COMMENT_LIMIT,
     MARKER,
     chart_labels,
@@ -150,7 +151,7 @@ def test_any_names_render_inert_and_within_the_limit(names, n_regressed):
 
 
 def render_comment_limited(results, limit):
-    from bolt_bot.render import render_limited
+    from bolt_bot.report.render import render_limited
 
     return render_limited("comment.md.j2", results, limit=limit)
 

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from bolt_bot.cli import main
-from bolt_bot.profiling import FunctionStats, FunctionTable, top_bottlenecks
-from bolt_bot.report import _bottleneck_row
+from bolt_bot.profiling.collect import FunctionStats, FunctionTable, top_bottlenecks
+from bolt_bot.profiling.fullreport import _bottleneck_row
 from tests.test_flamegraph import CHROMIUM, _chromium, _colour_variety, _png_pixels
 
 pytestmark = pytest.mark.slow

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bolt_bot import instrplan, routing
+from bolt_bot.measure import plan as instrplan
+from bolt_bot.measure import routing
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
-from bolt_bot.walltime import SideSetup
+from bolt_bot.measure.walltime import SideSetup
 
 # Four stages: a sub-µs single-threaded lookup (where a CPU/wall ratio read 502 %), a tiny computation,
 # one that sleeps 2 ms a call, and one whose work runs on four threads at once (hashlib lets go of the

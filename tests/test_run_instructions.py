@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bolt_bot.cli import main
-from bolt_bot.instructions import valgrind_available
+from bolt_bot.measure.counts import valgrind_available
 from tests import projects
 from tests.conftest import commit
 

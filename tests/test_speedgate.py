@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bolt_bot import speedgate
-from bolt_bot.compare import SideRounds, compare_sides
+from bolt_bot.measure import speedgate
+from bolt_bot.decide.compare import SideRounds, compare_sides
 from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, BenchmarkRound
-from bolt_bot.rounds import RoundResult, run_round
-from bolt_bot.walltime import SideSetup, WalltimePlan, measure_walltime
+from bolt_bot.measure.rounds import RoundResult, run_round
+from bolt_bot.measure.walltime import SideSetup, WalltimePlan, measure_walltime
 
 FAST_PROBE = 100e-6
 STAGES = {"t::ingest": 2e-3, "t::parse": 3e-3, "t::clean": 0.5e-3, "t::join": 2.5e-3, "t::render": 0.3e-3, "t::export": 1.2e-3}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bolt_bot import stats
-from bolt_bot.compare import SideRounds, compare_sides, run_verdict
+from bolt_bot.decide import stats
+from bolt_bot.decide.compare import SideRounds, compare_sides, run_verdict
 from bolt_bot.model import (
     ADDED,
     FAILED,

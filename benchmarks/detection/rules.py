@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.instrplan import REPEAT, CountPlan, measure_counts
-from bolt_bot.instructions import valgrind_available
+from bolt_bot.measure.plan import REPEAT, CountPlan, measure_counts
+from bolt_bot.measure.counts import valgrind_available
 from bolt_bot.model import IMPROVED, REGRESSED
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
-from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+from bolt_bot.measure.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
 from detection.suite import (  # benchmarks/ is on sys.path (run.py and the tests put it there)
     environ,
     stage_of,

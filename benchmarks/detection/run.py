@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/, for `detection.*`
 
-from bolt_bot import gitrepo
-from bolt_bot.walltime import BASE, HEAD
+from bolt_bot.measure import gitrepo
+from bolt_bot.measure.walltime import BASE, HEAD
 from detection import suite, table
 from detection.hog import cpu_hog, other_core
 from detection.rules import RULES, BoltWalltime, NaiveCompareFail, PrContext, plain_run

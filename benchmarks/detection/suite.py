@@ -23,8 +23,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bolt_bot.instructions import codspeed_requirement, measure_instructions
-from bolt_bot.runner import compile_bytecode
+from bolt_bot.measure.counts import codspeed_requirement, measure_instructions
+from bolt_bot.pipeline import compile_bytecode
 
 HERE = Path(__file__).resolve().parent
 TEST_FILE = "benchmarks/test_stages.py"
@@ -227,7 +227,7 @@ def env_versions(python: Path) -> dict[str, str]:
 def environ(python: Path) -> dict[str, str]:
     """The measured processes' environment: the venv first on PATH, nothing leaking in through PYTHONPATH."""
     env = dict(os.environ)
-    # CODSPEED_ENV would switch pytest-codspeed on in the wall-time runs (bolt_bot.instrplan drops it as well).
+    # CODSPEED_ENV would switch pytest-codspeed on in the wall-time runs (bolt_bot.measure.plan drops it as well).
     for var in ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONMALLOC", "PYTHONDONTWRITEBYTECODE", "CODSPEED_ENV"):
         env.pop(var, None)
     env["VIRTUAL_ENV"] = str(python.parent.parent)

@@ -26,7 +26,7 @@ OPENAPI_FILE = OPENAPI_PACKAGE / "generated" / "api.github.com.json"
 CACHE_DIR = REPO_ROOT / ".cache" / "ghdouble"
 
 # (spec path, methods): every operation the double serves, and nothing else. A request prism
-# cannot match to one of these is reported as a violation, so a new endpoint in bolt_bot/github.py
+# cannot match to one of these is reported as a violation, so a new endpoint in bolt_bot/github/client.py
 # needs an entry here and a handler in server.py.
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "/user": ("get",),

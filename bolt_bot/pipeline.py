@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bolt_bot import envs, gitrepo, instrplan, output
-from bolt_bot.compare import build_results
+from bolt_bot.measure import envs
+from bolt_bot.measure import gitrepo
+from bolt_bot.measure import plan as instrplan
+from bolt_bot.report import output
+from bolt_bot.decide.compare import build_results
 from bolt_bot.errors import BoltError
 from bolt_bot.model import REGRESSED, CommitRef, Results, StageComparison
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings, read_project_settings_text
-from bolt_bot.walltime import BASE, HEAD, SideSetup
+from bolt_bot.measure.walltime import BASE, HEAD, SideSetup
 
 
 @dataclass
@@ -111,7 +114,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
 
 def _attach_profiles(stages: list[StageComparison], setups: dict[str, SideSetup], folder: Path, settings: Settings,
                      progress: Progress) -> None:
-    from bolt_bot import profiling
+    from bolt_bot.profiling import collect as profiling
 
     names = [s.name for s in stages]
     tables = {}

@@ -166,9 +166,9 @@ class MeasureRequest:
 
 def measure_with_runner(request: MeasureRequest) -> tuple[Results, Settings]:
     """The real measurement: the merge-base of the PR's base and head, then `bolt run`'s plan and execute."""
-    from bolt_bot import gitrepo
+    from bolt_bot.measure import gitrepo
     from bolt_bot.progress import Progress
-    from bolt_bot.runner import execute, make_plan
+    from bolt_bot.pipeline import execute, make_plan
 
     repo = gitrepo.toplevel(request.repo)
     head_sha = gitrepo.resolve(repo, request.head)  # fetches it when the checkout is shallow
@@ -188,7 +188,7 @@ Measure = Callable[[MeasureRequest], "tuple[Results, Settings]"]
 
 
 def default_client_factory(config: ActionConfig):
-    from bolt_bot.github import Client, ClientOptions
+    from bolt_bot.github.client import Client, ClientOptions
 
     return Client(config.token, config.repository, ClientOptions.from_env(config.environ))
 
@@ -242,7 +242,7 @@ def run_action(config: ActionConfig, runtime: Runtime | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    from bolt_bot.publish import escape_data
+    from bolt_bot.github.publish import escape_data
 
     return escape_data(" ".join(str(text).split()))
 
@@ -258,8 +258,8 @@ def _exit_code(results: Results, settings: Settings) -> int:
 
 
 def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
-    from bolt_bot import publish as pub
-    from bolt_bot.github import ReadOnlyToken
+    from bolt_bot.github import publish as pub
+    from bolt_bot.github.client import ReadOnlyToken
 
     event = config.event
     environ = runtime.environ if runtime.environ is not None else os.environ
@@ -305,7 +305,7 @@ def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
 
 
 def _artifact_instructions(config: ActionConfig, reason: str, runtime: Runtime) -> None:
-    from bolt_bot.publish import append_summary, escape_data
+    from bolt_bot.github.publish import append_summary, escape_data
 
     text = (f"Bolt measured this pull request but cannot publish from here ({reason}). "
             f"The results are in {config.results_dir_input}/. To post them, upload that directory with "
@@ -378,7 +378,7 @@ def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[
 
 
 def _publish_activity(config: ActionConfig, runtime: Runtime) -> int:
-    from bolt_bot import publish as pub
+    from bolt_bot.github import publish as pub
     from bolt_bot.errors import PublishError
     from bolt_bot.settings import load_settings
 
@@ -429,13 +429,13 @@ def _optional_module(name: str):
 
 
 def _profile_activity(config: ActionConfig, runtime: Runtime) -> int:
-    from bolt_bot.publish import append_summary, write_outputs
+    from bolt_bot.github.publish import append_summary, write_outputs
 
-    report = _optional_module("bolt_bot.report")
+    report = _optional_module("bolt_bot.profiling.fullreport")
     profile_report = getattr(report, "profile_report", None)
     if profile_report is None:
         raise BoltError("the full profile (workflow_dispatch) is not available in this version of Bolt "
-                        "(bolt_bot.report.profile_report is missing)")
+                        "(bolt_bot.profiling.fullreport.profile_report is missing)")
     inputs = config.event.get("inputs") if isinstance(config.event.get("inputs"), dict) else {}
     ref = config.input("ref") or str(inputs.get("ref") or "") or config.environ.get("GITHUB_SHA") or "HEAD"
     filter_ = config.input("filter") or str(inputs.get("filter") or "") or None
@@ -450,7 +450,7 @@ def _profile_activity(config: ActionConfig, runtime: Runtime) -> int:
 
 
 def _command_activity(config: ActionConfig, runtime: Runtime) -> int:
-    approval = _optional_module("bolt_bot.approval")
+    approval = _optional_module("bolt_bot.github.approval")
     handle = getattr(approval, "handle", None)
     if handle is None:
         print(f"::notice title=Bolt::{_one_line(config.event_name)} acknowledged: approvals are not available "

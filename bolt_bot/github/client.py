@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bolt_bot.errors import PublishError
-from bolt_bot.ghanswers import AnswerChecks, WaitBudget
-from bolt_bot.render import MARKER
+from bolt_bot.github.answers import AnswerChecks, WaitBudget
+from bolt_bot.report.render import MARKER
 
 DEFAULT_API_URL = "https://api.github.com"
 STATUS_CONTEXT = "bolt/performance"
@@ -137,7 +137,7 @@ class Client:
             per_page=100,
             lazy=True,
         )
-        # Every answer is checked before PyGithub builds objects from it (see bolt_bot.ghanswers).
+        # Every answer is checked before PyGithub builds objects from it (see bolt_bot.github.answers).
         AnswerChecks(self.options.base_url, self.options.max_pages).install(self.github.requester)
         self.repo = self.github.get_repo(repository)
 

@@ -27,7 +27,7 @@ from bolt_bot.model import (
     Results,
     StageComparison,
 )
-from bolt_bot.textfilter import chart_label, inert
+from bolt_bot.report.textfilter import chart_label, inert
 
 COMMENT_LIMIT = 65_536  # GitHub's limit on an issue comment body, in characters
 CHART_BARS = 12  # more bars than this and mermaid's labels overlap: the largest changes are charted, and it says so
@@ -39,7 +39,7 @@ STATE_SUFFIX = " -->"
 def builtin_template_dir() -> Path:
     """templates/ inside the installed wheel, or at the project root in a source checkout."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
+    for candidate in (here.parent / "templates", here.parent.parent / "templates"):
         if (candidate / "comment.md.j2").is_file():
             return candidate
     raise BoltError("Bolt's templates are missing from this installation (reinstall bolt-bot)")

@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from bolt_bot import render
+from bolt_bot.report import render
 from bolt_bot.errors import EXIT_OK, BoltError, PublishError
 from bolt_bot.model import FAILED, IMPROVED, INSTRUCTIONS, REGRESSED, Results
 from bolt_bot.settings import Settings
-from bolt_bot.textfilter import inert
+from bolt_bot.report.textfilter import inert
 
 # The approval section of the sticky comment sits between these, so a command can rewrite it in place
 # without the results (which live in the measuring job's artifact, not in the comment).
@@ -137,8 +137,8 @@ def gate_for_publish(results: Results, client: Any, pr_number: int, settings: Se
 
 def status_for(results: Results, gate: Gate, settings: Settings) -> tuple[str, str]:
     """The bolt/performance status: approved → success; regressed → failure; perf label → pending."""
-    from bolt_bot import publish
-    from bolt_bot.github import short_description
+    from bolt_bot.github import publish
+    from bolt_bot.github.client import short_description
 
     state, description = publish.status_for(results)
     if not gate.needed(results):
@@ -152,7 +152,7 @@ def status_for(results: Results, gate: Gate, settings: Settings) -> tuple[str, s
 
 
 def approved_description(approval: Mapping[str, Any]) -> str:
-    from bolt_bot.github import short_description
+    from bolt_bot.github.client import short_description
 
     return short_description(f"approved by {approval.get('user')}: {approval.get('reason')}")
 
@@ -321,11 +321,11 @@ def _label_names(labels: Any) -> list[str] | None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# talking to GitHub beyond bolt_bot.github.Client's calls
+# talking to GitHub beyond bolt_bot.github.client.Client's calls
 
 
 def pr_labels(client: Any, number: int) -> list[str]:
-    from bolt_bot.github import calling
+    from bolt_bot.github.client import calling
 
     with calling(f"reading the labels of #{number}", client.options):
         return [label.name for label in client.repo.get_issue(number).get_labels()]
@@ -343,7 +343,7 @@ def permission(client: Any, login: str) -> str:
 
 def react(client: Any, number: int, comment_id: int | None, content: str, out: TextIO) -> None:
     """A reaction on the command's comment; only a courtesy, so a failure is a warning."""
-    from bolt_bot.github import calling
+    from bolt_bot.github.client import calling
 
     if not comment_id:
         return
@@ -355,7 +355,7 @@ def react(client: Any, number: int, comment_id: int | None, content: str, out: T
 
 
 def _escape(text: str) -> str:
-    from bolt_bot.publish import escape_data
+    from bolt_bot.github.publish import escape_data
 
     return escape_data(" ".join(text.split()))
 
@@ -392,7 +392,7 @@ RUN_REPLY = (
 class Handler:
     """One request against one repository's API, with what it needs to answer."""
 
-    config: Any  # bolt_bot.action.ActionConfig
+    config: Any  # bolt_bot.github.action.ActionConfig
     client: Any
     settings: Settings
     out: TextIO
@@ -505,7 +505,7 @@ class Handler:
         return needs_approval(state.get("verdict"), bool(state.get("regressed")), perf)
 
     def _unapproved_status(self, state: Mapping[str, Any]) -> tuple[str, str]:
-        from bolt_bot.github import short_description
+        from bolt_bot.github.client import short_description
 
         regressed = state.get("regressed") or {}
         if regressed:
@@ -539,8 +539,8 @@ class Handler:
 
     def _local_head(self, pull: Any) -> bool:
         """Whether the workflow's checkout holds the pull request's head (a fork's code is never run here)."""
-        from bolt_bot.action import configure_safe_directory
-        from bolt_bot.gitrepo import try_resolve
+        from bolt_bot.github.action import configure_safe_directory
+        from bolt_bot.measure.gitrepo import try_resolve
 
         workspace = Path(self.config.workspace)
         if not (workspace / ".git").exists():
@@ -574,7 +574,7 @@ class Handler:
         return code
 
     def profile(self, req: Request) -> int:
-        from bolt_bot.action import _optional_module
+        from bolt_bot.github.action import _optional_module
 
         pull = self.client.pull(req.number)
         sha = pull.head.sha
@@ -584,7 +584,7 @@ class Handler:
                                    "workflow that holds a write token. Profile it with the **Bolt profile** "
                                    f"workflow (`workflow_dispatch`, ref `{sha[:7]}`) instead.")
             return EXIT_OK
-        report_module = _optional_module("bolt_bot.report")
+        report_module = _optional_module("bolt_bot.profiling.fullreport")
         profile_report = getattr(report_module, "profile_report", None)
         workspace = Path(self.config.workspace)
         checkout = self._local_head(pull)

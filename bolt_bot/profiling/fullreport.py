@@ -17,10 +17,12 @@ from typing import Any
 
 import jinja2
 
-from bolt_bot import __version__, envs, gitrepo
+from bolt_bot import __version__
+from bolt_bot.measure import envs
+from bolt_bot.measure import gitrepo
 from bolt_bot.errors import BoltError
-from bolt_bot.flamegraph import display_name, flamegraph_svg, speedscope_json
-from bolt_bot.profiling import (
+from bolt_bot.profiling.flamegraph import display_name, flamegraph_svg, speedscope_json
+from bolt_bot.profiling.collect import (
     Bottleneck,
     FunctionStats,
     FunctionTable,
@@ -31,9 +33,9 @@ from bolt_bot.profiling import (
     top_bottlenecks,
 )
 from bolt_bot.progress import Progress
-from bolt_bot.render import builtin_template_dir, format_amount, render_template
-from bolt_bot.rounds import run_round
-from bolt_bot.runner import compile_bytecode
+from bolt_bot.report.render import builtin_template_dir, format_amount, render_template
+from bolt_bot.measure.rounds import run_round
+from bolt_bot.pipeline import compile_bytecode
 from bolt_bot.settings import Settings, read_project_settings_text
 
 REPORT_MD = "report.md"

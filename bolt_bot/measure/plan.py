@@ -1,10 +1,10 @@
 """Choosing the measure per stage (instruction counts or wall time) and measuring instruction counts for `bolt run`.
 
 `measure()` is what the runner calls: it returns the stages of both measures merged into one list.
-Counts come from bolt_bot.instructions (callgrind via pytest-codspeed): base once, head once, then head
+Counts come from bolt_bot.measure.counts (callgrind via pytest-codspeed): base once, head once, then head
 again to show that the counts repeat. `--measure auto` first times one short discovery round per side and
 sends only short, single-threaded stages that do not wait to callgrind (measurement-facts.md: counts miss
-I/O, threads, caches; bolt_bot/routing.py says how waiting and threads are seen).
+I/O, threads, caches; bolt_bot/measure/routing.py says how waiting and threads are seen).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot import routing, stats
+from bolt_bot.measure import routing
+from bolt_bot.decide import stats
 from bolt_bot.errors import BoltError
-from bolt_bot.instructions import (
+from bolt_bot.measure.counts import (
     InstructionRun,
     codspeed_requirement,
     measure_instructions,
@@ -42,10 +43,10 @@ from bolt_bot.model import (
     StageComparison,
 )
 from bolt_bot.progress import Progress
-from bolt_bot.rounds import RoundResult, run_round
-from bolt_bot.sandbox import clean_environ
+from bolt_bot.measure.rounds import RoundResult, run_round
+from bolt_bot.measure.sandbox import clean_environ
 from bolt_bot.settings import Settings
-from bolt_bot.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+from bolt_bot.measure.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
 
 MIXED = "mixed"
 REPEAT = "head-repeat"  # head's second pass: its key in CountRun.runs, and where its files are kept afterwards
@@ -95,7 +96,7 @@ class Split:
 
 def requirements(settings: Settings) -> list[str]:
     """What both sides' environments need: pytest-codspeed too when instruction counts may be used."""
-    from bolt_bot.envs import BENCH_REQUIREMENTS
+    from bolt_bot.measure.envs import BENCH_REQUIREMENTS
 
     reqs = list(BENCH_REQUIREMENTS)
     if settings.measure == INSTRUCTIONS or (settings.measure == "auto" and valgrind_available()):
@@ -161,7 +162,7 @@ def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, pr
 
     A stage is counted when its call takes at most SHORT_CALL on every side it exists on, it matches
     no `walltime_stages` pattern, and on neither side did it wait or compute on other threads
-    (bolt_bot/routing.py: blocking and per-thread CPU seen by the round plugin, never a CPU/wall ratio,
+    (bolt_bot/measure/routing.py: blocking and per-thread CPU seen by the round plugin, never a CPU/wall ratio,
     so the same commits route the same stages on every try). Failed or hung stages are timed: the
     wall-time path reports them as usual.
     """

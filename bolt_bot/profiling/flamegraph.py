@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from bolt_bot.profiling import FunctionStats, FunctionTable, load_profile
+from bolt_bot.profiling.collect import FunctionStats, FunctionTable, load_profile
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 

@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.benchjson import read_round
+from bolt_bot.decide.benchjson import read_round
 from bolt_bot.errors import BoltError
-from bolt_bot.sandbox import clean_environ
+from bolt_bot.measure.sandbox import clean_environ
 from bolt_bot.model import BenchmarkRound
 
-PROBE_DIR = Path(__file__).resolve().parent / "probe"
+from bolt_bot.measure.probe import PROBE_DIR
 
 # Short rounds: the variance lives between processes, so time goes into more rounds, not longer ones.
 BENCHMARK_FLAGS = [

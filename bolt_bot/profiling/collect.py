@@ -13,10 +13,10 @@ from pathlib import Path
 
 from bolt_bot.errors import BoltError
 from bolt_bot.model import ProfileLine
-from bolt_bot.render import format_amount
-from bolt_bot.rounds import run_pytest
+from bolt_bot.report.render import format_amount
+from bolt_bot.measure.rounds import run_pytest
 
-PROBE_DIR = Path(__file__).resolve().parent / "probe"
+from bolt_bot.measure.probe import PROBE_DIR
 PLUGIN_MODULE = "bolt_profile_plugin"
 INDEX_NAME = "index.json"
 SIDECAR_SUFFIX = ".stage.json"  # must match the plugin
@@ -480,7 +480,7 @@ def _last_error(output: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-if __name__ == "__main__":  # pragma: no cover - a quick look at a dump: python -m bolt_bot.profiling FILE ROOT
+if __name__ == "__main__":  # pragma: no cover - a quick look at a dump: python -m bolt_bot.profiling.collect FILE ROOT
     _table = load_profile(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)
     for _f in hot_functions(_table):
         print(f"{_f.own * 1e3:10.3f} ms {_f.cum * 1e3:10.3f} ms {_f.calls:10.1f}  {_f.key}")

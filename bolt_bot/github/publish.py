@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from bolt_bot import render
+from bolt_bot.report import render
 from bolt_bot.errors import BoltError
 from bolt_bot.model import (
     FAILED,
@@ -59,7 +59,7 @@ def publish(
     """Post `results_dir/results.json` (already on disk) to GitHub: comment, status, label.
 
     The job summary, the annotations and the step outputs are written first and last, so that a
-    failing GitHub call (a PublishError, exit 3) still leaves them. `client` is a bolt_bot.github.Client,
+    failing GitHub call (a PublishError, exit 3) still leaves them. `client` is a bolt_bot.github.client.Client,
     or None to write only the local parts. `state_extra` adds keys to the comment's hidden state."""
     environ = os.environ if environ is None else environ
     stdout = stdout or sys.stdout
@@ -86,7 +86,7 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
                        run_url: str | None, state_extra: dict[str, Any] | None,
                        now: Callable[[], datetime]) -> None:
     # Approvals live in this comment's state too; imported here, as approval imports this module.
-    from bolt_bot import approval as approvals
+    from bolt_bot.github import approval as approvals
 
     head_sha = results.head.sha
     if not head_sha:
@@ -181,7 +181,7 @@ def _listing(stages: list[StageComparison]) -> str:
 
 def status_for(results: Results) -> tuple[str, str]:
     """(state, description) of the bolt/performance commit status; the description is cut to 140 characters."""
-    from bolt_bot.github import short_description
+    from bolt_bot.github.client import short_description
 
     def plural(n: int, word: str) -> str:
         return f"{n} stage{'s' if n != 1 else ''} {word}"

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats as sps
 
 from bolt_bot.model import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
-from bolt_bot.render import format_amount
+from bolt_bot.report.render import format_amount
 
 CONFIDENCE = 0.95
 

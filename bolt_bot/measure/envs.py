@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
-from bolt_bot.sandbox import clean_environ
+from bolt_bot.measure.sandbox import clean_environ
 
 DEPENDENCY_FILES = ("pyproject.toml", "setup.py", "setup.cfg", ".python-version", "uv.lock", "poetry.lock",
                     "pdm.lock", "Pipfile", "Pipfile.lock")

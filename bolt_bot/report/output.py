@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bolt_bot import render
+from bolt_bot.report import render
 from bolt_bot.model import Results
 
 

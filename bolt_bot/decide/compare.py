@@ -7,7 +7,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bolt_bot import speedgate, stats
+from bolt_bot.measure import speedgate
+from bolt_bot.decide import stats
 from bolt_bot.model import (
     ADDED,
     FAILED,

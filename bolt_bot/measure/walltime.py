@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot import speedgate, stats
-from bolt_bot.compare import SideRounds, columns, compare_sides
+from bolt_bot.measure import speedgate
+from bolt_bot.decide import stats
+from bolt_bot.decide.compare import SideRounds, columns, compare_sides
 from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.progress import Progress
-from bolt_bot.rounds import RoundResult, run_round
+from bolt_bot.measure.rounds import RoundResult, run_round
 
 BASE, HEAD = "base", "head"
 

@@ -7,10 +7,10 @@ still tells which stage it was running and which had failed.
 With BOLT_SPEED_PROBE set (Bolt's rounds), each test call is bracketed by a speed probe: a fixed
 pure-Python loop timed just before and just after the stage is measured. Some virtual machines switch
 between full speed and a phase 1.5-2x slower, for 50 ms up to seconds; the probes tell Bolt which
-measurements ran at full speed (see bolt_bot/speedgate.py).
+measurements ran at full speed (see bolt_bot/measure/speedgate.py).
 
 With BOLT_CALL_EVIDENCE naming a file (Bolt's discovery rounds), each test call also writes what
-`--measure auto` routes stages by (bolt_bot/routing.py): the CPU time of the benchmark's own thread and
+`--measure auto` routes stages by (bolt_bot/measure/routing.py): the CPU time of the benchmark's own thread and
 of the whole process, the times the thread blocked (voluntary context switches) and the threads alive.
 These are counts and CPU clocks of one process, not a CPU/wall ratio, which a VM's clocks make unreliable.
 """

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
-from bolt_bot.sandbox import clean_environ
+from bolt_bot.measure.sandbox import clean_environ
 
 CODSPEED_VERSION = "5.0.4"
 
