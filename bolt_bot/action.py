@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bolt_bot.errors import EXIT_OK, EXIT_REGRESSION, BoltError
-from bolt_bot.model import Results
+from bolt_bot.model import FAILED, Results
+from bolt_bot.sandbox import forbidden
 from bolt_bot.settings import Settings
 
 DEFAULT_RESULTS_DIR = "bolt-results"
@@ -23,10 +24,12 @@ DEFAULT_RESULTS_DIR = "bolt-results"
 MAX_ARTIFACT_FILE = 8 * 1024 * 1024
 MAX_PR_JSON = 64 * 1024
 # Inputs that steer the action itself rather than the measurement settings.
-ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter")
+ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter", "bot-login")
 MODES = ("measure", "label", "publish", "profile", "command")
 PR_MEASURE_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 SHA = re.compile(r"^[0-9a-f]{40}$")
+PR_TARGET_REFUSAL = ("pull_request_target runs with a write token and secrets: Bolt never measures a pull request's "
+                     "code there; measure on pull_request and publish with a workflow_run workflow (see docs/action.md)")
 
 
 @dataclass
@@ -105,16 +108,19 @@ def read_config(environ: Mapping[str, str]) -> ActionConfig:
 # choosing the activity
 
 
-def _label_defaults(config: ActionConfig) -> tuple[str, str]:
-    defaults = Settings()
-    return (config.input("perf-label", defaults.perf_label) or defaults.perf_label,
-            config.input("approval-label", defaults.approval_label) or defaults.approval_label)
+def project_settings(config: ActionConfig) -> Settings:
+    """Defaults < [tool.bolt] of the workspace's pyproject.toml < the inputs."""
+    from bolt_bot.settings import load_settings
+
+    project = config.workspace if (config.workspace / "pyproject.toml").is_file() else None
+    return load_settings(project, config.overrides)
 
 
 def choose_activity(config: ActionConfig) -> tuple[str, str]:
-    """(activity, why): measure | publish | profile | command | ignore."""
-    event, name = config.event, config.event_name
-    perf_label, approval_label = _label_defaults(config)
+    """(activity, why): measure | publish | profile | command | ignore | refuse."""
+    name = config.event_name
+    settings = project_settings(config)  # the labels as [tool.bolt] names them, in every mode
+    perf_label, approval_label = settings.perf_label, settings.approval_label
     if config.mode == "publish":
         return "publish", "mode: publish"
     if config.mode == "profile":
@@ -122,20 +128,10 @@ def choose_activity(config: ActionConfig) -> tuple[str, str]:
     if config.mode == "command":
         return "command", "mode: command"
     if name in ("pull_request", "pull_request_target") and config.mode in ("", "measure", "label"):
-        action = event.get("action")
-        label = str((event.get("label") or {}).get("name") or "")
-        if action in ("labeled", "unlabeled") and label == approval_label:
-            return "command", f"pull_request {action} {label!r}"
-        if config.mode == "label":
-            labels = [str(lb.get("name")) for lb in (event.get("pull_request") or {}).get("labels") or []]
-            if perf_label not in labels:
-                return "ignore", f"the pull request has no {perf_label!r} label (mode: label)"
-            if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
-                return "measure", f"pull_request {action} with the {perf_label!r} label"
-            return "ignore", f"pull_request {action}"
-        if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
-            return "measure", f"pull_request {action}"
-        return "ignore", f"pull_request {action}" + (f" {label!r}" if label else "")
+        activity, why = _pull_request_activity(config, perf_label, approval_label)
+        if name == "pull_request_target" and activity == "measure":
+            return "refuse", PR_TARGET_REFUSAL  # the event's token may write: the PR's code never runs with it
+        return activity, why
     if name == "push" or config.mode == "measure":
         return "measure", name or "mode: measure"
     if name == "workflow_run":
@@ -145,6 +141,24 @@ def choose_activity(config: ActionConfig) -> tuple[str, str]:
     if name in ("issue_comment", "pull_request_review"):
         return "command", name
     return "ignore", f"event {name!r}"
+
+
+def _pull_request_activity(config: ActionConfig, perf_label: str, approval_label: str) -> tuple[str, str]:
+    event = config.event
+    action = event.get("action")
+    label = str((event.get("label") or {}).get("name") or "")
+    if action in ("labeled", "unlabeled") and label == approval_label:
+        return "command", f"pull_request {action} {label!r}"
+    if config.mode == "label":
+        labels = [str(lb.get("name")) for lb in (event.get("pull_request") or {}).get("labels") or []]
+        if perf_label not in labels:
+            return "ignore", f"the pull request has no {perf_label!r} label (mode: label)"
+        if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
+            return "measure", f"pull_request {action} with the {perf_label!r} label"
+        return "ignore", f"pull_request {action}"
+    if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
+        return "measure", f"pull_request {action}"
+    return "ignore", f"pull_request {action}" + (f" {label!r}" if label else "")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -188,9 +202,13 @@ Measure = Callable[[MeasureRequest], "tuple[Results, Settings]"]
 
 
 def default_client_factory(config: ActionConfig):
-    from bolt_bot.github import Client, ClientOptions
+    from bolt_bot.github import ACTIONS_BOT, Client, ClientOptions
 
-    return Client(config.token, config.repository, ClientOptions.from_env(config.environ))
+    client = Client(config.token, config.repository, ClientOptions.from_env(config.environ))
+    # An installation token (ghs_: the job's GITHUB_TOKEN, or a GitHub App's) may not ask GET /user whom it
+    # writes as: the job's writes as github-actions[bot]; another App's "<slug>[bot]" is the bot-login input.
+    client.bot_login = config.input("bot-login") or (ACTIONS_BOT if config.token.startswith("ghs_") else None)
+    return client
 
 
 def configure_safe_directory(workspace: Path, environ: MutableMapping[str, str]) -> None:
@@ -237,6 +255,8 @@ def run_action(config: ActionConfig, runtime: Runtime | None = None) -> int:
         return _profile_activity(config, runtime)
     if activity == "command":
         return _command_activity(config, runtime)
+    if activity == "refuse":
+        raise BoltError(why)
     print(f"::notice title=Bolt::nothing to do for {_one_line(why)}", file=out)
     return EXIT_OK
 
@@ -248,7 +268,11 @@ def _one_line(text: str) -> str:
 
 
 def _exit_code(results: Results, settings: Settings) -> int:
-    if settings.fail_on_regression and results.regressions and not results.approval:
+    """1 for a failed measurement or a regression nobody approved (results.approval is set only by publish,
+    from Bolt's own comment), when asked to fail on one."""
+    if not settings.fail_on_regression:
+        return EXIT_OK
+    if results.verdict == FAILED or (results.regressions and not results.approval):
         return EXIT_REGRESSION
     return EXIT_OK
 
@@ -273,6 +297,12 @@ def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
         head_label, base_label = pr["head"].get("ref"), pr["base"].get("ref")
         head_repo = ((pr["head"].get("repo") or {}).get("full_name"))
         fork = head_repo != ((pr["base"].get("repo") or {}).get("full_name") or config.repository)
+        if fork:
+            # Decided before any of the fork's code runs: no client is made and no token is kept for it. The
+            # measured processes start from an allow-list anyway (bolt_bot.sandbox); this is one more wall.
+            config = dataclasses.replace(config, token="")
+            for name in [name for name in environ if forbidden(name)]:
+                del environ[name]
     else:
         head = str(event.get("after") or config.environ.get("GITHUB_SHA") or "HEAD")
         before = str(event.get("before") or "")
