@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -224,41 +226,132 @@ def test_two_publishers_at_once_on_a_new_pull_request_leave_one_comment(gh, tmp_
 # ------------------------------------------------ item 7: an approval racing a publish of a newer head
 
 
-def test_an_approval_racing_a_newer_heads_publish_never_brings_the_old_report_back(gh, tmp_path):
+class Script:
+    """Makes a race happen on the double: requests of one token are held until another's have arrived or been
+    answered, and a callback can act (a push) the moment a request arrives."""
+
+    def __init__(self, gh, monkeypatch):
+        self._handle = gh.double.handle
+        self.rules: list[dict] = []
+        monkeypatch.setattr(gh.double, "handle", self.handle)
+
+    def on(self, token: str, method: str, pattern: str, *, arrived=None, answered=None, hold=None, skip: int = 0):
+        """For `token`'s requests matching: after `skip` of them, the next one sets `arrived` (an Event, or a
+        callable) when it arrives, waits for `hold`, and sets `answered` once the double has answered it."""
+        self.rules.append({"token": token, "method": method, "rx": re.compile(pattern), "skip": skip, "left": 1,
+                           "arrived": arrived, "answered": answered, "hold": hold})
+
+    def handle(self, method, raw_path, headers, raw_body):
+        token = headers.get("authorization", "").split()[-1] if headers.get("authorization") else None
+        path = urlsplit(raw_path).path
+        mine = []
+        for rule in self.rules:
+            if rule["token"] == token and rule["method"] == method and rule["rx"].fullmatch(path) and rule["left"]:
+                if rule["skip"]:
+                    rule["skip"] -= 1
+                    continue
+                rule["left"] = 0
+                mine.append(rule)
+        for rule in mine:
+            if rule["arrived"] is not None:
+                rule["arrived"]() if callable(rule["arrived"]) else rule["arrived"].set()
+            if rule["hold"] is not None:
+                assert rule["hold"].wait(30), f"held {method} {path} for nothing"
+        answer = self._handle(method, raw_path, headers, raw_body)
+        for rule in mine:
+            if rule["answered"] is not None:
+                rule["answered"].set()
+        return answer
+
+
+COMMENTS = r"/repos/[^/]+/[^/]+/issues/\d+/comments"
+COMMENT = r"/repos/[^/]+/[^/]+/issues/comments/\d+"
+PERMISSION = r"/repos/[^/]+/[^/]+/collaborators/[^/]+/permission"
+
+
+def race(commands: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, subprocess.CompletedProcess]:
+    """Run the commands at once, each in its own process."""
+    results: dict[str, subprocess.CompletedProcess] = {}
+
+    def start(name: str) -> None:
+        argv, environ = commands[name]
+        results[name] = subprocess.run(argv, env=environ, cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in commands]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def racing_runs(gh, tmp_path, pr, newer: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """`bolt publish` of the newer head (token ghs_publisher) and `/bolt approve` of the reported one
+    (token ghs_approver): two jobs, both writing as github-actions[bot]."""
+    for token in ("ghs_publisher", "ghs_approver"):
+        gh.add_token(token, ACTIONS_BOT, app=True)
+    folder = write_dir(tmp_path, make_results(newer, pr.base_sha, verdict="improved"), "newer")
+    approve_env = comment_event(gh, sub(tmp_path, "approve"), pr, pr.maintainer, "/bolt approve fine for now")
+    approve_env["INPUT_GITHUB-TOKEN"] = "ghs_approver"
+    for method in ("PATCH", "POST"):  # every write takes 1.5 s
+        gh.delay(method, "/repos/*/*/issues/*", 1.5, times=None)
+        gh.delay(method, "/repos/*/*/statuses/*", 1.5, times=None)
+    return {
+        "publish": ([sys.executable, "-m", "bolt_bot", "publish", str(folder), "--repo", pr.repo, "--pr",
+                     str(pr.number)], {**os.environ, **publish_env(gh, "ghs_publisher")}),
+        "approve": ([sys.executable, "-m", "bolt_bot", "action"], {**os.environ, **approve_env}),
+    }
+
+
+def test_an_approval_racing_a_newer_heads_publish_never_brings_the_old_report_back(gh, tmp_path, monkeypatch):
+    """The issue's case: the push is in, its run writes (1.5 s), and the approval reads the comment meanwhile."""
     concurrent(gh)
     pr = gh.seed_pr()
     run(runner_env(gh, sub(tmp_path, "measure"), "pull_request", pr_event(pr), pr.token))
     newer = gh.add_commit(pr.repo, "5" * 40)
     gh.pull(pr.repo, pr.number).head_sha = newer  # pushed; its run is about to publish
-    folder = write_dir(tmp_path, make_results(newer, pr.base_sha, verdict="improved"), "newer")
-    approve_env = comment_event(gh, sub(tmp_path, "approve"), pr, pr.maintainer, "/bolt approve fine for now")
-    for method in ("PATCH", "POST"):  # every write takes 1.5 s
-        gh.delay(method, "/repos/*/*/issues/*", 1.5, times=None)
-        gh.delay(method, "/repos/*/*/statuses/*", 1.5, times=None)
-    env = {**os.environ, **publish_env(gh, pr.token)}
-    commands = {
-        "publish": ([sys.executable, "-m", "bolt_bot", "publish", str(folder), "--repo", pr.repo, "--pr",
-                     str(pr.number)], env),
-        "approve": ([sys.executable, "-m", "bolt_bot", "action"], {**os.environ, **approve_env}),
-    }
-    results: dict[str, subprocess.CompletedProcess] = {}
-
-    def start(name: str, wait: float) -> None:
-        time.sleep(wait)
-        argv, environ = commands[name]
-        results[name] = subprocess.run(argv, env=environ, cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-    # The publish writes first; the approval has read the comment before that write lands.
-    threads = [threading.Thread(target=start, args=("publish", 0.0)), threading.Thread(target=start, args=("approve", 0.3))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results["publish"].returncode == 0, results["publish"].stderr
-    assert results["approve"].returncode == 0, results["approve"].stderr
+    commands = racing_runs(gh, tmp_path, pr, newer)
+    writing = threading.Event()
+    script = Script(gh, monkeypatch)
+    script.on("ghs_publisher", "PATCH", COMMENT, arrived=writing)
+    script.on("ghs_approver", "GET", PERMISSION, hold=writing)  # the approval starts while the report is written
+    results = race(commands)
+    assert [results[n].returncode for n in ("publish", "approve")] == [0, 0], {n: r.stderr for n, r in results.items()}
     reports = marked(gh, pr)
     assert len(reports) == 1 and read_state(reports[0].body)["head_sha"] == newer, reports[0].body[:300]
     assert "approve again" in gh.comments(pr.repo, pr.number)[-1].body
+    gh.clear_faults()
+    gh.settle()
+
+
+def test_a_publish_writes_again_when_an_older_approval_lands_after_it(gh, tmp_path, monkeypatch):
+    """The other order: the approval checked the head before the push, and its write lands after the newer
+    head's write (held); the newer head's run reads its comment back and writes its report again."""
+    concurrent(gh)
+    pr = gh.seed_pr()
+    run(runner_env(gh, sub(tmp_path, "measure"), "pull_request", pr_event(pr), pr.token))
+    newer = gh.add_commit(pr.repo, "6" * 40)
+    commands = racing_runs(gh, tmp_path, pr, newer)
+    pushed, published, approved = threading.Event(), threading.Event(), threading.Event()
+
+    def push():
+        gh.pull(pr.repo, pr.number).head_sha = newer
+        pushed.set()
+
+    script = Script(gh, monkeypatch)
+    script.on("ghs_publisher", "GET", r"/user|/repos/.*", hold=pushed)  # the newer head's run starts after the push
+    # the approval's write arrives (the push lands just then) and is held until the newer report is written
+    script.on("ghs_approver", "PATCH", COMMENT, arrived=push, hold=published, answered=approved)
+    script.on("ghs_publisher", "PATCH", COMMENT, answered=published)
+    script.on("ghs_publisher", "GET", COMMENTS, skip=1, hold=approved)  # its read-back comes after the approval
+    results = race(commands)
+    assert [results[n].returncode for n in ("publish", "approve")] == [0, 0], {n: r.stderr for n, r in results.items()}
+    reports = marked(gh, pr)
+    state = read_state(reports[0].body)
+    assert len(reports) == 1 and state["head_sha"] == newer, reports[0].body[:300]
+    assert "writing it again" in results["publish"].stdout
+    # the approval landed in between and holds for the newer head (no stage regressed there)
+    assert state["approval"]["user"] == pr.maintainer and state["approval"]["holds_for"] == newer
     gh.clear_faults()
     gh.settle()
 
