@@ -198,28 +198,34 @@ def test_a_failed_reply_never_overwrites_the_report(gh, tmp_path, case):
 # -------------------------------------------------- item 6: two publishers on a brand-new PR leave one comment
 
 
-def test_two_publishers_at_once_on_a_new_pull_request_leave_one_comment(gh, tmp_path):
+def test_two_publishers_at_once_on_a_new_pull_request_leave_one_comment(gh, tmp_path, monkeypatch):
+    """Two `bolt publish` processes (two jobs, both github-actions[bot]); each creates its comment only once
+    both have listed the comments and found none, and every write takes 1 s. Five times."""
     concurrent(gh)
+    script = Script(gh, monkeypatch)
+    for token in ("ghs_run_a", "ghs_run_b"):
+        gh.add_token(token, ACTIONS_BOT, app=True)
     for trial in range(5):
         pr = gh.seed_pr(number=20 + trial)
-        folders = []
-        for name, ratio in (("a", 1.092), ("b", 1.3)):
+        gh.delay("POST", f"/repos/*/*/issues/{pr.number}/comments", 1.0, times=None)
+        commands = {}
+        listed = {"a": threading.Event(), "b": threading.Event()}
+        script.rules.clear()
+        for name, ratio, other in (("a", 1.092, "b"), ("b", 1.3, "a")):
             results = make_results(pr.head_sha, pr.base_sha)
             results.stages[0].ratio = ratio
-            folders.append(write_dir(tmp_path / str(trial), results, name))
-        # Each creation takes 4 s: the second run lists the comments while the first one's is being made, finds
-        # none and creates one too (however late its process starts on a busy machine).
-        gh.delay("POST", f"/repos/*/*/issues/{pr.number}/comments", 4.0, times=2)
-        env = {**os.environ, **publish_env(gh, pr.token)}
-        procs = [subprocess.Popen([sys.executable, "-m", "bolt_bot", "publish", str(f), "--repo", pr.repo,
-                                   "--pr", str(pr.number)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for f in folders]
-        outs = [p.communicate(timeout=120) for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], outs
+            folder = write_dir(tmp_path / str(trial), results, name)
+            commands[name] = ([sys.executable, "-m", "bolt_bot", "publish", str(folder), "--repo", pr.repo, "--pr",
+                               str(pr.number)], {**os.environ, **publish_env(gh, f"ghs_run_{name}")})
+            script.on(f"ghs_run_{name}", "GET", COMMENTS, answered=listed[name])
+            script.on(f"ghs_run_{name}", "POST", COMMENTS, hold=listed[other])
+        done = race(commands)
+        assert [done[n].returncode for n in "ab"] == [0, 0], {n: r.stderr for n, r in done.items()}
         assert len(gh.requests_matching("POST", f"/repos/*/*/issues/{pr.number}/comments")) == 2, trial
         left = marked(gh, pr)
         assert len(left) == 1, (trial, [c.id for c in left])
         assert read_state(left[0].body)["head_sha"] == pr.head_sha
+        gh.clear_faults()
     gh.settle()
 
 
