@@ -108,10 +108,20 @@ def read_config(environ: Mapping[str, str]) -> ActionConfig:
 # choosing the activity
 
 
-def project_settings(config: ActionConfig) -> Settings:
-    """Defaults < [tool.bolt] of the workspace's pyproject.toml < the inputs."""
-    from bolt_bot.settings import load_settings
+def project_settings(config: ActionConfig, base: str | None = None) -> Settings:
+    """Defaults < [tool.bolt] < the inputs. The table is the base commit's (`base`, else the event's pull request
+    base) when the checkout holds it, so that a pull request cannot choose its own approvers, labels or install
+    command; else the workspace's pyproject.toml (the default branch, for comments and workflow_run)."""
+    from bolt_bot.gitrepo import file_at, try_resolve
+    from bolt_bot.settings import load_settings, read_project_settings_text
 
+    pr = config.event.get("pull_request") if isinstance(config.event.get("pull_request"), dict) else {}
+    base = base or str((pr.get("base") or {}).get("sha") or "") or None
+    sha = try_resolve(config.workspace, base) if base and (config.workspace / ".git").exists() else None
+    if sha:
+        source = f"{sha[:7]}:pyproject.toml"
+        table = read_project_settings_text(file_at(config.workspace, sha, "pyproject.toml"), source)
+        return Settings().updated(table, f"{source} [tool.bolt]").updated(config.overrides, "inputs")
     project = config.workspace if (config.workspace / "pyproject.toml").is_file() else None
     return load_settings(project, config.overrides)
 
@@ -245,6 +255,9 @@ def run_action(config: ActionConfig, runtime: Runtime | None = None) -> int:
     """Run the activity the event asks for; returns the exit code (errors raise BoltError/PublishError)."""
     runtime = runtime or Runtime()
     out = runtime.stdout or sys.stdout
+    # Before any git call (settings are read from the base commit): the container runs as root in the
+    # runner's workspace.
+    configure_safe_directory(config.workspace, runtime.environ if runtime.environ is not None else os.environ)
     activity, why = choose_activity(config)
     print(f"bolt: {activity} ({why})", file=runtime.stderr or sys.stderr)
     if activity == "measure":
@@ -410,7 +423,6 @@ def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[
 def _publish_activity(config: ActionConfig, runtime: Runtime) -> int:
     from bolt_bot import publish as pub
     from bolt_bot.errors import PublishError
-    from bolt_bot.settings import load_settings
 
     folder = config.results_dir
     results, pr_info = validate_artifact(folder)
@@ -436,8 +448,7 @@ def _publish_activity(config: ActionConfig, runtime: Runtime) -> int:
         raise _refuse(f"the results are for {str(results.head.sha)[:7]} (pr.json: {pr_info['head_sha'][:7]}), "
                       f"but pull request #{number} is at {actual[:7]}")
     # Settings come from this (trusted) workflow and workspace, never from the artifact.
-    project = config.workspace if (config.workspace / "pyproject.toml").is_file() else None
-    settings = load_settings(project, config.overrides)
+    settings = project_settings(config)
     results.pull_request, results.repository = number, config.repository
     pub.publish(folder, client, config.repository, number, settings, results=results, environ=config.environ,
                 run_url=config.run_url, results_dir_output=config.results_dir_input, stdout=runtime.stdout)

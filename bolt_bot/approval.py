@@ -603,14 +603,11 @@ class Handler:
     def _base_overrides(self, pull: Any) -> dict[str, Any]:
         """Every setting as the base's [tool.bolt] and the workflow's inputs give it, for profiling the head: the
         pull request's own [tool.bolt] (its `install` command above all) must not choose what runs here."""
-        from bolt_bot.gitrepo import file_at, resolve
-        from bolt_bot.settings import read_project_settings_text
+        from bolt_bot.action import project_settings
+        from bolt_bot.gitrepo import resolve
 
-        workspace = Path(self.config.workspace)
-        base = resolve(workspace, pull.base.sha)  # fetched when the checkout is shallow
-        source = f"{base[:7]}:pyproject.toml"
-        table = read_project_settings_text(file_at(workspace, base, "pyproject.toml"), source)
-        settings = Settings().updated(table, f"{source} [tool.bolt]").updated(self.config.overrides, "inputs")
+        base = resolve(Path(self.config.workspace), pull.base.sha)  # fetched when the checkout is shallow
+        settings = project_settings(self.config, base)
         # profile_report applies the profiled commit's table first, then these: each is given ("" for none).
         return {name: "" if value is None else value for name, value in settings.to_dict().items()}
 
@@ -686,10 +683,9 @@ def _profile_reply(report: str, sha: str, run_url: str | None) -> str:
 
 
 def _settings(config: Any) -> Settings:
-    from bolt_bot.settings import load_settings
+    from bolt_bot.action import project_settings
 
-    project = config.workspace if (Path(config.workspace) / "pyproject.toml").is_file() else None
-    return load_settings(project, config.overrides)
+    return project_settings(config)  # the base's [tool.bolt] when the event names a base the checkout holds
 
 
 def handle(config: Any, client_factory: Callable[[], Any], *, out: TextIO | None = None,

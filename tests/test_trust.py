@@ -431,3 +431,26 @@ def test_labels_from_tool_bolt_count_in_label_mode(gh, tmp_path):
     code, _ = run(runner_env(gh, tmp_path, "pull_request", event, pr.token, mode="label"), measure)
     assert code == 0 and len(measure.requests) == 1
     assert read_state(marked(gh, pr)[0].body)["approval"]["via"] == "label"
+
+
+def test_approvers_and_labels_come_from_the_base_not_the_pull_request(gh, tmp_path):
+    """The base asks for admin approvals; the pull request's pyproject.toml says write: the base wins."""
+    from tests.conftest import commit, git, make_repo
+
+    workspace = make_repo(tmp_path / "workspace", {"pyproject.toml": '[tool.bolt]\napprovers = "admin"\n'})
+    base = git(workspace, "rev-parse", "HEAD")
+    head = commit(workspace, {"pyproject.toml": '[tool.bolt]\napprovers = "write"\n'}, "head")
+    pr = gh.seed_pr(head_sha=head, base_sha=base)
+    run(runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token))
+    assert gh.statuses(pr.repo, head)[-1].state == "failure"
+    gh.add_label(pr.repo, "perf-approved")
+    gh.pull(pr.repo, pr.number).labels.append("perf-approved")
+    event = load_event("pull_request", "labeled", repo=pr.repo, number=pr.number, head_sha=head, base_sha=base,
+                       sender=pr.maintainer)
+    event["label"] = {**event["label"], "name": "perf-approved"}
+    event["pull_request"]["labels"] = [{"name": "perf-approved"}]
+    code, _ = run(runner_env(gh, tmp_path, "pull_request", event, pr.token))
+    assert code == 0
+    assert gh.statuses(pr.repo, head)[-1].state == "failure"  # a maintainer (write) may not approve here
+    assert read_state(marked(gh, pr)[0].body)["approval"] is None
+    assert "admin permission" in gh.comments(pr.repo, pr.number)[-1].body
