@@ -172,7 +172,8 @@ def comment_event(gh, tmp_path, pr, user: str, body: str) -> dict[str, str]:
     return runner_env(gh, tmp_path, "issue_comment", event, pr.token)
 
 
-@pytest.mark.parametrize("case", ["refusal-502", "refusal-500", "saywhy-502", "help-502", "refusal-acted-502"])
+@pytest.mark.parametrize("case", ["refusal-502", "refusal-500", "saywhy-502", "help-502", "refusal-acted-502",
+                                  "help-timeout"])
 def test_a_failed_reply_never_overwrites_the_report(gh, tmp_path, case):
     pr = gh.seed_pr()
     run(runner_env(gh, sub(tmp_path, "measure"), "pull_request", pr_event(pr), pr.token))
@@ -182,8 +183,13 @@ def test_a_failed_reply_never_overwrites_the_report(gh, tmp_path, case):
                   "help": (pr.maintainer, "/bolt help")}[case.split("-")[0]]
     env = comment_event(gh, tmp_path, pr, user, text)
     acted = case.endswith("acted-502")
-    gh.fail("POST", "/repos/*/*/issues/*/comments", 500 if case.endswith("500") else 502, after_action=acted)
+    if case.endswith("timeout"):  # no answer in time (as with a reset): the reply appears only later
+        env["BOLT_GITHUB_TIMEOUT"] = "1"
+        gh.fail("POST", "/repos/*/*/issues/*/comments", None, delay=2.5)
+    else:
+        gh.fail("POST", "/repos/*/*/issues/*/comments", 500 if case.endswith("500") else 502, after_action=acted)
     result = invoke(env)
+    gh.settle()
     assert marked(gh, pr)[0].body == before and len(marked(gh, pr)) == 1  # the report, as it was
     if acted:  # the server made the reply before failing: it is there once, and all is well
         assert result.exit_code == 0, result.output
@@ -192,7 +198,8 @@ def test_a_failed_reply_never_overwrites_the_report(gh, tmp_path, case):
     assert result.exit_code == EXIT_PUBLISH, result.output
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("bolt: error: could not reply on #7"), result.stderr
-    assert len(gh.comments(pr.repo, pr.number)) == 2  # the report and the command, nothing else
+    # the report and the command (and the late reply, which the server made after Bolt gave up)
+    assert len(gh.comments(pr.repo, pr.number)) == (3 if case.endswith("timeout") else 2)
 
 
 # -------------------------------------------------- item 6: two publishers on a brand-new PR leave one comment
