@@ -212,12 +212,11 @@ Measure = Callable[[MeasureRequest], "tuple[Results, Settings]"]
 
 
 def default_client_factory(config: ActionConfig):
-    from bolt_bot.github import ACTIONS_BOT, Client, ClientOptions
+    from bolt_bot.github import Client, ClientOptions
 
     client = Client(config.token, config.repository, ClientOptions.from_env(config.environ))
-    # An installation token (ghs_: the job's GITHUB_TOKEN, or a GitHub App's) may not ask GET /user whom it
-    # writes as: the job's writes as github-actions[bot]; another App's "<slug>[bot]" is the bot-login input.
-    client.bot_login = config.input("bot-login") or (ACTIONS_BOT if config.token.startswith("ghs_") else None)
+    # A GitHub App's installation token writes as "<slug>[bot]" and may not ask GET /user: the input says.
+    client.bot_login = config.input("bot-login")
     return client
 
 

@@ -88,6 +88,7 @@ class Client:
             raise PublishError("no GitHub token: give the github-token input (or set GITHUB_TOKEN)")
         self.options = options or ClientOptions()
         self.repository = repository
+        self.installation_token = token.startswith("ghs_")  # an App's, or the job's: no GET /user (see whoami)
         self.sleep = sleep
         # lazy: get_repo/get_issue/get_commit make no request until something is read or written.
         self.github = Github(
@@ -222,9 +223,14 @@ class Client:
     bot_login: str | None = None  # configured (a GitHub App's "<slug>[bot]"); else asked of the API
 
     def whoami(self) -> str:
-        """The login Bolt writes as: configured, else GET /user (a personal token), else the Actions bot."""
+        """The login Bolt writes as: configured, else GET /user (a personal token), else the Actions bot.
+
+        An installation token (ghs_: the job's GITHUB_TOKEN, or a GitHub App's) gets 403 on GET /user; it is
+        taken for the job's, github-actions[bot]: another App's "<slug>[bot]" must be configured."""
         if self.bot_login:
             return self.bot_login
+        if getattr(self, "installation_token", False):
+            return ACTIONS_BOT
         if getattr(self, "_login", None) is None:
             try:
                 with calling("asking GitHub whom the token belongs to", self.options):
