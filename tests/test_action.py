@@ -138,6 +138,10 @@ def test_inputs_keep_hyphens_and_empty_means_not_given(tmp_path):
     ("pull_request_review", "submitted", None, "", "command"),
     ("push", None, None, "", "measure"),
     ("schedule", None, None, "", "ignore"),
+    ("pull_request_target", "opened", None, "", "refuse"),
+    ("pull_request_target", "synchronize", None, "measure", "refuse"),
+    ("pull_request_target", "labeled", "perf-approved", "", "command"),
+    ("pull_request_target", "closed", None, "", "ignore"),
 ])
 def test_activity_from_the_event(tmp_path, event_name, action_name, label, mode, expected):
     event = {"action": action_name, "repository": {"full_name": "o/r"}, "pull_request": {"labels": []}}

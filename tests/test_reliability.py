@@ -277,7 +277,9 @@ def test_a_comment_forged_by_the_pr_author_is_never_adopted(gh, tmp_path):
     comments = gh.comments(pr.repo, pr.number)
     assert comments[0].body.endswith("all good")  # left alone
     ours = [c for c in comments if c.user != pr.author]
-    assert len(ours) == 1 and "approvals" not in read_state(ours[0].body)
+    # Bolt's comment is the one written by the identity it writes with: one per token here, none adopted
+    assert len({c.user for c in ours}) == len(ours) == 2
+    assert all("approvals" not in read_state(c.body) for c in ours)
 
 
 # ====================================================================== malformed answers, pages, waits
@@ -762,8 +764,6 @@ def test_a_late_older_run_does_not_comment_or_label_after_a_quiet_newer_one(gh, 
     assert late.comment == "skipped-stale" and gh.labels(pr.repo, pr.number) == []
 
 
-@pytest.mark.xfail(strict=True, reason="two runs that both find no comment both create one; the workflows' "
-                                       "`concurrency` group prevents it (see docs/reliability.md, open issues)")
 def test_two_runs_publishing_at_the_same_moment_leave_one_comment(gh, tmp_path):
     pr = gh.seed_pr()
     second = fast_client(gh, pr.token, pr.repo)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bolt_bot.errors import EXIT_OK, EXIT_REGRESSION, BoltError
-from bolt_bot.model import Results
+from bolt_bot.model import FAILED, Results
+from bolt_bot.measure.sandbox import forbidden
 from bolt_bot.settings import Settings
 
 DEFAULT_RESULTS_DIR = "bolt-results"
@@ -23,10 +24,12 @@ DEFAULT_RESULTS_DIR = "bolt-results"
 MAX_ARTIFACT_FILE = 8 * 1024 * 1024
 MAX_PR_JSON = 64 * 1024
 # Inputs that steer the action itself rather than the measurement settings.
-ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter")
+ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter", "bot-login")
 MODES = ("measure", "label", "publish", "profile", "command")
 PR_MEASURE_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 SHA = re.compile(r"^[0-9a-f]{40}$")
+PR_TARGET_REFUSAL = ("pull_request_target runs with a write token and secrets: Bolt never measures a pull request's "
+                     "code there; measure on pull_request and publish with a workflow_run workflow (see docs/action.md)")
 
 
 @dataclass
@@ -105,16 +108,29 @@ def read_config(environ: Mapping[str, str]) -> ActionConfig:
 # choosing the activity
 
 
-def _label_defaults(config: ActionConfig) -> tuple[str, str]:
-    defaults = Settings()
-    return (config.input("perf-label", defaults.perf_label) or defaults.perf_label,
-            config.input("approval-label", defaults.approval_label) or defaults.approval_label)
+def project_settings(config: ActionConfig, base: str | None = None) -> Settings:
+    """Defaults < [tool.bolt] < the inputs. The table is the base commit's (`base`, else the event's pull request
+    base) when the checkout holds it, so that a pull request cannot choose its own approvers, labels or install
+    command; else the workspace's pyproject.toml (the default branch, for comments and workflow_run)."""
+    from bolt_bot.measure.gitrepo import file_at, try_resolve
+    from bolt_bot.settings import load_settings, read_project_settings_text
+
+    pr = config.event.get("pull_request") if isinstance(config.event.get("pull_request"), dict) else {}
+    base = base or str((pr.get("base") or {}).get("sha") or "") or None
+    sha = try_resolve(config.workspace, base) if base and (config.workspace / ".git").exists() else None
+    if sha:
+        source = f"{sha[:7]}:pyproject.toml"
+        table = read_project_settings_text(file_at(config.workspace, sha, "pyproject.toml"), source)
+        return Settings().updated(table, f"{source} [tool.bolt]").updated(config.overrides, "inputs")
+    project = config.workspace if (config.workspace / "pyproject.toml").is_file() else None
+    return load_settings(project, config.overrides)
 
 
 def choose_activity(config: ActionConfig) -> tuple[str, str]:
-    """(activity, why): measure | publish | profile | command | ignore."""
-    event, name = config.event, config.event_name
-    perf_label, approval_label = _label_defaults(config)
+    """(activity, why): measure | publish | profile | command | ignore | refuse."""
+    name = config.event_name
+    settings = project_settings(config)  # the labels as [tool.bolt] names them, in every mode
+    perf_label, approval_label = settings.perf_label, settings.approval_label
     if config.mode == "publish":
         return "publish", "mode: publish"
     if config.mode == "profile":
@@ -122,20 +138,10 @@ def choose_activity(config: ActionConfig) -> tuple[str, str]:
     if config.mode == "command":
         return "command", "mode: command"
     if name in ("pull_request", "pull_request_target") and config.mode in ("", "measure", "label"):
-        action = event.get("action")
-        label = str((event.get("label") or {}).get("name") or "")
-        if action in ("labeled", "unlabeled") and label == approval_label:
-            return "command", f"pull_request {action} {label!r}"
-        if config.mode == "label":
-            labels = [str(lb.get("name")) for lb in (event.get("pull_request") or {}).get("labels") or []]
-            if perf_label not in labels:
-                return "ignore", f"the pull request has no {perf_label!r} label (mode: label)"
-            if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
-                return "measure", f"pull_request {action} with the {perf_label!r} label"
-            return "ignore", f"pull_request {action}"
-        if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
-            return "measure", f"pull_request {action}"
-        return "ignore", f"pull_request {action}" + (f" {label!r}" if label else "")
+        activity, why = _pull_request_activity(config, perf_label, approval_label)
+        if name == "pull_request_target" and activity == "measure":
+            return "refuse", PR_TARGET_REFUSAL  # the event's token may write: the PR's code never runs with it
+        return activity, why
     if name == "push" or config.mode == "measure":
         return "measure", name or "mode: measure"
     if name == "workflow_run":
@@ -145,6 +151,24 @@ def choose_activity(config: ActionConfig) -> tuple[str, str]:
     if name in ("issue_comment", "pull_request_review"):
         return "command", name
     return "ignore", f"event {name!r}"
+
+
+def _pull_request_activity(config: ActionConfig, perf_label: str, approval_label: str) -> tuple[str, str]:
+    event = config.event
+    action = event.get("action")
+    label = str((event.get("label") or {}).get("name") or "")
+    if action in ("labeled", "unlabeled") and label == approval_label:
+        return "command", f"pull_request {action} {label!r}"
+    if config.mode == "label":
+        labels = [str(lb.get("name")) for lb in (event.get("pull_request") or {}).get("labels") or []]
+        if perf_label not in labels:
+            return "ignore", f"the pull request has no {perf_label!r} label (mode: label)"
+        if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
+            return "measure", f"pull_request {action} with the {perf_label!r} label"
+        return "ignore", f"pull_request {action}"
+    if action in PR_MEASURE_ACTIONS or (action == "labeled" and label == perf_label):
+        return "measure", f"pull_request {action}"
+    return "ignore", f"pull_request {action}" + (f" {label!r}" if label else "")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,7 +214,10 @@ Measure = Callable[[MeasureRequest], "tuple[Results, Settings]"]
 def default_client_factory(config: ActionConfig):
     from bolt_bot.github.client import Client, ClientOptions
 
-    return Client(config.token, config.repository, ClientOptions.from_env(config.environ))
+    client = Client(config.token, config.repository, ClientOptions.from_env(config.environ))
+    # A GitHub App's installation token writes as "<slug>[bot]" and may not ask GET /user: the input says.
+    client.bot_login = config.input("bot-login")
+    return client
 
 
 def configure_safe_directory(workspace: Path, environ: MutableMapping[str, str]) -> None:
@@ -227,6 +254,9 @@ def run_action(config: ActionConfig, runtime: Runtime | None = None) -> int:
     """Run the activity the event asks for; returns the exit code (errors raise BoltError/PublishError)."""
     runtime = runtime or Runtime()
     out = runtime.stdout or sys.stdout
+    # Before any git call (settings are read from the base commit): the container runs as root in the
+    # runner's workspace.
+    configure_safe_directory(config.workspace, runtime.environ if runtime.environ is not None else os.environ)
     activity, why = choose_activity(config)
     print(f"bolt: {activity} ({why})", file=runtime.stderr or sys.stderr)
     if activity == "measure":
@@ -237,6 +267,8 @@ def run_action(config: ActionConfig, runtime: Runtime | None = None) -> int:
         return _profile_activity(config, runtime)
     if activity == "command":
         return _command_activity(config, runtime)
+    if activity == "refuse":
+        raise BoltError(why)
     print(f"::notice title=Bolt::nothing to do for {_one_line(why)}", file=out)
     return EXIT_OK
 
@@ -248,7 +280,11 @@ def _one_line(text: str) -> str:
 
 
 def _exit_code(results: Results, settings: Settings) -> int:
-    if settings.fail_on_regression and results.regressions and not results.approval:
+    """1 for a failed measurement or a regression nobody approved (results.approval is set only by publish,
+    from Bolt's own comment), when asked to fail on one."""
+    if not settings.fail_on_regression:
+        return EXIT_OK
+    if results.verdict == FAILED or (results.regressions and not results.approval):
         return EXIT_REGRESSION
     return EXIT_OK
 
@@ -273,6 +309,12 @@ def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
         head_label, base_label = pr["head"].get("ref"), pr["base"].get("ref")
         head_repo = ((pr["head"].get("repo") or {}).get("full_name"))
         fork = head_repo != ((pr["base"].get("repo") or {}).get("full_name") or config.repository)
+        if fork:
+            # Decided before any of the fork's code runs: no client is made and no token is kept for it. The
+            # measured processes start from an allow-list anyway (bolt_bot.measure.sandbox); this is one more wall.
+            config = dataclasses.replace(config, token="")
+            for name in [name for name in environ if forbidden(name)]:
+                del environ[name]
     else:
         head = str(event.get("after") or config.environ.get("GITHUB_SHA") or "HEAD")
         before = str(event.get("before") or "")
@@ -380,7 +422,6 @@ def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[
 def _publish_activity(config: ActionConfig, runtime: Runtime) -> int:
     from bolt_bot.github import publish as pub
     from bolt_bot.errors import PublishError
-    from bolt_bot.settings import load_settings
 
     folder = config.results_dir
     results, pr_info = validate_artifact(folder)
@@ -406,8 +447,7 @@ def _publish_activity(config: ActionConfig, runtime: Runtime) -> int:
         raise _refuse(f"the results are for {str(results.head.sha)[:7]} (pr.json: {pr_info['head_sha'][:7]}), "
                       f"but pull request #{number} is at {actual[:7]}")
     # Settings come from this (trusted) workflow and workspace, never from the artifact.
-    project = config.workspace if (config.workspace / "pyproject.toml").is_file() else None
-    settings = load_settings(project, config.overrides)
+    settings = project_settings(config)
     results.pull_request, results.repository = number, config.repository
     pub.publish(folder, client, config.repository, number, settings, results=results, environ=config.environ,
                 run_url=config.run_url, results_dir_output=config.results_dir_input, stdout=runtime.stdout)

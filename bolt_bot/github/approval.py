@@ -127,12 +127,30 @@ def gate_for_publish(results: Results, client: Any, pr_number: int, settings: Se
         labels = pr_labels(client, pr_number)
     gate = Gate(perf=settings.perf_label in labels, claim=claim_text(results),
                 old_note=(old_state or {}).get("approval_note"))
+    revoked = approver_lost_permission(client, old_state, settings)
+    if revoked:
+        old_state = {**(old_state or {}), "approval": None}
     gate.approval, gate.note = carry_over(old_state, results, settings.threshold, settings.instr_threshold)
+    gate.note = gate.note or revoked
     results.approval = gate.approval if gate.approval and gate.needed(results) else None
     if gate.note and settings.approval_label in labels:
         # The label means "approved": it must not outlive the approval it stood for.
         client.remove_label(pr_number, settings.approval_label)
     return gate
+
+
+def approver_lost_permission(client: Any, state: Mapping[str, Any] | None, settings: Settings) -> str | None:
+    """Why the approval stored in Bolt's comment no longer counts (its approver may not approve now), or None.
+
+    Asked of the permission API every time: the state says who approved, never that they still may."""
+    approval = (state or {}).get("approval")
+    if not isinstance(approval, dict) or not approval.get("user"):
+        return None
+    user = str(approval["user"])
+    role = permission(client, user)
+    if role in APPROVERS[settings.approvers]:
+        return None
+    return f"the approval by {user} no longer counts: {user} has {role} permission on this repository"
 
 
 def status_for(results: Results, gate: Gate, settings: Settings) -> tuple[str, str]:
@@ -400,7 +418,19 @@ class Handler:
     rerun: Callable[[Any], int] | None = None  # the measure activity, for `/bolt run`
 
     def reply(self, number: int, text: str) -> None:
-        self.client.create_comment(number, text)
+        """A new comment, never an edit: a failed reply must leave Bolt's report as it is (exit 3)."""
+        try:
+            self.client.post_comment(number, text)
+        except PublishError as exc:
+            # The server may have acted before failing: then the reply is there and all is well.
+            try:
+                mine = self.client.whoami().lower()
+                if any(c.body == text and str(getattr(c.user, "login", "")).lower() == mine
+                       for c in self.client.list_comments(number)):
+                    return
+            except PublishError:
+                pass
+            raise PublishError(f"could not reply on #{number} (Bolt's report is unchanged): {exc}") from None
 
     def notice(self, text: str) -> None:
         print(f"::notice title=Bolt::{_escape(text)}", file=self.out)
@@ -444,19 +474,23 @@ class Handler:
         }
         state = {**state, "approval": approval, "approval_note": None}
         body = with_block(replace_state(existing.body or "", state), state, self.settings)
-        # A run for a newer head may have rewritten the comment since it was read: editing now would put the
-        # old report back over the new one. Read it again right before writing (compare, then swap).
-        fresh = self.client.find_comment(req.number)
+        # A run for a newer head may rewrite the comment while this one writes: editing then would put the old
+        # report back over the new one. A newer head's run writes only once the pull request is at that head, so
+        # the head is checked first, then the comment read again right before writing (compare, then swap);
+        # the newer head's run reads its comment back after writing and writes again if an old report landed.
+        pull_head = self.client.pull(req.number).head.sha
+        fresh = self.client.find_comment(req.number) if pull_head == sha else None
         fresh_state = render.read_state(fresh.body or "") if fresh is not None else None
-        if fresh is None or (fresh.body or "") != (existing.body or ""):
-            moved = str((fresh_state or {}).get("head_sha") or "")
-            react(self.client, req.number, req.comment_id, "confused", self.out)
-            self.reply(req.number, f"@{req.user}, Bolt's report changed while this approval was being recorded "
-                                   f"(now for {moved[:7] or 'another run'}); nothing was approved. Please read the "
-                                   "new report and approve again.")
-            self.notice(f"#{req.number}: approval by {req.user} not recorded: the report changed meanwhile")
-            return EXIT_OK
+        if pull_head != sha or fresh is None or (fresh.body or "") != (existing.body or ""):
+            moved = pull_head if pull_head != sha else str((fresh_state or {}).get("head_sha") or "")
+            return self._changed_meanwhile(req, moved)
         self.client.edit_comment(fresh, body)
+        after = self.client.find_comment(req.number)
+        after_state = (render.read_state(after.body or "") or {}) if after is not None else {}
+        kept = after_state.get("approval") if isinstance(after_state.get("approval"), dict) else {}
+        if after_state.get("head_sha") != sha and kept.get("user") != req.user:
+            # A newer head's report landed right after this write, without this approval: say so.
+            return self._changed_meanwhile(req, str(after_state.get("head_sha") or ""))
         if self._needed(state, req):
             self.client.set_status(sha, "success", approved_description(approval), target_url=req.url)
         if req.via == "comment":
@@ -464,6 +498,14 @@ class Handler:
             self.client.add_label(req.number, self.settings.approval_label)
             react(self.client, req.number, req.comment_id, "+1", self.out)
         self.notice(f"#{req.number}: approved by {req.user} for {sha[:7]}: {req.reason}")
+        return EXIT_OK
+
+    def _changed_meanwhile(self, req: Request, moved: str) -> int:
+        react(self.client, req.number, req.comment_id, "confused", self.out)
+        self.reply(req.number, f"@{req.user}, Bolt's report changed while this approval was being recorded "
+                               f"(now for {moved[:7] or 'another run'}); nothing was approved. Please read the "
+                               "new report and approve again.")
+        self.notice(f"#{req.number}: approval by {req.user} not recorded: the report changed meanwhile")
         return EXIT_OK
 
     def _refuse_approval(self, req: Request, role: str, who: str) -> int:
@@ -553,6 +595,17 @@ class Handler:
     def _from_fork(pull: Any, repository: str) -> bool:
         return (pull.head.repo.full_name if pull.head.repo is not None else None) != repository
 
+    def _base_overrides(self, pull: Any) -> dict[str, Any]:
+        """Every setting as the base's [tool.bolt] and the workflow's inputs give it, for profiling the head: the
+        pull request's own [tool.bolt] (its `install` command above all) must not choose what runs here."""
+        from bolt_bot.github.action import project_settings
+        from bolt_bot.measure.gitrepo import resolve
+
+        base = resolve(Path(self.config.workspace), pull.base.sha)  # fetched when the checkout is shallow
+        settings = project_settings(self.config, base)
+        # profile_report applies the profiled commit's table first, then these: each is given ("" for none).
+        return {name: "" if value is None else value for name, value in settings.to_dict().items()}
+
     def run_again(self, req: Request) -> int:
         """`/bolt run`: measure again here when the checkout holds this repository's PR head, else say how."""
         pull = self.client.pull(req.number)
@@ -598,7 +651,7 @@ class Handler:
         react(self.client, req.number, req.comment_id, "eyes", self.out)
         filter_ = req.args[3:].strip() if req.args.startswith("-k ") else (req.args or None)
         try:
-            report = profile_report(workspace, sha, filter_, self.config.results_dir)
+            report = profile_report(workspace, sha, filter_, self.config.results_dir, self._base_overrides(pull))
         except BoltError as exc:
             self.reply(req.number, f"Bolt could not profile {sha[:7]}: {inert(str(exc), 500)}")
             return exc.exit_code
@@ -625,10 +678,9 @@ def _profile_reply(report: str, sha: str, run_url: str | None) -> str:
 
 
 def _settings(config: Any) -> Settings:
-    from bolt_bot.settings import load_settings
+    from bolt_bot.github.action import project_settings
 
-    project = config.workspace if (Path(config.workspace) / "pyproject.toml").is_file() else None
-    return load_settings(project, config.overrides)
+    return project_settings(config)  # the base's [tool.bolt] when the event names a base the checkout holds
 
 
 def handle(config: Any, client_factory: Callable[[], Any], *, out: TextIO | None = None,

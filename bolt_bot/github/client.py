@@ -18,7 +18,8 @@ DEFAULT_API_URL = "https://api.github.com"
 STATUS_CONTEXT = "bolt/performance"
 STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 above this
 READ_ONLY_MESSAGE = "Resource not accessible by integration"
-TRUSTED_AUTHORS = ("OWNER", "MEMBER", "COLLABORATOR")
+# Whom an Actions GITHUB_TOKEN writes as; it may not read GET /user ("Resource not accessible by integration").
+ACTIONS_BOT = "github-actions[bot]"
 
 
 class ReadOnlyToken(PublishError):
@@ -126,6 +127,7 @@ class Client:
         self._sleep = sleep
         self.budget = WaitBudget(self.options.max_total_wait)
         _quiet_loggers()
+        self.installation_token = token.startswith("ghs_")  # an App's, or the job's: no GET /user (see whoami)
         # lazy: get_repo/get_issue/get_commit make no request until something is read or written.
         self.github = Github(
             base_url=self.options.base_url,
@@ -169,14 +171,8 @@ class Client:
             return self.repo.get_collaborator_permission(login)
 
     def find_comment(self, number: int):
-        """Bolt's comment on the PR (paginating), preferring one written by a bot, else the oldest."""
-        with calling(f"listing the comments of #{number}", self.options):
-            found = [c for c in self.repo.get_issue(number).get_comments() if MARKER in (c.body or "")]
-        bots = [c for c in found if getattr(c.user, "type", None) == "Bot"]
-        # Anyone may paste the marker and a made-up state (approvals!) into a comment: only a bot's, or one
-        # by someone with a role in the repository (Bolt run with a maintainer's token), is Bolt's.
-        trusted = [c for c in found if getattr(c, "author_association", None) in TRUSTED_AUTHORS]
-        return (bots or trusted or [None])[0]
+        """Bolt's comment on the PR: the oldest with the marker written by the identity Bolt writes as."""
+        return (self.own_comments(number) or [None])[0]
 
     # ------------------------------------------------------------------ writes
 
@@ -267,6 +263,57 @@ class Client:
             self._before_second_attempt(first)
         with calling(what + " (second attempt)", self.options):
             return call()
+
+    # ------------------------------------------------------------------ Bolt's own comments, by who wrote them
+
+    bot_login: str | None = None  # configured (a GitHub App's "<slug>[bot]"); else asked of the API
+
+    def whoami(self) -> str:
+        """The login Bolt writes as: configured, else GET /user (a personal token), else the Actions bot.
+
+        An installation token (ghs_: the job's GITHUB_TOKEN, or a GitHub App's) gets 403 on GET /user; it is
+        taken for the job's, github-actions[bot]: another App's "<slug>[bot]" must be configured."""
+        if self.bot_login:
+            return self.bot_login
+        if getattr(self, "installation_token", False):
+            return ACTIONS_BOT
+        if getattr(self, "_login", None) is None:
+            try:
+                with calling("asking GitHub whom the token belongs to", self.options):
+                    self._login = self.github.get_user().login
+            except ReadOnlyToken:  # 403 "Resource not accessible by integration": an App/Actions token
+                self._login = ACTIONS_BOT
+        return self._login
+
+    def list_comments(self, number: int) -> list:
+        with calling(f"listing the comments of #{number}", self.options):
+            return list(self.repo.get_issue(number).get_comments())
+
+    def own_comments(self, number: int) -> list:
+        """Comments with Bolt's marker written by the identity Bolt writes as, oldest first. Anyone can paste
+        the marker and a made-up state (approvals!); a role in the repository (author_association) proves nothing."""
+        me = self.whoami().lower()
+        found = [c for c in self.list_comments(number)
+                 if MARKER in (c.body or "") and str(getattr(c.user, "login", "")).lower() == me]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def post_comment(self, number: int, body: str):
+        """POST once, no fallback: for replies, which must never edit the report instead."""
+        with calling(f"replying on #{number}", self.options):
+            return self.repo.get_issue(number).create_comment(body)
+
+    def delete_comment(self, comment) -> bool:
+        """Delete; False when it was already gone (another run deleted it first)."""
+        from github import GithubException
+
+        with calling(f"deleting comment {comment.id}", self.options):
+            try:
+                comment.delete()
+            except GithubException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return True
 
 
 def short_description(text: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bolt_bot.report import render
-from bolt_bot.errors import BoltError
+from bolt_bot.errors import BoltError, PublishError
 from bolt_bot.model import (
     FAILED,
     IMPROVED,
@@ -28,6 +28,7 @@ STATE_VERSION = 1
 # Keys of the hidden state that publish owns; any other key (approvals...) is carried over from the old comment.
 OWN_STATE_KEYS = ("v", "head_sha", "base_sha", "run_at", "verdict", "regressions")
 QUIET_VERDICTS = (UNCHANGED, INCONCLUSIVE)  # `comment: on-change` stays silent on these until a comment exists
+WRITE_ATTEMPTS = 3  # writes of the comment when another run's older report keeps landing on this one
 
 
 @dataclass
@@ -64,6 +65,9 @@ def publish(
     environ = os.environ if environ is None else environ
     stdout = stdout or sys.stdout
     results = results if results is not None else Results.read(results_dir / "results.json")
+    # An approval comes only from Bolt's own comment (the gate below) or a live command, never from the file:
+    # results.json may come from an artifact that the pull request's code wrote.
+    results.approval = None
     outcome = Outcome()
     append_summary(environ, render.render_summary(results, settings.template_dir))
     annotate(results, stdout)
@@ -91,39 +95,14 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
     head_sha = results.head.sha
     if not head_sha:
         raise BoltError("results.json names no head commit: cannot publish it")
-    gate = None  # without a comment there is no state to keep an approval in: no gate
+    gate = None  # without a comment there is no state to keep an approval in: no approval, no gate
     if pr_number is not None:
         if settings.comment == "never":
             outcome.comment = "skipped-never"
         else:
-            existing = client.find_comment(pr_number)
-            old_state = render.read_state(existing.body or "") if existing is not None else None
-            # Runs can finish out of order: only the PR's current head may speak, whether or not a newer run
-            # has commented yet (under on-change it may have stayed quiet).
-            pull = client.pull(pr_number)
-            current = pull.head.sha
-            if current != head_sha:
-                outcome.comment = "skipped-stale"
-                reported = f" and its comment reports {str(old_state.get('head_sha'))[:7]}" if old_state else ""
-                outcome.notices.append(f"not publishing: these results are for {head_sha[:7]}, but pull request "
-                                       f"#{pr_number} is now at {str(current)[:7]}{reported}")
+            gate = _write_comment(results, client, pr_number, settings, outcome, state_extra, now)
+            if outcome.comment == "skipped-stale":
                 return
-            # Keep the stored approval only if this measurement is no worse than what was approved.
-            gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state,
-                                              labels=[label.name for label in pull.labels])
-            if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS \
-                    and not gate.needed(results):
-                outcome.comment = "skipped-quiet"
-            else:
-                state = _state(results, old_state, {**gate.state_keys(results), **(state_extra or {})}, now)
-                body = approvals.with_block(comment_body(results, settings.template_dir, state), state, settings)
-                if existing is None:
-                    comment = client.create_comment(pr_number, body)
-                    outcome.comment = "created"
-                else:
-                    comment = client.edit_comment(existing, body) if existing.body != body else existing
-                    outcome.comment = "updated"
-                outcome.comment_url = comment.html_url or ""
     state, description = status_for(results) if gate is None else approvals.status_for(results, gate, settings)
     client.set_status(head_sha, state, description, target_url=run_url)
     outcome.status = state
@@ -133,6 +112,73 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
             outcome.label = "added"
         elif client.remove_label(pr_number, settings.regression_label):
             outcome.label = "removed"
+
+
+def _write_comment(results: Results, client: Any, pr_number: int, settings: Settings, outcome: Outcome,
+                   state_extra: dict[str, Any] | None, now: Callable[[], datetime]) -> Any:
+    """Write the sticky comment (read, check the head, write, read again); returns the approval gate."""
+    from bolt_bot.github import approval as approvals
+
+    head_sha = results.head.sha
+    gate = None
+    for attempt in range(WRITE_ATTEMPTS):
+        existing = client.find_comment(pr_number)
+        old_state = render.read_state(existing.body or "") if existing is not None else None
+        # Runs can finish out of order: only the PR's current head may speak, whether or not a newer run
+        # has commented yet (under on-change it may have stayed quiet).
+        pull = client.pull(pr_number)
+        current = pull.head.sha
+        if current != head_sha:
+            if attempt == 0:
+                outcome.comment = "skipped-stale"
+                reported = f" and its comment reports {str(old_state.get('head_sha'))[:7]}" if old_state else ""
+                outcome.notices.append(f"not publishing: these results are for {head_sha[:7]}, but pull request "
+                                       f"#{pr_number} is now at {str(current)[:7]}{reported}")
+            return gate  # moved on while this run wrote: the newer head's run writes next
+        # Keep the stored approval only if its approver still may approve and this measurement is no worse.
+        gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state,
+                                          labels=[label.name for label in pull.labels])
+        if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS \
+                and not gate.needed(results):
+            outcome.comment = "skipped-quiet"
+            return gate
+        state = _state(results, old_state, {**gate.state_keys(results), **(state_extra or {})}, now)
+        body = approvals.with_block(comment_body(results, settings.template_dir, state), state, settings)
+        if existing is None:
+            comment = _converge(client, pr_number, client.create_comment(pr_number, body), body)
+            outcome.comment = "created"
+        else:
+            comment = client.edit_comment(existing, body) if existing.body != body else existing
+            outcome.comment = "updated"
+        outcome.comment_url = comment.html_url or ""
+        # Read it back: a command that read the comment before this write (an approval of an older head) may
+        # have written its older report over this one since. Then the report is written again, with what
+        # that write stored (its approval counts if it holds for this head).
+        there = client.find_comment(pr_number)
+        reported = (render.read_state(there.body or "") or {}).get("head_sha") if there is not None else None
+        if there is not None and reported == head_sha:
+            return gate
+        outcome.notices.append(f"#{pr_number}: Bolt's comment reported {str(reported)[:7] or 'nothing'} right after "
+                               f"this run wrote its report for {head_sha[:7]}; writing it again")
+    raise PublishError(f"Bolt's comment on #{pr_number} kept changing under this run ({WRITE_ATTEMPTS} writes); "
+                       "run the job again")
+
+
+def _converge(client: Any, number: int, mine: Any, body: str) -> Any:
+    """Two runs that both found no comment have both created one: keep the oldest of Bolt's own, carrying
+    the newest report, and delete the others. Every run but the one that made the oldest sees it, so one is left."""
+    own = client.own_comments(number)
+    if len(own) <= 1:
+        return own[0] if own else mine
+    keep = own[0]
+    if keep.id != mine.id and keep.body != body:
+        theirs, ours = render.read_state(keep.body or "") or {}, render.read_state(body) or {}
+        # This run read the PR's head just now; an equal run_at (same second) is as new.
+        if str(theirs.get("run_at") or "") <= str(ours.get("run_at") or ""):
+            keep = client.edit_comment(keep, body)
+    for extra in own[1:]:
+        client.delete_comment(extra)
+    return keep
 
 
 def _state(results: Results, old: dict[str, Any] | None, extra: dict[str, Any] | None,
@@ -180,7 +226,7 @@ def _listing(stages: list[StageComparison]) -> str:
 
 
 def status_for(results: Results) -> tuple[str, str]:
-    """(state, description) of the bolt/performance commit status; the description is cut to 140 characters."""
+    """(state, description) of the bolt/performance status without approvals; cut to 140 characters."""
     from bolt_bot.github.client import short_description
 
     def plural(n: int, word: str) -> str:
@@ -188,12 +234,8 @@ def status_for(results: Results) -> tuple[str, str]:
 
     regressed = sorted(results.regressions, key=lambda s: -(s.ratio or 1.0))
     if results.verdict == REGRESSED and regressed:
-        text = f"{plural(len(regressed), 'slower')}: {_listing(regressed)}"
-        approval = results.approval or {}
-        if approval:
-            who = " ".join(str(approval.get("user") or "a maintainer").split())
-            return "success", short_description(f"approved by {who}; {text}")
-        return "failure", short_description(text)
+        # Approvals are approval.status_for's, from Bolt's own comment: never read here from results.json.
+        return "failure", short_description(f"{plural(len(regressed), 'slower')}: {_listing(regressed)}")
     if results.verdict == FAILED:
         failed = [s for s in results.stages if s.verdict == FAILED]
         note = f": {short_name(failed[0])}: {failed[0].note}" if failed and failed[0].note else ""
