@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from bolt_bot import __version__, envs, gitrepo
+from bolt_bot import __version__, envs, gitrepo, sandbox
 from bolt_bot.errors import BoltError
 from bolt_bot.flamegraph import display_name, flamegraph_svg, speedscope_json
 from bolt_bot.profiling import (
@@ -106,7 +106,7 @@ def profile_report(
             env = envs.prepare(tree.path, spec, ENV_SIDE)
             progress.note(f"{sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
             compile_bytecode(env.python, tree.path)
-            environ = env.environ()
+            environ = sandbox.side_environ(env.python, settings.pass_env)
         with progress.group("Profiling every stage with cProfile"):
             raw = Path(scratch) / "profiles"
             try:
