@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
-from bolt_bot.sandbox import clean_environ
+from bolt_bot.sandbox import side_environ
 
 DEPENDENCY_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "requirements-dev.txt",
                     "requirements-test.txt", "requirements/test.txt", "requirements/dev.txt")
@@ -55,9 +55,8 @@ class Env:
     reused: bool = False
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = clean_environ()  # an allow-list: the install command and the rounds run PR code
+        env = side_environ(self.python)  # an allow-list: the install command runs PR code
         env["VIRTUAL_ENV"] = str(self.path)
-        env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(extra or {})
         return env
 

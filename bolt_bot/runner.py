@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bolt_bot import envs, gitrepo, instrplan, output
+from bolt_bot import envs, gitrepo, instrplan, output, sandbox
 from bolt_bot.compare import build_results
 from bolt_bot.errors import BoltError
 from bolt_bot.model import REGRESSED, CommitRef, Results, StageComparison
@@ -73,7 +73,8 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                 env = envs.prepare(tree.path, spec, side)
                 progress.note(f"{side} {tree.sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
                 compile_bytecode(env.python, tree.path)
-                setups[side] = SideSetup(python=env.python, checkout=tree.path, env=env.environ())
+                setups[side] = SideSetup(python=env.python, checkout=tree.path,
+                                         env=sandbox.side_environ(env.python, settings.pass_env))
         measured = instrplan.measure(settings, setups, out, progress)
         results = build_results(
             measured.stages,
