@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot import sandbox, stats
+from bolt_bot import pytestcmd, sandbox, stats
 from bolt_bot.errors import BoltError
 from bolt_bot.instructions import (
     InstructionRun,
@@ -110,6 +110,9 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind."""
     progress = progress or Progress(quiet=True)
     notices: list[str] = []
+    ignored = pytestcmd.clean(settings.pytest_args)[1]
+    if ignored:
+        progress.note(f"ignored in every measured pass (they fight measurement): {', '.join(ignored)}")
     mode = settings.measure
     if mode != WALLTIME and valgrind() is None:
         notices.append("valgrind is not installed, so every stage was measured by wall time instead of instruction counts")
