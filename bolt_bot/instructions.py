@@ -211,8 +211,9 @@ def measure_instructions(
     """Run the checkout's benchmarks once under callgrind; one instruction count per stage.
 
     ``pytest_args`` select the benchmarks (paths, ``-k``, ``-m``...); what would fight the count
-    (pytest-benchmark and xdist options among others) is dropped by pytestcmd. Raises BoltError for setup problems (no valgrind, pytest-codspeed
-    missing in the environment, pytest usage or collection errors), PassStopped after stop_passes().
+    (pytest-benchmark and xdist options among others) is dropped by pytestcmd. Raises BoltError for
+    setup problems (no valgrind, pytest-codspeed missing in the environment, pytest usage or
+    collection errors), PassStopped after stop_passes().
     """
     valgrind = valgrind_available()
     if valgrind is None:

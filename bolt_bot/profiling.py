@@ -405,10 +405,9 @@ def collect_profiles(
 ) -> dict[str, Path]:
     """Profile the benchmarks of `checkout` in one pytest process; stage id -> .pstats path.
 
-    `env` is the side's environment (sandbox.side_environ; None: the allow-listed part of this process's).
-    With `stages`, only those node ids run. Stages
-    whose test failed are missing from the result; a BoltError is raised when pytest could not run,
-    timed out, or profiled nothing at all.
+    `env` is the side's environment (sandbox.side_environ; None: the allow-listed part of this
+    process's). With `stages`, only those node ids run. Stages whose test failed are missing from the
+    result; a BoltError is raised when pytest could not run, timed out, or profiled nothing at all.
     """
     python, checkout, out_dir = Path(python), Path(checkout), Path(out_dir)
     if not checkout.is_dir():
