@@ -165,6 +165,9 @@ def measure_options(f):
         click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated)."),
         click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'."),
         click.option("--install", default=None, help=INSTALL_HELP),
+        click.option("--pass-env", default=None,
+                     help="Variables the benchmarks read, passed to every measured process (space-separated; "
+                          "never a token or secret)."),
         click.option("--extras", default=None, help="Extras of the project to install (space-separated)."),
         click.option("--python", "python_version", default=None, help="Python for the environments, e.g. 3.11."),
         click.option("--no-profile", "no_profile", is_flag=True, default=None, help="Do not profile regressed stages."),
@@ -181,7 +184,7 @@ def overrides_from(kw: dict) -> dict:
     return {
         "measure": kw["measure"], "threshold": kw["threshold"], "rounds": kw["rounds"], "budget": kw["budget"],
         "round_timeout": kw["round_timeout"], "round_memory_mb": kw["round_memory_mb"], "benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"],
-        "install": kw["install"], "extras": kw["extras"], "python": kw["python_version"],
+        "install": kw["install"], "extras": kw["extras"], "python": kw["python_version"], "pass_env": kw["pass_env"],
         "profile": False if kw["no_profile"] else None, "fail_on_regression": kw["fail_on_regression"],
         "template_dir": str(kw["template_dir"]) if kw["template_dir"] else None,
     }
@@ -234,6 +237,8 @@ def demo(out, quiet, **kw):
 @click.option("--benchmarks", default=None, help="Benchmark paths or node ids given to pytest (space-separated).")
 @click.option("--pytest-args", default=None, help="Extra pytest arguments, e.g. '-p no:randomly -m bench'.")
 @click.option("--install", default=None, help=INSTALL_HELP)
+@click.option("--pass-env", default=None,
+              help="Variables the benchmarks read, passed to the profiled process (space-separated; never a token).")
 @click.option("--extras", default=None, help="Extras of the project to install (space-separated).")
 @click.option("--python", "python_version", default=None, help="Python for the environment, e.g. 3.11.")
 @click.option("--template-dir", type=path_type(file_okay=False), default=None,
@@ -245,7 +250,8 @@ def profile(repo, ref, filter_, out, quiet, **kw):
 
     overrides = {"benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"], "install": kw["install"],
                  "extras": kw["extras"], "python": kw["python_version"],
-                 "template_dir": str(kw["template_dir"]) if kw["template_dir"] else None}
+                 "template_dir": str(kw["template_dir"]) if kw["template_dir"] else None,
+                 "pass_env": kw["pass_env"]}
     report = profile_report(repo, ref, filter_, out, overrides, Progress(quiet=quiet))
     click.echo(f"profile report: {report} (and {report.parent / 'index.html'})")
 

@@ -14,6 +14,7 @@ from bolt_bot.measure import envs
 from bolt_bot.measure import gitrepo
 from bolt_bot.measure import plan as instrplan
 from bolt_bot.report import output
+from bolt_bot.measure import sandbox
 from bolt_bot.decide.compare import build_results
 from bolt_bot.errors import BoltError
 from bolt_bot.model import REGRESSED, CommitRef, Results, StageComparison
@@ -85,7 +86,8 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                     progress.warn(notice)
                 pythons[side], env_notices = env.python_note, env_notices + env.notices
                 compile_bytecode(env.python, tree.path)
-                setups[side] = SideSetup(python=env.python, checkout=tree.path, env=env.environ())
+                setups[side] = SideSetup(python=env.python, checkout=tree.path,
+                                         env=sandbox.side_environ(env.python, settings.pass_env))
         measured = instrplan.measure(settings, setups, out, progress)
         results = build_results(
             measured.stages,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bolt_bot.errors import BoltError
+from bolt_bot.measure.sandbox import forbidden
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,6 +50,7 @@ class Settings:
     approve_by_review: bool = False
     template_dir: str | None = None
     profile: bool = True  # profile the regressed stages
+    pass_env: list[str] = field(default_factory=list)  # variables the benchmarks read, passed to every measured pass
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +83,10 @@ class Settings:
             raise BoltError(f"{source}: alpha must be between 0 and 1, not {self.alpha}")
         if self.rounds < 1:
             raise BoltError(f"{source}: rounds must be at least 1, not {self.rounds}")
+        secret = next((name for name in self.pass_env if forbidden(name)), None)
+        if secret is not None:
+            raise BoltError(f"{source}: pass_env names {secret}, which may hold a token or secret and never reaches "
+                            "measured code")
         if self.round_memory_mb < 0:
             raise BoltError(f"{source}: round_memory_mb is MiB (0: no limit), not {self.round_memory_mb}")
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from bolt_bot.cli import main
 from bolt_bot.measure.counts import valgrind_available
 from tests import projects
-from tests.conftest import commit
+from tests.conftest import commit, make_repo
 
 pytestmark = [
     pytest.mark.slow,
@@ -102,3 +102,61 @@ def test_auto_sends_short_stages_to_callgrind_and_io_stages_to_wall_time(repo, t
     reasons = results["environment"]["discovery"]["walltime_reasons"]
     assert "I/O" in reasons[next(n for n in reasons if n.endswith("test_sleepy"))]
     assert (out / "comment.md").read_text().count("ⁱ") >= 6
+
+
+# A stage that cannot be counted: pytest-codspeed's CODSPEED_ENV is set only in the instruction pass.
+COUNT_ONLY_BREAKS = '''import os
+
+import minipipe
+
+
+def test_uncountable(benchmark):
+    if os.environ.get("CODSPEED_ENV"):
+        raise RuntimeError("this stage cannot run under the instruction counter")
+    benchmark(minipipe.ingest)
+'''
+
+
+def test_a_stage_whose_count_failed_is_measured_by_wall_time_in_the_same_run(repo, tmp_path):
+    root, base, head = repo
+    files = {"bench/test_uncountable.py": COUNT_ONLY_BREAKS}
+    base2 = commit(root, {**files, "minipipe.py": projects.pipeline_module(BASE_WORK, ("clean", "render"))},
+                   "base: a stage that only the counter breaks")
+    head2 = commit(root, {"minipipe.py": projects.pipeline_module(HEAD_WORK, ("clean", "render"))}, "head again")
+    out = tmp_path / "out"
+    code, output = run_cli("--repo", str(root), "--base", base2, "--head", head2, "--rounds", "3", "--budget", "0",
+                           "--no-profile", "--out", str(out))
+    assert code == 0, output
+    results = json.loads((out / "results.json").read_text())
+    stages = {s["name"].split("::")[-1]: s for s in results["stages"]}
+    uncountable = stages["test_uncountable"]
+    assert uncountable["measure"] == "walltime" and uncountable["verdict"] != "failed", uncountable
+    assert "measured by wall time" in uncountable["note"] and "instruction counter" in uncountable["note"]
+    assert {stages[f"test_stage[{n}]"]["measure"] for n in BASE_WORK} == {"instructions"}
+    assert stages["test_stage[parse]"]["verdict"] == "regressed" and stages["test_stage[join]"]["verdict"] == "regressed"
+    assert any("measured by wall time instead: " in n and "test_uncountable" in n for n in results["notices"])
+    assert results["measure"] == "mixed"
+
+
+@pytest.mark.parametrize("broken", ["both sides", "base only"])
+def test_an_instruction_pass_that_fails_falls_back_to_wall_time_with_results(tmp_path, broken):
+    # The whole instruction pass breaks (its conftest refuses the counter): on both sides this was
+    # "instruction counts failed on both sides", exit 2 and no results.json; on one, every stage failed.
+    refuse = "import os\n\nif os.environ.get('CODSPEED_ENV'):\n    raise ImportError('no counter here')\n"
+    files = projects.pipeline_files({"ingest": 3000, "join": 6000})
+    files["bench/conftest.py"] = refuse
+    root = make_repo(tmp_path / "proj", files)
+    head = commit(root, {"minipipe.py": projects.pipeline_module({"ingest": 3000, "join": 12000}),
+                         "bench/conftest.py": refuse if broken == "both sides" else ""}, "head")
+    out = tmp_path / "out"
+    code, output = run_cli("--repo", str(root), "--base", "HEAD~1", "--head", head, "--rounds", "4", "--budget", "0",
+                           "--no-profile", "--out", str(out))
+    assert code == 0, output
+    results = json.loads((out / "results.json").read_text())
+    assert results["measure"] == "walltime" and {s["measure"] for s in results["stages"]} == {"walltime"}
+    assert {s["name"].split("[")[1].rstrip("]") for s in results["stages"]} == {"ingest", "join"}
+    if broken == "both sides":
+        assert any("instruction counts failed on both sides" in n and "no counter here" in n for n in results["notices"])
+    else:
+        assert any("measured by wall time instead: " in n for n in results["notices"]), results["notices"]
+    assert all("measured by wall time" in s["note"] and "no counter here" in s["note"] for s in results["stages"])

@@ -41,19 +41,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bolt_bot.measure import pytestcmd
+from bolt_bot.measure import sandbox
 from bolt_bot.errors import BoltError
-from bolt_bot.measure.sandbox import clean_environ
 
 CODSPEED_VERSION = "5.0.4"
 
-# Fixed pytest flags of the measured run. -p no:randomly keeps the order (and random state) fixed.
-PYTEST_FLAGS = [
-    "-p", "no:xdist",
-    "-p", "no:cacheprovider",
-    "-p", "no:randomly",
-    "--codspeed",
-    "--codspeed-mode=simulation",
-]
+# Bolt's own flags of the measured run; the isolation every pass shares comes from pytestcmd.
+CODSPEED_FLAGS = ["--codspeed", "--codspeed-mode=simulation"]
 
 _DUMP_PREFIX = "callgrind.out."
 _TRIGGER = "desc: Trigger: Client Request: "
@@ -178,18 +173,6 @@ for key in ("purelib", "platlib"):
 print("BOLT-CODSPEED", version)
 '''
 
-# pytest-benchmark options that take a required value (dropped with it when given separately).
-_BENCH_VALUE_OPTS = {
-    "--benchmark-min-time", "--benchmark-max-time", "--benchmark-min-rounds", "--benchmark-timer",
-    "--benchmark-calibration-precision", "--benchmark-warmup-iterations", "--benchmark-sort",
-    "--benchmark-group-by", "--benchmark-columns", "--benchmark-name", "--benchmark-storage",
-    "--benchmark-netrc", "--benchmark-save", "--benchmark-json", "--benchmark-compare-fail",
-    "--benchmark-cprofile", "--benchmark-cprofile-loops", "--benchmark-cprofile-top",
-    "--benchmark-time-unit",
-}
-_XDIST_VALUE_OPTS = {"-n", "--numprocesses", "--dist", "--maxprocesses", "--max-worker-restart"}
-
-
 @dataclass
 class InstructionRun:
     counts: dict[str, int]  # stage fullname -> instructions for one call
@@ -228,9 +211,10 @@ def measure_instructions(
 ) -> InstructionRun:
     """Run the checkout's benchmarks once under callgrind; one instruction count per stage.
 
-    ``pytest_args`` select the benchmarks (paths, ``-k``, ``-m``...); pytest-benchmark and xdist
-    options in it are dropped. Raises BoltError for setup problems (no valgrind, pytest-codspeed
-    missing in the environment, pytest usage or collection errors), PassStopped after stop_passes().
+    ``pytest_args`` select the benchmarks (paths, ``-k``, ``-m``...); what would fight the count
+    (pytest-benchmark and xdist options among others) is dropped by pytestcmd. Raises BoltError for
+    setup problems (no valgrind, pytest-codspeed missing in the environment, pytest usage or
+    collection errors), PassStopped after stop_passes().
     """
     valgrind = valgrind_available()
     if valgrind is None:
@@ -246,8 +230,9 @@ def measure_instructions(
     for d in (dumps_dir, profile_dir):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-    run_env = _environment(python, env, profile_dir)
-    args = [*PYTEST_FLAGS, *_selection_args(pytest_args)]
+    run_env = sandbox.measured(env if env is not None else sandbox.side_environ(python), codspeed_profile=profile_dir)
+    # Every --benchmark-* option is dropped: pytest-codspeed owns the `benchmark` fixture here.
+    args = pytestcmd.pytest_args(pytest_args, bolt_flags=CODSPEED_FLAGS, benchmark_options=False)
     since = _passes.stops  # a stop_passes() from now on ends this measurement
 
     # 1. Compile bytecode, check pytest-codspeed is there.
@@ -518,45 +503,6 @@ def _kill_group(proc: subprocess.Popen, only_leftovers: bool = False) -> None:
             pass
 
 
-def _environment(python: Path, extra: dict[str, str] | None, profile_dir: Path) -> dict[str, str]:
-    env = clean_environ()
-    for key in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC",
-                "PYTHONDONTWRITEBYTECODE", "CODSPEED_RUNNER_MODE"):
-        env.pop(key, None)
-    env.update(extra or {})
-    for key in ("PYTHONMALLOC", "PYTHONDONTWRITEBYTECODE", "CODSPEED_RUNNER_MODE"):
-        env.pop(key, None)  # default allocator; bytecode caches; codspeed's simulation mode
-    env["PYTHONHASHSEED"] = "0"
-    env["CODSPEED_ENV"] = env.get("CODSPEED_ENV") or "bolt"
-    env["CODSPEED_PROFILE_FOLDER"] = str(profile_dir)
-    bindir = str(Path(python).parent)
-    if (Path(python).parent.parent / "pyvenv.cfg").exists():
-        env["VIRTUAL_ENV"] = str(Path(python).parent.parent)
-        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    return env
-
-
-def _selection_args(pytest_args: list[str]) -> list[str]:
-    """Drop pytest-benchmark and xdist options: they mean nothing (or clash) under codspeed."""
-    out: list[str] = []
-    skip_next = False
-    for arg in pytest_args:
-        if skip_next:
-            skip_next = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name.startswith("--benchmark-"):
-            skip_next = "=" not in arg and name in _BENCH_VALUE_OPTS
-            continue
-        if name in _XDIST_VALUE_OPTS:
-            skip_next = "=" not in arg
-            continue
-        if re.fullmatch(r"-n\S+", arg):
-            continue
-        out.append(arg)
-    return out
-
-
 def _read_events(path: Path) -> list[dict]:
     out = []
     try:
@@ -587,7 +533,7 @@ def _raise_for_setup(rc: int, output: str, events: list[dict], timed_out: bool, 
     if rc in (0, 1, 5):
         return
     if rc == 4:
-        raise BoltError(f"pytest usage error: {_error_line(output)}")
+        raise BoltError(f"pytest usage error: {pytestcmd.usage_error(output)}")
     raise BoltError(f"pytest failed before running the benchmarks (exit {rc}): {_error_line(output)}")
 
 

@@ -13,7 +13,6 @@ import concurrent.futures
 
 import fnmatch
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.measure import routing
+from bolt_bot.measure import pytestcmd, routing
+from bolt_bot.measure import sandbox
 from bolt_bot.decide import stats
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import (
@@ -44,7 +44,6 @@ from bolt_bot.model import (
 )
 from bolt_bot.progress import Progress
 from bolt_bot.measure.rounds import RoundResult, run_round
-from bolt_bot.measure.sandbox import clean_environ
 from bolt_bot.settings import Settings
 from bolt_bot.measure.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
 
@@ -112,6 +111,9 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind."""
     progress = progress or Progress(quiet=True)
     notices: list[str] = []
+    ignored = pytestcmd.clean(settings.pytest_args)[1]
+    if ignored:
+        progress.note(f"ignored in every measured pass (they fight measurement): {', '.join(ignored)}")
     mode = settings.measure
     if mode != WALLTIME and valgrind() is None:
         notices.append("valgrind is not installed, so every stage was measured by wall time instead of instruction counts")
@@ -121,39 +123,80 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
     plan = CountPlan(threshold=settings.instr_threshold, warning=settings.instr_warning,
                      pytest_args=[*settings.benchmarks, *settings.pytest_args], timeout=settings.round_timeout)
-    if mode == INSTRUCTIONS:
-        with progress.group("Measuring instruction counts under callgrind: base, head, head again"):
-            run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
-        return Measured(run.stages, INSTRUCTIONS, _count_environment(run, len(run.stages), 0), notices + run.notices)
-
-    with progress.group("Timing one discovery round per side to choose each stage's measure"):
-        split = discover(settings, setups, out / "discovery", progress, round_fn)
+    environment: dict = {}
+    counted: list[str] | None = None  # None: every stage (`--measure instructions`, no discovery)
+    timed: list[str] = []
+    if mode != INSTRUCTIONS:
+        with progress.group("Timing one discovery round per side to choose each stage's measure"):
+            split = discover(settings, setups, out / "discovery", progress, round_fn)
+        if not split.counted and not split.timed:
+            # Discovery found nothing: let the wall-time path report what is wrong with the suite.
+            return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
+        environment["discovery"] = {"instructions": len(split.counted), "walltime": len(split.timed),
+                                    "walltime_reasons": split.reasons}
+        counted, timed = split.counted, split.timed
+        plan.walltimes = split.seconds  # the wall-time look for counts that wander (stats.check_count_change)
     stages: list[StageComparison] = []
-    environment: dict = {"discovery": {"instructions": len(split.counted), "walltime": len(split.timed),
-                                       "walltime_reasons": split.reasons}}
-    if split.counted:
+    fallback: dict[str, str] = {}  # stage → why its count failed: measured by wall time instead
+    failed_counts: dict[str, StageComparison] = {}
+    if counted is None or counted:
         # Each side runs only what it has: the other group is deselected, never named (a node id
         # missing on one side is a pytest usage error there).
-        plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *_deselect(split.timed)]
-        plan.walltimes = split.seconds  # the wall-time look for counts that wander (stats.check_count_change)
-        with progress.group(f"Measuring instruction counts of {len(split.counted)} short stage(s) under callgrind"):
-            run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
-        stages += run.stages
-        notices += run.notices
-        environment.update(_count_environment(run, len(split.counted), len(split.timed)))
-    if split.timed:
+        plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *_deselect(timed)]
+        title = ("Measuring instruction counts under callgrind: base, head, head again" if counted is None
+                 else f"Measuring instruction counts of {len(counted)} short stage(s) under callgrind")
+        try:
+            with progress.group(title):
+                run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
+        except BoltError as exc:
+            # Neither side could be counted: wall time still can, in this same run.
+            notices.append(f"instruction counts failed on both sides ({exc}), so "
+                           f"{'every stage' if counted is None else 'the stages chosen for counts'} "
+                           "were measured by wall time instead")
+            progress.warn(notices[-1])
+            if counted is None:
+                return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
+            fallback = {name: f"instruction counts failed on both sides: {exc}" for name in counted}
+        else:
+            notices += run.notices
+            environment.update(_count_environment(run, len(counted if counted is not None else run.stages), len(timed)))
+            for stage in run.stages:
+                if stage.verdict == FAILED:
+                    fallback[stage.name], failed_counts[stage.name] = stage.note or "its count failed", stage
+                else:
+                    stages.append(stage)
+            for name in counted or ():
+                if name not in fallback and all(s.name != name for s in stages):
+                    fallback[name] = "no instruction count was recorded"
+    if timed or fallback:
         wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks),
-                         extra_args=_deselect(split.counted))
-        stages += wall.stages
+                         extra_args=_deselect([s.name for s in stages]))
+        stages += _fell_back(wall.stages, fallback, failed_counts, notices, environment)
         notices += wall.notices
         environment.update(wall.environment)
-    if not split.counted and not split.timed:
-        # Discovery found nothing: let the wall-time path report what is wrong with the suite.
-        return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
     kinds = {s.measure for s in stages}
     name = MIXED if len(kinds) > 1 else (kinds.pop() if kinds else WALLTIME)
     stages.sort(key=lambda s: s.name)
     return Measured(stages, name, environment, notices)
+
+
+def _fell_back(wall: list[StageComparison], fallback: dict[str, str], failed_counts: dict[str, StageComparison],
+               notices: list[str], environment: dict) -> list[StageComparison]:
+    """The wall-time stages, those whose count failed said so; a failed count wall time did not reach stays."""
+    measured = {s.name for s in wall}
+    moved = sorted(n for n in fallback if n in measured)
+    for stage in wall:
+        if stage.name in fallback:
+            why = f"measured by wall time: {fallback[stage.name]}"
+            stage.note = f"{why}; {stage.note}" if stage.note else why
+    if moved:
+        shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+        notices.append(f"{len(moved)} stage(s) whose instruction count failed were measured by wall time instead: {shown}")
+        if "discovery" in environment:
+            environment["discovery"]["walltime_reasons"].update(
+                {n: f"its instruction count failed ({fallback[n]})" for n in moved})
+        environment["count_fallback"] = {n: fallback[n] for n in moved}
+    return [*wall, *(failed_counts[n] for n in sorted(failed_counts) if n not in measured)]
 
 
 def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, progress: Progress,
@@ -175,7 +218,7 @@ def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, pr
         found = routing.evidence_file(workdir / side)
         found.parent.mkdir(parents=True, exist_ok=True)
         found.unlink(missing_ok=True)
-        env = dict(setup.env if setup.env is not None else clean_environ())
+        env = dict(setup.env) if setup.env is not None else sandbox.side_environ()
         env[routing.EVIDENCE_VARIABLE] = str(found)
         result = _discovery_round(round_fn, SideSetup(setup.python, setup.checkout, env), settings,
                                   [*settings.benchmarks], workdir / side, "wall")
@@ -371,7 +414,7 @@ def _package_drift(setups: dict[str, SideSetup]) -> list[str]:
     for side, setup in setups.items():
         try:
             proc = subprocess.run([str(setup.python), "-c", _PACKAGES], capture_output=True, text=True, timeout=60,
-                                  env=setup.env, check=False)
+                                  env=sandbox.measured(setup.env), check=False)
             found[side] = json.loads(proc.stdout)
         except (OSError, subprocess.SubprocessError, ValueError):
             return []
@@ -432,6 +475,6 @@ def _walltime_only(settings, setups, out, progress, walltime_fn, notices) -> Mea
 def _without_codspeed(env: dict[str, str] | None) -> dict[str, str]:
     # pytest-codspeed is installed next to pytest-benchmark; a CODSPEED_ENV left in the environment
     # (as on CodSpeed's own runners) would switch it on and take the `benchmark` fixture in timed rounds.
-    clean = dict(env if env is not None else os.environ)
+    clean = dict(env if env is not None else sandbox.side_environ())
     clean.pop("CODSPEED_ENV", None)
     return clean

@@ -10,12 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bolt_bot.measure import pytestcmd
+from bolt_bot.measure import sandbox
 from bolt_bot.decide.benchjson import read_round
 from bolt_bot.errors import BoltError
-from bolt_bot.measure.sandbox import clean_environ
 from bolt_bot.model import BenchmarkRound
-
-from bolt_bot.measure.probe import PROBE_DIR
 
 # Short rounds: the variance lives between processes, so time goes into more rounds, not longer ones.
 BENCHMARK_FLAGS = [
@@ -25,9 +24,7 @@ BENCHMARK_FLAGS = [
     "--benchmark-disable-gc",
     "--benchmark-sort=name",
 ]
-# Never parallel (xdist disables pytest-benchmark), never the project's addopts (they may add -n auto or
-# --benchmark-skip); pytest-args from the settings come after and can add things back.
-ISOLATION_FLAGS = ["-p", "no:xdist", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "addopts=", "-q"]
+ROUND_PLUGIN = "bolt_round_plugin"
 
 
 @dataclass
@@ -38,19 +35,6 @@ class RoundResult:
     hung: str | None = None  # the stage that was running when the round timed out
     error: str | None = None  # the whole round failed: why
     seconds: float = 0.0
-
-
-def measured_env(extra: dict[str, str] | None = None, events: Path | None = None) -> dict[str, str]:
-    """Variables every measured process gets: fixed hash seed, Bolt's probe plugins importable, speed probes on."""
-    env = dict(extra) if extra is not None else clean_environ()
-    env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
-    env.pop("PYTHONMALLOC", None)
-    env["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches keep rounds alike
-    if events is not None:
-        env["BOLT_ROUND_EVENTS"] = str(events)
-    env["BOLT_SPEED_PROBE"] = "1"  # the round plugin times a fixed loop around each stage (speedgate.py)
-    return env
 
 
 def _memory_limit(megabytes: int | None):
@@ -129,12 +113,14 @@ def run_round(
     events = workdir / f"{label}.events"
     for stale in (json_out, events):
         stale.unlink(missing_ok=True)
-    cmd = [str(python), "-m", "pytest", *targets, *ISOLATION_FLAGS, "-p", "bolt_round_plugin", *BENCHMARK_FLAGS,
-           f"--benchmark-json={json_out}", *pytest_args]
+    selection = _selection(targets, checkout, workdir / f"{label}.select")
+    cmd = [str(python), "-m", "pytest", *pytestcmd.pytest_args(
+        pytest_args, plugin=ROUND_PLUGIN, targets=selection,
+        bolt_flags=[*BENCHMARK_FLAGS, f"--benchmark-json={json_out}"])]
     for nodeid in deselect:
         cmd += ["--deselect", nodeid]
     started = time.monotonic()
-    code, output = run_pytest(cmd, checkout, measured_env(env, events), timeout, memory_mb)
+    code, output = run_pytest(cmd, checkout, sandbox.measured(env, probes=True, events=events), timeout, memory_mb)
     result = RoundResult(seconds=time.monotonic() - started)
     running = None
     probes: dict[str, tuple[float, float]] = {}
@@ -158,7 +144,7 @@ def run_round(
             result.failed[running] = f"timed out after {timeout:.0f} s (stopped)"
         return result
     if code == 4:
-        raise BoltError(f"pytest refused the arguments ({_last_line(output)})")
+        raise BoltError(f"pytest refused the arguments: {pytestcmd.usage_error(output)}")
     if json_out.exists() and json_out.stat().st_size:
         result.records = read_round(json_out)
         for record in result.records:
@@ -168,3 +154,18 @@ def run_round(
             result.failed[running] = f"crashed with signal {-code}"
         result.error = _last_line(output) if not result.collect_errors else result.collect_errors[0][:300]
     return result
+
+
+def _selection(targets: list[str], checkout: Path, select_file: Path) -> list[str]:
+    """pytest's positional arguments for `targets`. Node ids go to the round plugin's --bolt-select
+    file (pytest's own parser cannot re-select an id whose parameters hold "::", and fails the whole
+    round on an id that vanished); only the files they live in are named, those that exist."""
+    paths = [t for t in targets if "::" not in t]
+    nodeids = [t for t in targets if "::" in t]
+    if not nodeids:
+        select_file.unlink(missing_ok=True)
+        return list(paths)
+    select_file.write_text("".join(n + "\n" for n in nodeids), encoding="utf-8")
+    files = [n.split("::", 1)[0] for n in nodeids]
+    files = [f for f in dict.fromkeys(files) if (checkout / f).exists()]
+    return [*paths, *files, f"--bolt-select={select_file.resolve()}"]

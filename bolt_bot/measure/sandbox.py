@@ -1,4 +1,4 @@
-"""The environment every measured process starts from: an allow-list, so no token or secret reaches PR code.
+"""The environment of every measured process, built here only: an allow-list, so no token or secret reaches PR code.
 
 The measured processes (the install command, wall-time rounds, discovery, instruction counts, profiles)
 run the project's code, which on a pull request is untrusted. They get only the variables named here,
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 # What a build or a test suite legitimately needs: where programs are, who and where we are, the locale,
 # a temporary folder, the registries and proxies an install command reaches (their URLs, which may carry
@@ -48,4 +49,53 @@ def clean_environ(source: Mapping[str, str] | None = None, pass_env: Iterable[st
             continue
         if name in ALLOWED or name.startswith(ALLOWED_PREFIXES) or name in wanted:
             env[name] = value
+    return env
+
+
+from bolt_bot.measure.probe import PROBE_DIR  # noqa: E402  (re-exported: measured() puts it on PYTHONPATH)
+# Variables that change how the interpreter runs (and so what is measured): never taken from outside.
+_INTERPRETER = ("PYTHONSTARTUP", "PYTHONHOME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC", "PYTHONMALLOC",
+                "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONINSPECT", "PYTHONBREAKPOINT", "PYTEST_ADDOPTS",
+                "PYTEST_PLUGINS", "CODSPEED_ENV", "CODSPEED_RUNNER_MODE", "CODSPEED_PROFILE_FOLDER")
+
+
+def side_environ(python: Path | None = None, pass_env: Iterable[str] = (),
+                 source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A side's environment: the allow-listed variables plus `pass_env`, with `python`'s virtual
+    environment activated (its bin folder first on PATH). The install command runs with it, and every
+    measured pass starts from it (`measured`)."""
+    env = clean_environ(source, pass_env)
+    if python is not None:
+        python = Path(python)
+        env["PATH"] = str(python.parent) + (os.pathsep + env["PATH"] if env.get("PATH") else "")
+        if (python.parent.parent / "pyvenv.cfg").exists():
+            env["VIRTUAL_ENV"] = str(python.parent.parent)
+    return env
+
+
+def measured(side: Mapping[str, str] | None, *, probes: bool = False, events: Path | None = None,
+             codspeed_profile: Path | None = None) -> dict[str, str]:
+    """The environment of one measured process, from its side's environment (`side_environ`; None:
+    built from this process's environment without a virtual environment).
+
+    The same for every pass: a fixed hash seed, the default allocator, bytecode caches written, nothing
+    that alters the interpreter, Bolt's probe plugins importable. `probes` turns the round plugin's
+    speed probes on and `events` names its event file (wall-time rounds); `codspeed_profile` switches
+    pytest-codspeed on (instruction counts), which any other pass must not have. Counts load no probe
+    plugin, and their sys.path stays as it was: a path more moved a stage's count between runs.
+    """
+    env = {k: v for k, v in (side if side is not None else side_environ()).items() if not forbidden(k)}
+    for name in _INTERPRETER:
+        env.pop(name, None)
+    env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
+    if codspeed_profile is None:
+        # A PYTHONPATH the user passed on purpose (`pass_env`) stays, after Bolt's probe plugins.
+        env["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if probes:
+        env["BOLT_SPEED_PROBE"] = "1"  # the round plugin times a fixed loop around each stage (speedgate.py)
+    if events is not None:
+        env["BOLT_ROUND_EVENTS"] = str(events)
+    if codspeed_profile is not None:
+        env["CODSPEED_ENV"] = "bolt"
+        env["CODSPEED_PROFILE_FOLDER"] = str(codspeed_profile)
     return env

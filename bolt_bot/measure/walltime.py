@@ -16,6 +16,7 @@ from pathlib import Path
 from bolt_bot.measure import speedgate
 from bolt_bot.decide import stats
 from bolt_bot.decide.compare import SideRounds, columns, compare_sides
+from bolt_bot.errors import BoltError
 from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.progress import Progress
 from bolt_bot.measure.rounds import RoundResult, run_round
@@ -67,6 +68,7 @@ class _Runner:
         self.pairs = 0
         self.notices: list[str] = []
         self.counts = {side: 0 for side in setups}
+        self.unselectable: dict[str, str] = {}  # stage → why an extra or confirmation round could not run it
 
     def pair(self, targets: list[str], tag: str) -> dict[str, list]:
         """One round per side, order alternating (A B, B A, ...). Returns the records of this pair."""
@@ -77,11 +79,21 @@ class _Runner:
             if side in self.dead:
                 continue
             setup = self.setups[side]
-            result = self.round_fn(
-                setup.python, setup.checkout, targets or self.plan.targets, self.workdir / side,
-                label=f"{tag}-{self.pairs:03d}", pytest_args=self.plan.pytest_args, deselect=self.deselect[side],
-                env=setup.env, timeout=self.plan.timeout, memory_mb=self.plan.memory_mb,
-            )
+            try:
+                result = self.round_fn(
+                    setup.python, setup.checkout, targets or self.plan.targets, self.workdir / side,
+                    label=f"{tag}-{self.pairs:03d}", pytest_args=self.plan.pytest_args, deselect=self.deselect[side],
+                    env=setup.env, timeout=self.plan.timeout, memory_mb=self.plan.memory_mb,
+                )
+            except BoltError as exc:
+                if not targets:
+                    raise  # the planned rounds: the suite itself cannot start, nothing was measured
+                # A later round that re-selects stages: what the planned rounds measured stands.
+                for name in targets:
+                    self.unselectable.setdefault(name, f"{side}: {exc}")
+                self.progress.warn(f"{side}: the {tag} round could not re-select its stages ({exc}); "
+                                   "keeping what was measured")
+                return {}
             self.counts[side] += 1
             self._absorb(side, result)
             got[side] = result.records
@@ -133,7 +145,7 @@ def measure_walltime(
     # Extra rounds may cost at most half of what the planned rounds took (and never more than the
     # budget), so a noisy run stays within a small multiple of one plain pytest-benchmark run.
     deadline = time.monotonic() + min(plan.budget, 0.5 * (time.monotonic() - started))
-    while extra < plan.max_extra_pairs and time.monotonic() < deadline and not runner.dead:
+    while extra < plan.max_extra_pairs and time.monotonic() < deadline and not runner.dead and not runner.unselectable:
         unclear = [s.name for s in stages if s.verdict == INCONCLUSIVE and s.ratio is not None]
         if not unclear:
             break
@@ -148,13 +160,29 @@ def measure_walltime(
         # The planned pairs, then up to as many again while a flagged stage has no full-speed round on
         # a side yet: judged on slowed-down rounds alone, a real regression would often fail to confirm.
         while confirmed < plan.confirm_pairs or (confirmed < 2 * plan.confirm_pairs and _lacks_fast(runner, confirm, flagged)):
-            for side, records in runner.pair(flagged + anchors, "confirm").items():
+            got = runner.pair(flagged + anchors, "confirm")
+            if set(got) != {BASE, HEAD}:
+                break  # a side could not re-select its stages: confirm on what both sides measured
+            for side, records in got.items():
                 confirm[side].rounds.append(records)
             confirmed += 1
         stages = runner.compare()
         _require_confirmation(stages, confirm, plan.threshold / 100, runner.reference())
+    _mark_unselectable(stages, runner.unselectable)
     return WalltimeRun(sides=runner.sides, stages=stages, rounds=dict(runner.counts), extra_pairs=extra,
                        confirm_pairs=confirmed, seconds=time.monotonic() - started, notices=runner.notices)
+
+
+def _mark_unselectable(stages: list[StageComparison], why: dict[str, str]) -> None:
+    """A stage a later round could not re-select keeps what the planned rounds measured, said in its note;
+    a verdict that needed that round (a regression to confirm) is inconclusive."""
+    for stage in stages:
+        if stage.name not in why or stage.verdict not in (REGRESSED, INCONCLUSIVE):
+            continue  # an anchor that stayed unchanged needed no later round
+        if stage.verdict == REGRESSED:
+            stage.verdict = INCONCLUSIVE
+        reason = f"a later round could not re-select it ({why[stage.name]})"
+        stage.note = f"{stage.note}; {reason}" if stage.note else reason
 
 
 def _lacks_fast(runner: _Runner, confirm: dict[str, SideRounds], flagged: list[str]) -> bool:

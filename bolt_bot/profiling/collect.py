@@ -11,12 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bolt_bot.measure import pytestcmd
+from bolt_bot.measure import sandbox
 from bolt_bot.errors import BoltError
 from bolt_bot.model import ProfileLine
 from bolt_bot.report.render import format_amount
 from bolt_bot.measure.rounds import run_pytest
 
-from bolt_bot.measure.probe import PROBE_DIR
+from bolt_bot.measure.probe import PROBE_DIR  # noqa: F401  (tests load the standalone plugin from here)
 PLUGIN_MODULE = "bolt_profile_plugin"
 INDEX_NAME = "index.json"
 SIDECAR_SUFFIX = ".stage.json"  # must match the plugin
@@ -417,9 +419,9 @@ def collect_profiles(
 ) -> dict[str, Path]:
     """Profile the benchmarks of `checkout` in one pytest process; stage id -> .pstats path.
 
-    `env` is laid over this process's environment. With `stages`, only those node ids run. Stages
-    whose test failed are missing from the result; a BoltError is raised when pytest could not run,
-    timed out, or profiled nothing at all.
+    `env` is the side's environment (sandbox.side_environ; None: the allow-listed part of this
+    process's). With `stages`, only those node ids run. Stages whose test failed are missing from the
+    result; a BoltError is raised when pytest could not run, timed out, or profiled nothing at all.
     """
     python, checkout, out_dir = Path(python), Path(checkout), Path(out_dir)
     if not checkout.is_dir():
@@ -428,30 +430,24 @@ def collect_profiles(
     for stale in list(out_dir.glob(f"*{SIDECAR_SUFFIX}")) + [out_dir / INDEX_NAME]:
         stale.unlink(missing_ok=True)
 
-    cmd = [
-        str(python), "-m", "pytest",
-        "-p", PLUGIN_MODULE,
-        "-p", "no:cacheprovider",  # leave the checkout as it was
-        f"--bolt-profile-dir={out_dir.resolve()}",
-        f"--bolt-profile-calls={int(calls)}",
-    ]
+    flags = [f"--bolt-profile-dir={out_dir.resolve()}", f"--bolt-profile-calls={int(calls)}"]
     if max_seconds is not None:
-        cmd.append(f"--bolt-profile-max-seconds={float(max_seconds)}")
-    cmd += [str(a) for a in pytest_args]
+        flags.append(f"--bolt-profile-max-seconds={float(max_seconds)}")
+    targets: list[str] = []
     if stages:
         select = out_dir / ".select.txt"
         select.write_text("".join(s + "\n" for s in stages), encoding="utf-8")
-        cmd.append(f"--bolt-profile-select={select.resolve()}")
+        flags.append(f"--bolt-profile-select={select.resolve()}")
         # Collect only the files involved; the exact node ids are filtered by the plugin, which
         # also copes with ids whose parameters pytest's command line would not parse.
-        cmd += _unique(s.split("::", 1)[0] for s in stages if (checkout / s.split("::", 1)[0]).exists())
-
-    environment = dict(os.environ)
-    environment.update({str(k): str(v) for k, v in (env or {}).items()})
-    existing = environment.get("PYTHONPATH")
-    environment["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + existing if existing else "")
+        targets = _unique(s.split("::", 1)[0] for s in stages if (checkout / s.split("::", 1)[0]).exists())
+    cmd = [str(python), "-m", "pytest",
+           *pytestcmd.pytest_args([str(a) for a in pytest_args], plugin=PLUGIN_MODULE, bolt_flags=flags, targets=targets)]
+    environment = sandbox.measured({str(k): str(v) for k, v in env.items()} if env is not None else sandbox.side_environ(python))
 
     code, output = run_pytest(cmd, checkout, environment, timeout)
+    if code == 4:
+        raise BoltError(f"profiling in {checkout}: pytest refused the arguments: {pytestcmd.usage_error(output)}")
     if code is None:
         raise BoltError(f"profiling timed out after {timeout:g}s in {checkout}")
     found = profile_index(out_dir)

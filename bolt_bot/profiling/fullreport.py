@@ -20,6 +20,7 @@ import jinja2
 from bolt_bot import __version__
 from bolt_bot.measure import envs
 from bolt_bot.measure import gitrepo
+from bolt_bot.measure import sandbox
 from bolt_bot.errors import BoltError
 from bolt_bot.profiling.flamegraph import display_name, flamegraph_svg, speedscope_json
 from bolt_bot.profiling.collect import (
@@ -108,7 +109,7 @@ def profile_report(
             env = envs.prepare(tree.path, spec, ENV_SIDE)
             progress.note(f"{sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
             compile_bytecode(env.python, tree.path)
-            environ = env.environ()
+            environ = sandbox.side_environ(env.python, settings.pass_env)
         with progress.group("Profiling every stage with cProfile"):
             raw = Path(scratch) / "profiles"
             try:

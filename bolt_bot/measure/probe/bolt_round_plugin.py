@@ -89,6 +89,32 @@ def _excerpt(report) -> str:
     return " | ".join(line.strip() for line in picked)[-_EXCERPT:]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bolt-select", default=None,
+                     help="file with one node id per line: run only these (and what they name, as pytest does)")
+
+
+def _selected(nodeid: str, wanted: set) -> bool:
+    # As on pytest's command line, "f.py::test_x" also names test_x[...] and a class names its tests;
+    # but an id whose parameters hold "::" or brackets is matched here, where pytest's parser cannot.
+    if nodeid in wanted:
+        return True
+    return any(nodeid.startswith(w + "::") or nodeid.startswith(w + "[") for w in wanted)
+
+
+def pytest_collection_modifyitems(config, items):
+    path = config.getoption("bolt_select", None)
+    if not path:
+        return
+    with open(path, encoding="utf-8") as f:
+        wanted = {line.rstrip("\n") for line in f if line.strip()}
+    keep = [item for item in items if _selected(item.nodeid, wanted)]
+    if len(keep) != len(items):
+        kept = {id(item) for item in keep}
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+        items[:] = keep
+
+
 def pytest_runtest_logstart(nodeid, location):
     _emit(event="start", nodeid=nodeid)
 
