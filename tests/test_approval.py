@@ -430,15 +430,15 @@ def test_the_block_is_rewritten_in_place_and_fits_the_size_limit():
     settings = Settings()
     body = "<!-- bolt:comment -->\n<!-- bolt:state {} -->\n### ⚡ 1 stage slower\n\n| | Stage |\n"
     state = {"verdict": REGRESSED, "regressed": {"a": 1.1}, "approval": None}
-    once = messages.with_block(body, state, settings)
+    once = messages.with_block(body, state, settings, gate.stored_gate(state).needed)
     assert once.count(comment_state.BLOCK_START) == 1 and "needs a maintainer's approval" in once
     approved = {**state, "approval": {"user": "m", "sha": "a" * 40, "reason": "<b>@team</b>", "at": "today"}}
-    twice = messages.with_block(once, approved, settings)
+    twice = messages.with_block(once, approved, settings, gate.stored_gate(approved).needed)
     assert twice.count(comment_state.BLOCK_START) == 1 and "needs a maintainer" not in twice
     assert "&lt;b&gt;&#64;\u2060team&lt;/b&gt;" in twice  # the reason cannot mention or inject
     big = body + "".join(f"| ⚪ | tests/t.py::test_{i} | 1 | 1 | +0 % | |\n" for i in range(2000))
     big = big[: COMMENT_LIMIT - 50].rsplit("\n", 1)[0] + "\n"
-    assert len(messages.with_block(big, approved, settings)) <= COMMENT_LIMIT
+    assert len(messages.with_block(big, approved, settings, gate.stored_gate(approved).needed)) <= COMMENT_LIMIT
     assert events.parse_command("hi\n  /bolt APPROVE  because  it is\nfine") == ("approve", "because it is")
     assert events.parse_command("/bolt") == ("help", "")
     assert events.parse_command("see `/bolt run`") is None

@@ -1,4 +1,4 @@
-"""The approval gate, a pure function: results + the comment's stored state + permissions already looked up -> outcome."""
+"""The approval gate, a pure function of results + the comment's stored state + permissions already looked up."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, INSTRUCTIONS, REGRESSED, UNCHANGED, Results
+from bolt_bot.report.messages import NO_IMPROVEMENT
 from bolt_bot.report.render import format_change
 from bolt_bot.report.state import STATE_STAGES_LIMIT, state_name
 from bolt_bot.report.textfilter import short_description, short_name
 
 APPROVERS = {"write": ("write", "admin"), "admin": ("admin",)}  # maintain is reported as write
-NO_IMPROVEMENT = "no measurable improvement"
 
 
 def needs_approval(verdict: str | None, regressed: bool, perf: bool) -> bool:
@@ -130,10 +130,12 @@ def state_keys(gate: Gate, results: Results) -> dict[str, Any]:
     }
 
 
-def stored_gate(state: Mapping[str, Any], labels: list[str] | None, perf_label: str) -> Gate:
-    """The gate as the comment's state left it, for a command: the labels the event saw win over the state's."""
+def stored_gate(state: Mapping[str, Any], labels: list[str] | None = None, perf_label: str = "perf") -> Gate:
+    """The gate as the comment's state left it, for a command: the labels the event saw (when given) win over
+    the state's. A state that says `regressed` without the stages (written by an older Bolt) still needs one."""
     perf = perf_label in labels if labels is not None else bool(state.get("perf"))
-    return Gate(needed=needs_approval(state.get("verdict"), bool(state.get("regressed")), perf), perf=perf,
+    regressed = bool(state.get("regressed")) or state.get("verdict") == REGRESSED
+    return Gate(needed=needs_approval(state.get("verdict"), regressed, perf), perf=perf,
                 claim=str(state.get("claim") or NO_IMPROVEMENT), approval=stored_approval(state))
 
 

@@ -1,4 +1,4 @@
-"""`bolt action`: run the activity the event asks for (measure, publish, profile, a command) and return its exit code."""
+"""`bolt action`: run the activity the event asks for (measure, publish, profile, a command); its exit code."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `command` activity: approvals (a `/bolt approve`, a label, a review), their withdrawal, and `/bolt run|profile|help`."""
+"""The `command` activity: approvals (comment, label, review), their withdrawal, `/bolt run|profile|help`."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ class Handler:
             "stages": dict(state.get("regressed") or {}),
         }
         state = {**state, "approval": approval, "approval_note": None}
-        body = messages.with_block(replace_state(existing.body or "", state), state, self.settings)
+        body = messages.with_block(replace_state(existing.body or "", state), state, self.settings,
+                                   gates.stored_gate(state).needed)
         # A run for a newer head may rewrite the comment while this one writes: editing then would put the old
         # report back over the new one. A newer head's run writes only once the pull request is at that head, so
         # the head is checked first, then the comment read again right before writing (compare, then swap);
@@ -161,8 +162,9 @@ class Handler:
         state = {**state, "approval": None,
                  "approval_note": f"{req.user} withdrew the approval by {old.get('user')} "
                                   f"(removed the {self.settings.approval_label} label)"}
-        self.client.edit_comment(existing, messages.with_block(replace_state(existing.body or "", state), state,
-                                                               self.settings))
+        body = messages.with_block(replace_state(existing.body or "", state), state, self.settings,
+                                   gates.stored_gate(state).needed)
+        self.client.edit_comment(existing, body)
         gate = gates.stored_gate(state, req.labels, self.settings.perf_label)
         if gate.needed:
             self._status(str(state["head_sha"]), state, gate, req.url)

@@ -1,5 +1,4 @@
-"""What `bolt action` was asked: the runner's environment and event read once, and the one dispatcher that
-turns an event into an activity, or into a command request."""
+"""What `bolt action` is asked: the environment and event read once, and the one dispatcher (activity or command)."""
 
 from __future__ import annotations
 
@@ -293,5 +292,7 @@ def optional_module(name: str) -> ModuleType | None:
     """A part of Bolt that an installation may lack (the profile report needs extra tools): the module, or None."""
     try:
         return importlib.import_module(name)
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # the module is there but one of its own imports is missing: a real error
+            raise
         return None

@@ -160,7 +160,7 @@ def _write_comment(results: Results, client: Client, pr_number: int, settings: S
             outcome.comment = "skipped-quiet"
             return gate
         state = _state(results, old_state, {**gates.state_keys(gate, results), **(state_extra or {})}, now)
-        body = messages.with_block(comment_body(results, settings.template_dir, state), state, settings)
+        body = messages.with_block(comment_body(results, settings.template_dir, state), state, settings, gate.needed)
         if existing is None:
             comment = _converge(client, pr_number, client.create_comment(pr_number, body), body)
             outcome.comment = "created"

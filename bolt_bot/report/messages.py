@@ -6,13 +6,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bolt_bot.decide.gate import NO_IMPROVEMENT, needs_approval
 from bolt_bot.model import REGRESSED
 from bolt_bot.report.render import render_template
 from bolt_bot.report.state import replace_block
 from bolt_bot.settings import Settings
 
 REASON_LIMIT = 500
+NO_IMPROVEMENT = "no measurable improvement"  # the claim when a perf-labelled change measured no improvement
 PROFILE_EXCERPT = 6000  # characters of report.md quoted in the reply to `/bolt profile`
 
 
@@ -21,8 +21,9 @@ def _labels(settings: Settings) -> dict[str, Any]:
             "approvers": settings.approvers, "approve_by_review": settings.approve_by_review}
 
 
-def approval_block(state: Mapping[str, Any], settings: Settings) -> str:
-    """The markdown of the approval section, from the hidden state alone."""
+def approval_block(state: Mapping[str, Any], settings: Settings, needed: bool) -> str:
+    """The markdown of the approval section, from the hidden state and whether approval is needed (the gate's
+    decision, bolt_bot.decide.gate)."""
     approval = state.get("approval") if isinstance(state.get("approval"), dict) else None
     regressed = bool(state.get("regressed")) or state.get("verdict") == REGRESSED
     perf = bool(state.get("perf"))
@@ -34,16 +35,16 @@ def approval_block(state: Mapping[str, Any], settings: Settings) -> str:
         "approval": approval,
         "holds_for": str((approval or {}).get("holds_for") or ""),
         "reason_limit": REASON_LIMIT,
-        "needed": needs_approval(state.get("verdict"), regressed, perf),
+        "needed": needed,
         "regressed": regressed,
         "note": state.get("approval_note"),
     }
     return render_template("approval.md.j2", ctx, settings.template_dir).strip()
 
 
-def with_block(body: str, state: Mapping[str, Any], settings: Settings) -> str:
+def with_block(body: str, state: Mapping[str, Any], settings: Settings, needed: bool) -> str:
     """`body` with its approval section replaced by the one the state describes (inserted when missing)."""
-    return replace_block(body, approval_block(state, settings))
+    return replace_block(body, approval_block(state, settings, needed))
 
 
 def reply(kind: str, settings: Settings, **values: Any) -> str:

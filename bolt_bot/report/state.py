@@ -1,4 +1,4 @@
-"""The sticky comment's protocol: its marker, the hidden state line, and the approval section, read and rewritten in a body."""
+"""The sticky comment's protocol: marker, hidden state line and approval section, read and rewritten in a body."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ BLOCK_END = "<!-- /bolt:approval -->"
 
 def state_comment(state: Mapping[str, Any]) -> str:
     """The hidden state as one HTML comment line; "--" would end the comment early, so it is escaped."""
-    data = json.dumps(dict(state), separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d")
+    data = json.dumps(dict(state), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    data = data.replace("--", "\\u002d\\u002d")
     return f"{STATE_PREFIX}{data}{STATE_SUFFIX}"
 
 
