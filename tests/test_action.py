@@ -16,7 +16,7 @@ pytest.importorskip("github")
 
 from click.testing import CliRunner
 
-from bolt_bot.github import action
+from bolt_bot.github import action, artifact, commands, events
 from bolt_bot.github.action import (
     ActionConfig,
     MeasureRequest,
@@ -34,7 +34,7 @@ from bolt_bot.errors import (
 )
 from bolt_bot.model import Results
 from bolt_bot.report.output import write_results_dir
-from bolt_bot.report.render import read_state
+from bolt_bot.report.state import read_state
 from bolt_bot.settings import Settings
 from tests.container import parse_key_values
 from tests.ghdouble.webhooks import load_event, write_event
@@ -149,7 +149,7 @@ def test_activity_from_the_event(tmp_path, event_name, action_name, label, mode,
         event["label"] = {"name": label}
     config = ActionConfig(event_name=event_name, event=event, repository="o/r", workspace=tmp_path, token="t",
                           inputs={"mode": mode} if mode else {}, results_dir=tmp_path, results_dir_input="r")
-    assert action.choose_activity(config)[0] == expected
+    assert action.choose_activity(config, action.project_settings(config))[0] == expected
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own a repository as another user")
@@ -273,7 +273,7 @@ def test_workflow_run_publishes_a_fork_prs_results(gh, tmp_path):
 
 def _oversized(folder: Path) -> None:
     with open(folder / "flame.svg", "wb") as f:
-        f.truncate(action.MAX_ARTIFACT_FILE + 1)
+        f.truncate(artifact.MAX_ARTIFACT_FILE + 1)
 
 
 def _symlink_escape(folder: Path) -> None:
@@ -343,7 +343,7 @@ def test_workflow_dispatch_runs_the_profile_report(gh, tmp_path, monkeypatch):
         (out / "report.md").write_text("## Full profile\n\nparse: 40 %\n")
 
     monkeypatch.setitem(sys.modules, "bolt_bot.profiling.fullreport", types.SimpleNamespace(profile_report=profile_report))
-    monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
+    monkeypatch.setattr(events, "optional_module", lambda name: sys.modules.get(name))
     event = load_event("workflow_dispatch", repo="octo-org/bolt-demo")
     event["inputs"] = {"ref": "v1.2", "filter": "parse"}
     env = runner_env(gh, tmp_path, "workflow_dispatch", event, "t", **{"results-dir": "profile"})
@@ -361,25 +361,28 @@ def test_workflow_dispatch_without_the_report_module_exits_2(gh, tmp_path, monke
     assert err.value.exit_code == EXIT_BAD_INPUT and "not available" in str(err.value)
 
 
-def test_comment_commands_are_acknowledged_when_approvals_are_missing(gh, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "bolt_bot.github.approval", None)
+def test_a_comment_without_a_command_is_ignored_before_any_github_call(gh, tmp_path):
     pr = gh.seed_pr()
     event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
-                       commenter=pr.maintainer, body="/bolt approve worth it")
+                       commenter=pr.maintainer, body="looks good to me")
     code, stdout = run(runner_env(gh, tmp_path, "issue_comment", event, pr.token))
-    assert code == 0 and "acknowledged" in stdout
+    assert code == 0 and "nothing to do for no /bolt command in the comment" in stdout
     assert gh.requests == []
 
 
-def test_comment_commands_go_to_the_approval_module(gh, tmp_path, monkeypatch):
+def test_comment_commands_are_dispatched_with_the_invocations_settings(gh, tmp_path, monkeypatch):
     seen = []
-    fake = types.SimpleNamespace(handle=lambda config, client, rerun=None: seen.append((config.event_name, client())) or 0)
-    monkeypatch.setitem(sys.modules, "bolt_bot.github.approval", fake)
-    monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
+
+    def handle(request, config, settings, client, *, out, rerun=None):
+        seen.append((request.kind, config.event_name, settings.perf_label, client.repository))
+        return 0
+
+    monkeypatch.setattr(commands, "handle", handle)
     pr = gh.seed_pr()
-    event = load_event("pull_request_review", "submitted", repo=pr.repo, number=pr.number)
-    code, _ = run(runner_env(gh, tmp_path, "pull_request_review", event, pr.token))
-    assert code == 0 and seen[0][0] == "pull_request_review" and seen[0][1].repository == pr.repo
+    event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
+                       commenter=pr.maintainer, body="/bolt help")
+    code, _ = run(runner_env(gh, tmp_path, "issue_comment", event, pr.token, **{"perf-label": "speed"}))
+    assert code == 0 and seen == [("help", "issue_comment", "speed", pr.repo)]
 
 
 # ------------------------------------------------------------------------- documented workflows

@@ -12,11 +12,14 @@ import pytest
 pytest.importorskip("github")
 
 from bolt_bot.github import action
-from bolt_bot.github import approval as ap
+from bolt_bot.decide import gate
+from bolt_bot.github import events
+from bolt_bot.report import messages
+from bolt_bot.report import state as comment_state
 from bolt_bot.errors import EXIT_REGRESSION
 from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED
 from bolt_bot.report.output import write_results_dir
-from bolt_bot.report.render import COMMENT_LIMIT, read_state
+from bolt_bot.report.state import COMMENT_LIMIT, read_state
 from bolt_bot.settings import Settings
 from tests.conftest import commit, git, make_repo
 from tests.ghdouble.webhooks import load_event
@@ -183,19 +186,19 @@ def test_a_push_with_a_new_regressed_stage_needs_a_new_approval():
     state = {"approval": {"user": "m", "sha": "a" * 40, "reason": "ok",
                           "stages": {s.name: s.ratio for s in approved.regressions}}}
     fewer = make_results("b" * 40, verdict=UNCHANGED)
-    kept, note = ap.carry_over(state, fewer, 3.0)
+    kept, note = gate.carry_over(state, fewer, 3.0)
     assert note is None and kept["holds_for"] == "b" * 40 and kept["stages"] == state["approval"]["stages"]
     more = make_results("c" * 40, names=("tests/bench.py::test_parse", "tests/bench.py::test_dump"))
-    cleared, note = ap.carry_over(state, more, 3.0)
+    cleared, note = gate.carry_over(state, more, 3.0)
     assert cleared is None and "test_dump regressed (+9.2 %), which the approval did not cover" in note
     worse = make_results("d" * 40)
     worse.stages[0].ratio = 1.13  # 3.5 % worse than +9.2 %
-    assert ap.carry_over(state, worse, 3.0)[0] is None
-    assert ap.carry_over(state, worse, 4.0)[0] is not None
+    assert gate.carry_over(state, worse, 3.0)[0] is None
+    assert gate.carry_over(state, worse, 4.0)[0] is not None
     worse.stages[0].measure = "instructions"  # counts have their own, tighter threshold
-    assert ap.carry_over(state, worse, 4.0, instr_threshold=1.0)[0] is None
-    assert ap.carry_over({"approval": None}, worse, 3.0) == (None, None)
-    assert ap.carry_over(None, worse, 3.0) == (None, None)
+    assert gate.carry_over(state, worse, 4.0, instr_threshold=1.0)[0] is None
+    assert gate.carry_over({"approval": None}, worse, 3.0) == (None, None)
+    assert gate.carry_over(None, worse, 3.0) == (None, None)
 
 
 # ------------------------------------------------------------------------------- the perf label
@@ -235,9 +238,9 @@ def test_a_measured_improvement_is_reported_for_the_perf_label(gh, tmp_path):
     assert last_status(gh, pr).description == "approved by octo-org: verified locally too"
     results = make_results("a" * 40, verdict=IMPROVED)
     results.stages[0].ratio = 0.55
-    assert ap.claim_text(results) == "-45.0 % in test_parse"
+    assert gate.claim_text(results) == "-45.0 % in test_parse"
     results.stages[0].ratio = 0.125  # the same rule as the comment's table: the factor from 2x faster on
-    assert ap.claim_text(results) == "-87.5 % (8.0× faster) in test_parse"
+    assert gate.claim_text(results) == "-87.5 % (8.0× faster) in test_parse"
 
 
 def test_the_approval_label_from_a_user_without_permission_is_removed_with_a_note(gh, tmp_path):
@@ -323,7 +326,9 @@ def test_commands_on_issues_bots_and_plain_comments_are_ignored(gh, tmp_path):
     gh.add_issue(pr.repo, 8)
     event = load_event("issue_comment", "created", repo=pr.repo, number=8, on_pr=False, commenter=pr.maintainer,
                        body="/bolt approve fine")
-    assert run(runner_env(gh, tmp_path, "issue_comment", event, pr.token)) == (0, "")
+    # One notice from the dispatcher (to the runtime's stdout), no call to GitHub.
+    assert run(runner_env(gh, tmp_path, "issue_comment", event, pr.token)) == \
+        (0, "::notice title=Bolt::nothing to do for a comment on an issue, not on a pull request\n")
     event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
                        commenter=pr.maintainer, body="Looks good; I will run /bolt later")
     run(runner_env(gh, tmp_path, "issue_comment", event, pr.token))
@@ -345,7 +350,7 @@ def test_help_run_and_unknown_commands(gh, tmp_path):
     commands = [c for c in by_id.values() if c.body.startswith("/bolt")]
     assert [reactions(c) for c in commands] == [["+1"], ["eyes"], ["confused"], ["confused"]]
     # no reply can be read as a command: commands in replies are always quoted
-    assert all(ap.parse_command(text) is None for text in replies(gh, pr))
+    assert all(events.parse_command(text) is None for text in replies(gh, pr))
 
 
 def _git_repo(path: Path) -> str:
@@ -376,7 +381,7 @@ def test_profile_runs_on_the_prs_head_when_the_workspace_has_it(gh, tmp_path, mo
         return out / "report.md"
 
     monkeypatch.setitem(sys.modules, "bolt_bot.profiling.fullreport", types.SimpleNamespace(profile_report=profile_report))
-    monkeypatch.setattr(action, "_optional_module", lambda name: sys.modules.get(name))
+    monkeypatch.setattr(events, "optional_module", lambda name: sys.modules.get(name))
     command(gh, tmp_path, pr, pr.maintainer, "/bolt profile -k parse")
     assert calls == [(tmp_path / "workspace", sha, "parse")]
     # every setting given, from the base: profile_report's own reading of the head's table is overridden
@@ -425,16 +430,16 @@ def test_the_block_is_rewritten_in_place_and_fits_the_size_limit():
     settings = Settings()
     body = "<!-- bolt:comment -->\n<!-- bolt:state {} -->\n### ⚡ 1 stage slower\n\n| | Stage |\n"
     state = {"verdict": REGRESSED, "regressed": {"a": 1.1}, "approval": None}
-    once = ap.with_block(body, state, settings)
-    assert once.count(ap.BLOCK_START) == 1 and "needs a maintainer's approval" in once
+    once = messages.with_block(body, state, settings, gate.stored_gate(state).needed)
+    assert once.count(comment_state.BLOCK_START) == 1 and "needs a maintainer's approval" in once
     approved = {**state, "approval": {"user": "m", "sha": "a" * 40, "reason": "<b>@team</b>", "at": "today"}}
-    twice = ap.with_block(once, approved, settings)
-    assert twice.count(ap.BLOCK_START) == 1 and "needs a maintainer" not in twice
+    twice = messages.with_block(once, approved, settings, gate.stored_gate(approved).needed)
+    assert twice.count(comment_state.BLOCK_START) == 1 and "needs a maintainer" not in twice
     assert "&lt;b&gt;&#64;\u2060team&lt;/b&gt;" in twice  # the reason cannot mention or inject
     big = body + "".join(f"| ⚪ | tests/t.py::test_{i} | 1 | 1 | +0 % | |\n" for i in range(2000))
     big = big[: COMMENT_LIMIT - 50].rsplit("\n", 1)[0] + "\n"
-    assert len(ap.with_block(big, approved, settings)) <= COMMENT_LIMIT
-    assert ap.parse_command("hi\n  /bolt APPROVE  because  it is\nfine") == ("approve", "because it is")
-    assert ap.parse_command("/bolt") == ("help", "")
-    assert ap.parse_command("see `/bolt run`") is None
+    assert len(messages.with_block(big, approved, settings, gate.stored_gate(approved).needed)) <= COMMENT_LIMIT
+    assert events.parse_command("hi\n  /bolt APPROVE  because  it is\nfine") == ("approve", "because it is")
+    assert events.parse_command("/bolt") == ("help", "")
+    assert events.parse_command("see `/bolt run`") is None
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bolt_bot.github import publish as pub
+from bolt_bot.decide import gate
 from bolt_bot.decide.benchjson import parse_round, read_round
 from bolt_bot.errors import BoltError
 from bolt_bot.model import BenchmarkRound, ProfileLine, Results
@@ -92,7 +92,7 @@ def check_results(data) -> None:
             render(results)
         except BoltError as error:  # e.g. a comment that cannot fit: one line all the same
             assert_one_line(error)
-    pub.status_for(results)
+    gate.status_for(results)
 
 
 @FUZZ

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("github")
 
+from bolt_bot.decide import gate
 from bolt_bot.github import publish as pub
 from bolt_bot.errors import EXIT_PUBLISH, PublishError
 from bolt_bot.github.client import STATUS_CONTEXT, Client, ClientOptions, ReadOnlyToken
@@ -22,7 +23,7 @@ from bolt_bot.model import (
     StageComparison,
 )
 from bolt_bot.report.output import write_results_dir
-from bolt_bot.report.render import MARKER, read_state
+from bolt_bot.report.state import MARKER, read_state
 from bolt_bot.settings import Settings
 from tests.container import parse_key_values
 
@@ -267,13 +268,13 @@ def test_read_only_token_is_recognised(gh, tmp_path):
 
 def test_status_description_fits_140_characters():
     names = tuple(f"tests/bench_{i}.py::test_a_rather_long_benchmark_name_{i}[param-{i}]" for i in range(9))
-    state, description = pub.status_for(make_results("a" * 40, names=names))
+    state, description = gate.status_for(make_results("a" * 40, names=names))
     assert state == "failure" and len(description) <= 140 and description.startswith("9 stages slower: ")
     assert description.endswith("…")
     approved = make_results("a" * 40)
     approved.approval = {"user": "maintainer", "reason": "worth it"}
     # an approval in results.json (an artifact's) is never believed: only Bolt's own comment holds approvals
-    assert pub.status_for(approved) == ("failure", "1 stage slower: test_parse +9.2 %")
+    assert gate.status_for(approved) == ("failure", "1 stage slower: test_parse +9.2 %")
 
 
 def test_workflow_commands_escape_pr_controlled_names():

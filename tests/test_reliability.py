@@ -32,7 +32,7 @@ from bolt_bot.cli import main
 from bolt_bot.errors import EXIT_BAD_INPUT, EXIT_PUBLISH, BoltError, PublishError
 from bolt_bot.github.client import Client, ClientOptions, ReadOnlyToken
 from bolt_bot.model import REGRESSED, UNCHANGED, CommitRef, ProfileLine, Results, SideSummary, StageComparison
-from bolt_bot.report.render import COMMENT_LIMIT, MARKER, read_state, state_name
+from bolt_bot.report.state import COMMENT_LIMIT, MARKER, read_state, state_name
 from bolt_bot.settings import Settings
 from tests.ghdouble.webhooks import load_event
 from tests.test_action import invoke, make_artifact, run_event, runner_env

@@ -10,20 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bolt_bot.github import approval
-from bolt_bot.github import publish
+from bolt_bot.decide import gate
 from bolt_bot.model import CommitRef, ProfileLine, Results, SideSummary, StageComparison
 from bolt_bot.report.render import (
-    COMMENT_LIMIT,
-    MARKER,
     chart_labels,
     format_amount,
     format_change,
-    read_state,
     render_comment,
     render_summary,
     render_text,
 )
+from bolt_bot.report.state import COMMENT_LIMIT, MARKER, read_state
 
 GOLDEN = Path(__file__).parent / "golden"
 ALLOWED_TAGS = {"details", "/details", "summary", "/summary", "sub", "/sub", "!--"}
@@ -217,8 +214,8 @@ def test_one_number_style_for_changes_everywhere():
     results = Results(stages=[fast], verdict="improved")
     cell = "-87.5 % (8.0× faster)"
     assert f"**{cell}**" in render_comment(results) and cell in render_text(results)
-    assert publish.status_for(results)[1].endswith(f"test_parse {cell}")
-    assert approval.claim_text(results) == f"{cell} in test_parse"
+    assert gate.status_for(results)[1].endswith(f"test_parse {cell}")
+    assert gate.claim_text(results) == f"{cell} in test_parse"
     assert "x faster" not in render_comment(results)
 
 

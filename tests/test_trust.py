@@ -23,7 +23,7 @@ from bolt_bot.cli import main
 from bolt_bot.errors import EXIT_BAD_INPUT, EXIT_PUBLISH, EXIT_REGRESSION
 from bolt_bot.model import FAILED, REGRESSED, Results
 from bolt_bot.report.output import write_results_dir
-from bolt_bot.report.render import MARKER, read_state, state_comment
+from bolt_bot.report.state import MARKER, read_state, state_comment
 from tests.ghdouble.webhooks import load_event, write_event
 from tests.test_action import FakeMeasure, invoke, make_artifact, pr_event, run, run_event, runner_env
 from tests.test_publish import make_results

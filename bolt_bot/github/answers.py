@@ -125,7 +125,6 @@ SHAPES: list[tuple[str, re.Pattern[str], Callable[[Any], str | None]]] = [
         ("GET", r"/issues/\d+/labels", _each(_label)),
         ("GET", r"/collaborators/[^/]+/permission", _permission),
         ("GET", r"/actions/runs/\d+", lambda d: _fields(d, head_sha=str)),
-        ("POST", r"/check-runs", lambda d: _fields(d, id=int)),
         ("POST", r"/issues/comments/\d+/reactions", lambda d: _fields(d, id=int, content=str)),
     )
 ] + [("GET", re.compile(r"/user"), lambda d: _fields(d, login=str))]

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from bolt_bot.report import render
+from bolt_bot.decide import gate as gates
 from bolt_bot.errors import BoltError, PublishError
-from bolt_bot.model import (
-    FAILED,
-    IMPROVED,
-    INCONCLUSIVE,
-    REGRESSED,
-    UNCHANGED,
-    Results,
-    StageComparison,
+from bolt_bot.github.client import Client
+from bolt_bot.github.workflow import annotate, append_summary, escape_data, notice, write_outputs
+from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, Results
+from bolt_bot.report import messages, render
+from bolt_bot.report.state import (
+    COMMENT_LIMIT,
+    MARKER,
+    STATE_STAGES_LIMIT,
+    STATE_VERSION,
+    read_state,
+    state_comment,
+    state_name,
 )
 from bolt_bot.settings import Settings
 
-STATE_VERSION = 1
+__all__ = ["Outcome", "annotate", "escape_data", "publish", "write_outputs"]  # the runner's helpers, for callers
 # Keys of the hidden state that publish owns; any other key (approvals...) is carried over from the old comment.
 OWN_STATE_KEYS = ("v", "head_sha", "base_sha", "run_at", "verdict", "regressions")
 QUIET_VERDICTS = (UNCHANGED, INCONCLUSIVE)  # `comment: on-change` stays silent on these until a comment exists
@@ -40,11 +44,14 @@ class Outcome:
     status: str | None = None  # the commit status state set, if any
     label: str | None = None  # added | removed | None
     notices: list[str] = field(default_factory=list)
+    # The approval in force for these results (from Bolt's own comment, never from results.json): the caller's
+    # exit code counts a regression as blocking only without one.
+    approval: dict[str, Any] | None = None
 
 
 def publish(
     results_dir: Path,
-    client: Any,
+    client: Client | None,
     repo: str,
     pr_number: int | None,
     settings: Settings,
@@ -60,14 +67,14 @@ def publish(
     """Post `results_dir/results.json` (already on disk) to GitHub: comment, status, label.
 
     The job summary, the annotations and the step outputs are written first and last, so that a
-    failing GitHub call (a PublishError, exit 3) still leaves them. `client` is a bolt_bot.github.client.Client,
-    or None to write only the local parts. `state_extra` adds keys to the comment's hidden state."""
+    failing GitHub call (a PublishError, exit 3) still leaves them. `client` is None to write only the local
+    parts. `state_extra` adds keys to the comment's hidden state. `results` is read, never changed."""
     environ = os.environ if environ is None else environ
     stdout = stdout or sys.stdout
     results = results if results is not None else Results.read(results_dir / "results.json")
     # An approval comes only from Bolt's own comment (the gate below) or a live command, never from the file:
-    # results.json may come from an artifact that the pull request's code wrote.
-    results.approval = None
+    # results.json may come from an artifact that the pull request's code wrote. A copy, to render without it.
+    results = dataclasses.replace(results, approval=None)
     outcome = Outcome()
     append_summary(environ, render.render_summary(results, settings.template_dir))
     annotate(results, stdout)
@@ -81,17 +88,14 @@ def publish(
             "comment-url": outcome.comment_url,
             "results-dir": results_dir_output if results_dir_output is not None else str(results_dir),
         })
-    for notice in outcome.notices:
-        print(f"::notice title=Bolt::{escape_data(notice)}", file=stdout)
+    for text in outcome.notices:
+        notice(text, stdout)
     return outcome
 
 
-def _publish_to_github(results: Results, client: Any, pr_number: int | None, settings: Settings, outcome: Outcome,
+def _publish_to_github(results: Results, client: Client, pr_number: int | None, settings: Settings, outcome: Outcome,
                        run_url: str | None, state_extra: dict[str, Any] | None,
                        now: Callable[[], datetime]) -> None:
-    # Approvals live in this comment's state too; imported here, as approval imports this module.
-    from bolt_bot.github import approval as approvals
-
     head_sha = results.head.sha
     if not head_sha:
         raise BoltError("results.json names no head commit: cannot publish it")
@@ -103,7 +107,8 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
             gate = _write_comment(results, client, pr_number, settings, outcome, state_extra, now)
             if outcome.comment == "skipped-stale":
                 return
-    state, description = status_for(results) if gate is None else approvals.status_for(results, gate, settings)
+    outcome.approval = gate.in_force if gate is not None else None
+    state, description = gates.status_for(results, gate, settings.perf_label)
     client.set_status(head_sha, state, description, target_url=run_url)
     outcome.status = state
     if pr_number is not None and settings.regression_label:
@@ -114,16 +119,29 @@ def _publish_to_github(results: Results, client: Any, pr_number: int | None, set
             outcome.label = "removed"
 
 
-def _write_comment(results: Results, client: Any, pr_number: int, settings: Settings, outcome: Outcome,
-                   state_extra: dict[str, Any] | None, now: Callable[[], datetime]) -> Any:
-    """Write the sticky comment (read, check the head, write, read again); returns the approval gate."""
-    from bolt_bot.github import approval as approvals
+def _gate(results: Results, client: Client, pr_number: int, settings: Settings, old_state: dict[str, Any] | None,
+          labels: list[str]) -> gates.Gate:
+    """The approval gate for these results: the permission of the stored approval's approver is asked of the API
+    every time (the state says who approved, never that they still may)."""
+    stored = gates.stored_approval(old_state)
+    role = client.role(str(stored["user"])) if stored else None
+    gate = gates.decide(results, old_state, perf=settings.perf_label in labels, approver_role=role,
+                        approvers=settings.approvers, threshold=settings.threshold,
+                        instr_threshold=settings.instr_threshold)
+    if gate.note and settings.approval_label in labels:
+        # The label means "approved": it must not outlive the approval it stood for.
+        client.remove_label(pr_number, settings.approval_label)
+    return gate
 
+
+def _write_comment(results: Results, client: Client, pr_number: int, settings: Settings, outcome: Outcome,
+                   state_extra: dict[str, Any] | None, now: Callable[[], datetime]) -> gates.Gate | None:
+    """Write the sticky comment (read, check the head, write, read again); returns the approval gate."""
     head_sha = results.head.sha
     gate = None
     for attempt in range(WRITE_ATTEMPTS):
         existing = client.find_comment(pr_number)
-        old_state = render.read_state(existing.body or "") if existing is not None else None
+        old_state = read_state(existing.body or "") if existing is not None else None
         # Runs can finish out of order: only the PR's current head may speak, whether or not a newer run
         # has commented yet (under on-change it may have stayed quiet).
         pull = client.pull(pr_number)
@@ -136,14 +154,13 @@ def _write_comment(results: Results, client: Any, pr_number: int, settings: Sett
                                        f"#{pr_number} is now at {str(current)[:7]}{reported}")
             return gate  # moved on while this run wrote: the newer head's run writes next
         # Keep the stored approval only if its approver still may approve and this measurement is no worse.
-        gate = approvals.gate_for_publish(results, client, pr_number, settings, old_state,
-                                          labels=[label.name for label in pull.labels])
+        gate = _gate(results, client, pr_number, settings, old_state, [label.name for label in pull.labels])
         if existing is None and settings.comment == "on-change" and results.verdict in QUIET_VERDICTS \
-                and not gate.needed(results):
+                and not gate.needed:
             outcome.comment = "skipped-quiet"
             return gate
-        state = _state(results, old_state, {**gate.state_keys(results), **(state_extra or {})}, now)
-        body = approvals.with_block(comment_body(results, settings.template_dir, state), state, settings)
+        state = _state(results, old_state, {**gates.state_keys(gate, results), **(state_extra or {})}, now)
+        body = messages.with_block(comment_body(results, settings.template_dir, state), state, settings, gate.needed)
         if existing is None:
             comment = _converge(client, pr_number, client.create_comment(pr_number, body), body)
             outcome.comment = "created"
@@ -155,7 +172,7 @@ def _write_comment(results: Results, client: Any, pr_number: int, settings: Sett
         # have written its older report over this one since. Then the report is written again, with what
         # that write stored (its approval counts if it holds for this head).
         there = client.find_comment(pr_number)
-        reported = (render.read_state(there.body or "") or {}).get("head_sha") if there is not None else None
+        reported = (read_state(there.body or "") or {}).get("head_sha") if there is not None else None
         if there is not None and reported == head_sha:
             return gate
         outcome.notices.append(f"#{pr_number}: Bolt's comment reported {str(reported)[:7] or 'nothing'} right after "
@@ -164,7 +181,7 @@ def _write_comment(results: Results, client: Any, pr_number: int, settings: Sett
                        "run the job again")
 
 
-def _converge(client: Any, number: int, mine: Any, body: str) -> Any:
+def _converge(client: Client, number: int, mine: Any, body: str) -> Any:
     """Two runs that both found no comment have both created one: keep the oldest of Bolt's own, carrying
     the newest report, and delete the others. Every run but the one that made the oldest sees it, so one is left."""
     own = client.own_comments(number)
@@ -172,7 +189,7 @@ def _converge(client: Any, number: int, mine: Any, body: str) -> Any:
         return own[0] if own else mine
     keep = own[0]
     if keep.id != mine.id and keep.body != body:
-        theirs, ours = render.read_state(keep.body or "") or {}, render.read_state(body) or {}
+        theirs, ours = read_state(keep.body or "") or {}, read_state(body) or {}
         # This run read the PR's head just now; an equal run_at (same second) is as new.
         if str(theirs.get("run_at") or "") <= str(ours.get("run_at") or ""):
             keep = client.edit_comment(keep, body)
@@ -191,7 +208,7 @@ def _state(results: Results, old: dict[str, Any] | None, extra: dict[str, Any] |
         "base_sha": results.base.sha,
         "run_at": now().isoformat(timespec="seconds"),
         "verdict": results.verdict,
-        "regressions": sorted(render.state_name(s.name) for s in results.regressions)[: render.STATE_STAGES_LIMIT],
+        "regressions": sorted(state_name(s.name) for s in results.regressions)[: STATE_STAGES_LIMIT],
     })
     state.update(extra or {})
     return state
@@ -201,110 +218,19 @@ def comment_body(results: Results, template_dir: str | None, state: dict[str, An
     """The rendered comment, with the marker and the state even when a custom template leaves them out."""
     body = render.render_comment(results, template_dir, state=state)
     header = ""
-    if render.MARKER not in body:
-        header += render.MARKER + "\n"
-    if render.read_state(body) is None:
-        header += render.state_comment(state) + "\n"
+    if MARKER not in body:
+        header += MARKER + "\n"
+    if read_state(body) is None:
+        header += state_comment(state) + "\n"
     if not header:
         return body
-    body = render.render_limited("comment.md.j2", results, limit=render.COMMENT_LIMIT - len(header),
+    body = render.render_limited("comment.md.j2", results, limit=COMMENT_LIMIT - len(header),
                                  template_dir=template_dir, state=state)
     return header + body
 
 
-# ---------------------------------------------------------------------------------------------------------
-# the commit status
-
-
-def short_name(stage: StageComparison) -> str:
-    """The test part of a pytest fullname, one line: `tests/bench.py::test_parse[x]` -> `test_parse[x]`."""
-    return " ".join(stage.name.rsplit("::", 1)[-1].split()) or "?"
-
-
-def _listing(stages: list[StageComparison]) -> str:
-    return ", ".join(f"{short_name(s)} {render.format_change(s.ratio)}" for s in stages)
-
-
-def status_for(results: Results) -> tuple[str, str]:
-    """(state, description) of the bolt/performance status without approvals; cut to 140 characters."""
-    from bolt_bot.github.client import short_description
-
-    def plural(n: int, word: str) -> str:
-        return f"{n} stage{'s' if n != 1 else ''} {word}"
-
-    regressed = sorted(results.regressions, key=lambda s: -(s.ratio or 1.0))
-    if results.verdict == REGRESSED and regressed:
-        # Approvals are approval.status_for's, from Bolt's own comment: never read here from results.json.
-        return "failure", short_description(f"{plural(len(regressed), 'slower')}: {_listing(regressed)}")
-    if results.verdict == FAILED:
-        failed = [s for s in results.stages if s.verdict == FAILED]
-        note = f": {short_name(failed[0])}: {failed[0].note}" if failed and failed[0].note else ""
-        return "error", short_description(f"measurement failed{note}")
-    if results.verdict == IMPROVED:
-        faster = sorted((s for s in results.stages if s.verdict == IMPROVED), key=lambda s: s.ratio or 1.0)
-        return "success", short_description(f"no regression; {plural(len(faster), 'faster')}: {_listing(faster)}")
-    if results.verdict == INCONCLUSIVE:
-        return "success", short_description(
-            f"no regression found; {plural(results.count(INCONCLUSIVE), 'inconclusive')}")
-    if not results.stages:
-        return "success", "no benchmark measured"
-    return "success", short_description(f"no regression: {plural(results.count(UNCHANGED), 'unchanged')}")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the runner's files and workflow commands
-
-
-def escape_data(text: str) -> str:
-    """A workflow command's message: `%`, CR and LF encoded, so PR-controlled text stays on one command."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    """A workflow command's property value: also `:` and `,`, which end a value."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def annotate(results: Results, stdout: TextIO) -> None:
-    """One ::warning per regressed stage, on the benchmark's file when the name says which."""
-    for stage in sorted(results.regressions, key=lambda s: -(s.ratio or 1.0)):
-        props = [f"title={escape_property('Bolt: slower benchmark')}"]
-        path = stage.name.split("::", 1)[0]
-        if "::" in stage.name and path.endswith(".py") and not path.startswith("/") and ".." not in path.split("/"):
-            props.insert(0, f"file={escape_property(path)}")
-        interval = render.format_interval(stage.ci)
-        message = f"{stage.name} is {render.format_change(stage.ratio)} slower" + (f" (95% CI {interval})" if interval else "")
-        if results.approval:
-            message += " (approved)"
-        print(f"::warning {','.join(props)}::{escape_data(message)}", file=stdout)
-
-
-def append_summary(environ: Mapping[str, str], text: str) -> None:
-    path = environ.get("GITHUB_STEP_SUMMARY")
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
-
-
-def write_outputs(environ: Mapping[str, str], values: Mapping[str, str]) -> None:
-    """Append step outputs with the runner's delimiter syntax, safe for any value (several lines too)."""
-    path = environ.get("GITHUB_OUTPUT")
-    if not path:
-        return
-    lines = []
-    for name, value in values.items():
-        delimiter = f"ghadelimiter_{uuid.uuid4()}"
-        while delimiter in value:  # never, in practice: a fresh uuid
-            delimiter = f"ghadelimiter_{uuid.uuid4()}"
-        lines.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(lines))
-
-
 def settings_from_results(results: Results, overrides: dict[str, Any] | None = None) -> Settings:
     """The settings a local results directory was measured with (yours: trusted), plus overrides."""
-    import dataclasses
-
     known = {f.name for f in dataclasses.fields(Settings)}
     recorded = {k: v for k, v in (results.settings or {}).items() if k in known}
     return Settings().updated(recorded, "results.json settings").updated(overrides or {}, "options")

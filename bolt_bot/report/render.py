@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -27,13 +25,10 @@ from bolt_bot.model import (
     Results,
     StageComparison,
 )
+from bolt_bot.report.state import COMMENT_LIMIT, MARKER, state_comment
 from bolt_bot.report.textfilter import chart_label, inert
 
-COMMENT_LIMIT = 65_536  # GitHub's limit on an issue comment body, in characters
 CHART_BARS = 12  # more bars than this and mermaid's labels overlap: the largest changes are charted, and it says so
-MARKER = "<!-- bolt:comment -->"
-STATE_PREFIX = "<!-- bolt:state "
-STATE_SUFFIX = " -->"
 
 
 def builtin_template_dir() -> Path:
@@ -317,39 +312,6 @@ def _shrink(section: str, limits: Limits, attempt, limit: int) -> str:
         rows = int(rows * 0.97) - 1  # rows differ in length: step down a little and retry
     setattr(limits, section, 0)
     return empty
-
-
-def state_comment(state: dict[str, Any]) -> str:
-    """The hidden state as one HTML comment line; "--" would end the comment early, so it is escaped."""
-    data = json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False).replace("--", "\\u002d\\u002d")
-    return f"{STATE_PREFIX}{data}{STATE_SUFFIX}"
-
-
-STATE_NAME_LIMIT = 80
-STATE_STAGES_LIMIT = 100
-
-
-def state_name(name: str) -> str:
-    """A stage's key in the comment's hidden state: short enough that hundreds fit, still unique."""
-    if len(name) <= STATE_NAME_LIMIT:
-        return name
-    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{name[: STATE_NAME_LIMIT - 14]}~{digest}"
-
-
-def read_state(comment_body: str) -> dict[str, Any] | None:
-    """The hidden state stored in a Bolt comment (approvals, head sha), or None."""
-    start = comment_body.find(STATE_PREFIX)
-    if start < 0:
-        return None
-    end = comment_body.find(STATE_SUFFIX, start + len(STATE_PREFIX))
-    if end < 0:
-        return None
-    try:
-        data = json.loads(comment_body[start + len(STATE_PREFIX) : end])
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def render_comment(results: Results, template_dir=None, state: dict[str, Any] | None = None) -> str:

@@ -46,6 +46,7 @@ _SHA_CHUNK = 6  # shorter than the 7 digits GitHub needs for a commit link
 # an invisible character would spoil copying it): it may link to that commit, which is all such a link can do.
 _WHOLE_SHA = re.compile(r"[0-9a-f]{7,40}")
 ELLIPSIS = "…"
+STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 above this
 
 
 def _visible(text: str) -> str:
@@ -102,3 +103,19 @@ def chart_label(value: object, limit: int = 32) -> str:
     """A label for a mermaid chart: a strict allow-list, since mermaid has its own syntax to escape."""
     text = _LABEL_UNSAFE.sub("_", _visible(str(value)))
     return shorten(text, limit).replace(ELLIPSIS, "~")
+
+
+def short_name(name: object) -> str:
+    """The test part of a pytest fullname, on one line: `tests/bench.py::test_parse[x]` -> `test_parse[x]`."""
+    return " ".join(str(name).rsplit("::", 1)[-1].split()) or "?"
+
+
+def short_description(text: str) -> str:
+    """A commit status description: one line of at most 140 characters, cut at a word with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= STATUS_DESCRIPTION_LIMIT:
+        return text
+    cut = text[: STATUS_DESCRIPTION_LIMIT - 1]
+    if " " in cut[STATUS_DESCRIPTION_LIMIT // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut + ELLIPSIS
