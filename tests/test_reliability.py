@@ -69,7 +69,6 @@ ENDPOINTS = {
     "add-label": ("POST", "/repos/*/*/issues/*/labels"),
     "remove-label": ("DELETE", "/repos/*/*/issues/*/labels/*"),
     "permission": ("GET", "/repos/*/*/collaborators/*/permission"),
-    "workflow-run": ("GET", "/repos/*/*/actions/runs/*"),
 }
 
 
@@ -97,8 +96,6 @@ class Scenario:
     def act(self, client: Client):
         if self.endpoint == "permission":
             return client.permission(self.pr.maintainer)
-        if self.endpoint == "workflow-run":
-            return client.workflow_run(self.pr.run_id).head_sha
         return pub.publish(self.folder, client, self.pr.repo, self.pr.number, self.settings, environ=self.env,
                            stdout=io.StringIO())
 
@@ -106,9 +103,6 @@ class Scenario:
         pr, gh = self.pr, self.gh
         if self.endpoint == "permission":
             assert result == "write"
-            return
-        if self.endpoint == "workflow-run":
-            assert result == pr.head_sha
             return
         comments = bolt_comments(gh, pr)
         assert len(comments) == 1, comments
@@ -123,7 +117,7 @@ class Scenario:
         """Whatever happened: never a second comment, and what was measured is on disk with the outputs."""
         assert len(bolt_comments(self.gh, self.pr)) <= 1
         assert (self.folder / "results.json").is_file()
-        if self.endpoint not in ("permission", "workflow-run"):
+        if self.endpoint != "permission":
             assert self.env.outputs and self.env.outputs[-1]["verdict"] == self.verdict
 
 

@@ -64,12 +64,6 @@ class Client:
     def head_sha(self, number: int) -> str:
         return self.pull(number).head.sha
 
-    def workflow_run(self, run_id: int):
-        with calling(f"reading workflow run {run_id}", self.options):
-            run = self.repo.get_workflow_run(run_id)
-            _ = run.head_sha
-            return run
-
     def permission(self, login: str) -> str:
         """admin | write | read | none (maintain is reported as write, triage as read)."""
         with calling(f"reading the permission of {login}", self.options):
