@@ -1,1 +1,1 @@
-"""decide"""
+"""Deciding: reading pytest-benchmark JSON, the statistics, every verdict rule and the approval gate; returns `Results`."""
