@@ -1028,7 +1028,7 @@ def test_a_real_run_interrupted_mid_round_leaves_nothing_behind(tmp_path, privat
 # runs the shell in its own process) starts a child, writes "<valgrind pid> <child pid>", and sleeps.
 PASS_THAT_SLEEPS = """#!/bin/sh
 case "$*" in
-  *--collect-only*) echo '{"ev": "item", "nodeid": "test_b.py::test_b", "uri": null}' > "$3" ;;
+  *--collect-only*) echo '{"ev": "item", "nodeid": "test_b.py::test_b", "uri": null}' > "$BOLT_COUNT_EVENTS" ;;
   *--codspeed*) sleep 600 & echo $$ $! >> "$PASS_PIDS"; wait ;;
 esac
 """

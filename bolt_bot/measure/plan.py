@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.measure import pytestcmd, routing
+from bolt_bot.measure import process, pytestcmd, routing
 from bolt_bot.measure import sandbox
 from bolt_bot.decide import stats
 from bolt_bot.errors import BoltError
@@ -29,7 +29,6 @@ from bolt_bot.measure.counts import (
     InstructionRun,
     codspeed_requirement,
     measure_instructions,
-    stop_passes,
     valgrind_available,
 )
 from bolt_bot.model import (
@@ -332,7 +331,7 @@ def _in_parallel(fn: Callable[[str], None], sides: list[str]) -> None:
         for future in [pool.submit(fn, side) for side in sides]:
             future.result()
     except BaseException:
-        stop_passes()
+        process.stop_all()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

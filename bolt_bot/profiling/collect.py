@@ -11,12 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.measure import pytestcmd
-from bolt_bot.measure import sandbox
+from bolt_bot.measure import process, pytestcmd, sandbox
 from bolt_bot.errors import BoltError
 from bolt_bot.model import ProfileLine
 from bolt_bot.report.render import format_amount
-from bolt_bot.measure.rounds import run_pytest
 
 from bolt_bot.measure.probe import PROBE_DIR  # noqa: F401  (tests load the standalone plugin from here)
 PLUGIN_MODULE = "bolt_profile_plugin"
@@ -445,18 +443,19 @@ def collect_profiles(
            *pytestcmd.pytest_args([str(a) for a in pytest_args], plugin=PLUGIN_MODULE, bolt_flags=flags, targets=targets)]
     environment = sandbox.measured({str(k): str(v) for k, v in env.items()} if env is not None else sandbox.side_environ(python))
 
-    code, output = run_pytest(cmd, checkout, environment, timeout)
+    done = process.run(cmd, checkout, environment, timeout)
+    code, output = (None if done.timed_out else done.returncode), done.output
     if code == 4:
-        raise BoltError(f"profiling in {checkout}: pytest refused the arguments: {pytestcmd.usage_error(output)}")
+        raise BoltError(f"profiling in {checkout}: pytest refused the arguments: {process.error_line(output)}")
     if code is None:
         raise BoltError(f"profiling timed out after {timeout:g}s in {checkout}")
     found = profile_index(out_dir)
     result = {stage: out_dir / record["file"] for stage, record in found.items() if (out_dir / record["file"]).is_file()}
     if code not in (0, 1, 5) and not result:
-        raise BoltError(f"profiling failed in {checkout} (pytest exit {code}): {_last_error(output)}")
+        raise BoltError(f"profiling failed in {checkout} (pytest exit {code}): {process.error_line(output)}")
     if not result:
         what = f"{len(stages)} selected stage(s)" if stages else "any benchmark"
-        detail = _last_error(output) if code not in (0, 5) else "no test uses the benchmark fixture"
+        detail = process.error_line(output) if code not in (0, 5) else "no test uses the benchmark fixture"
         raise BoltError(f"profiling did not produce a profile for {what} in {checkout}: {detail}")
     return result
 
@@ -466,14 +465,6 @@ def _unique(items: Iterable[str]) -> list[str]:
     for item in items:
         seen.setdefault(item, None)
     return list(seen)
-
-
-def _last_error(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip() and not set(line.strip()) <= set("=-_ ")]
-    for line in reversed(lines):
-        if re.search(r"\b(E |ERROR|Error|error:|No module named|unrecognized arguments)", line):
-            return line[:300]
-    return lines[-1][:300] if lines else "no output"
 
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at a dump: python -m bolt_bot.profiling.collect FILE ROOT
