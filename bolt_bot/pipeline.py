@@ -58,11 +58,6 @@ def compile_bytecode(python: Path, checkout: Path) -> None:
         pass  # only a warm-up: the measurements still work without it
 
 
-def _python_version(python: Path) -> str:
-    proc = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True)
-    return proc.stdout.strip() or "?"
-
-
 def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     """Measure, compare, write results.json at once, then profile the regressions and write again."""
     progress = progress or Progress()
@@ -76,7 +71,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees, \
             contextlib.ExitStack() as held:
         setups = {}
-        pythons, env_notices = {}, []
+        pythons, versions, env_notices = {}, {}, []
         with progress.group("Preparing the environments"):
             for side, tree in trees.items():
                 env = held.enter_context(envs.prepare(tree.path, spec, side))  # locked until the run ends
@@ -84,7 +79,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                               f"Python {env.python_note}")
                 for notice in env.notices:
                     progress.warn(notice)
-                pythons[side], env_notices = env.python_note, env_notices + env.notices
+                pythons[side], versions[side], env_notices = env.python_note, env.python_version, env_notices + env.notices
                 compile_bytecode(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path,
                                          env=sandbox.side_environ(env.python, settings.pass_env))
@@ -97,7 +92,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
             head=plan.head,
             environment={
                 **measured.environment,
-                "runner": f"{platform.system()} {platform.machine()}, Python {_python_version(setups[HEAD].python)}",
+                "runner": f"{platform.system()} {platform.machine()}, Python {versions[HEAD]}",
                 "python": pythons,
                 "duration": time.monotonic() - started,
             },

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bolt_bot.measure import plan as instrplan
-from bolt_bot.measure import routing
+from bolt_bot.measure import routing, sandbox
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import InstructionRun, codspeed_requirement
 from bolt_bot.decide.compare import build_results
@@ -147,7 +147,7 @@ class FakeRounds:
 
     def __call__(self, python, checkout, targets, workdir, *, label, pytest_args, env, timeout, **_):
         side = Path(checkout).name
-        self.calls.append((side, label, list(targets), "CODSPEED_ENV" in env))
+        self.calls.append((side, label, list(targets), "CODSPEED_ENV" in sandbox.measured(env)))  # what the process gets
         names = [n for n in targets or list(self.wall) if n not in self.missing.get(side, ())]
         with open(env[routing.EVIDENCE_VARIABLE], "a", encoding="utf-8") as out:
             for name in names:
@@ -230,7 +230,7 @@ def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
     # Each group is the whole suite minus the other group: node ids missing on one side are never named.
     assert seen["targets"] == [] and seen["wall_args"] == ["--deselect", "t::fast"]
     assert all(a == ["--deselect", "t::slow"] for a in seen["counts"])
-    assert all("CODSPEED_ENV" not in env for env in seen["wall_env"])
+    assert all("CODSPEED_ENV" not in sandbox.measured(env) for env in seen["wall_env"])
     assert measured.environment["discovery"]["walltime"] == 1 and measured.environment["extra_rounds"] == 1
     assert measured.environment["instructions"]["repeated_identically"] == 1
     assert measured.notices == []

@@ -90,6 +90,7 @@ class Env:
     python: Path
     reused: bool = False
     python_note: str = ""  # "CPython 3.11.7, from the checkout's .python-version (3.11)", for the log
+    python_version: str = "?"  # "3.11.7", as the measured interpreter reported it
     notices: list[str] = field(default_factory=list)  # what the run's comment must say (a replaced Python)
     lock_fd: int | None = field(default=None, repr=False)
 
@@ -377,6 +378,7 @@ def _fill(env: Env, checkout: Path, spec: EnvSpec, side: str, key: str, choice: 
     if missing:
         raise BoltError(f"{', '.join(missing)} cannot be imported in Bolt's {side} environment ({path}) after the install")
     env.python_note = f"{after}, {choice.why()}"
+    env.python_version = after.split()[-1]
     if before and after != before:
         env.notices.append(f"the install command replaced the Python of the {side} environment: Bolt made it with {before} "
                            f"({choice.why()}), the {side} side was measured with {after}")

@@ -51,7 +51,6 @@ REPEAT = "head-repeat"  # head's second pass: its key in CountRun.runs, and wher
 SHORT_CALL = 0.1  # seconds: stages whose call takes longer are timed (callgrind costs about 70x)
 # The discovery round: as short as pytest-benchmark allows; one call is enough to see a long stage.
 DISCOVERY_ARGS = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=1"]
-CPU_TIMER = "--benchmark-timer=time.process_time"
 
 
 @dataclass
@@ -269,11 +268,11 @@ def _deselect(names: list[str]) -> list[str]:
     return [arg for name in names for arg in ("--deselect", name)]
 
 
-def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: list[str], workdir: Path, label: str,
-                     cpu: bool = False) -> RoundResult:
-    args = [*settings.pytest_args, *DISCOVERY_ARGS, *([CPU_TIMER] if cpu else [])]
+def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: list[str], workdir: Path,
+                     label: str) -> RoundResult:
+    args = [*settings.pytest_args, *DISCOVERY_ARGS]
     return round_fn(setup.python, setup.checkout, targets, workdir, label=f"discovery-{label}", pytest_args=args,
-                    env=_without_codspeed(setup.env), timeout=settings.round_timeout, memory_mb=settings.round_memory_mb)
+                    env=setup.env, timeout=settings.round_timeout, memory_mb=settings.round_memory_mb)
 
 
 def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path, progress: Progress | None = None,
@@ -457,9 +456,8 @@ def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progr
     plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
                         timeout=settings.round_timeout, memory_mb=settings.round_memory_mb, targets=targets,
                         pytest_args=[*settings.pytest_args, *extra_args])
-    clean = {side: SideSetup(s.python, s.checkout, _without_codspeed(s.env)) for side, s in setups.items()}
     with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
-        run = walltime_fn(clean, plan, out / "rounds", progress)
+        run = walltime_fn(setups, plan, out / "rounds", progress)
     environment = {"rounds": settings.rounds, "plan": "interleaved", "extra_rounds": run.extra_pairs,
                    "confirmation_rounds": run.confirm_pairs}
     return Measured(run.stages, WALLTIME, environment, list(run.notices))
@@ -469,11 +467,3 @@ def _walltime_only(settings, setups, out, progress, walltime_fn, notices) -> Mea
     wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks))
     wall.notices = notices + wall.notices
     return wall
-
-
-def _without_codspeed(env: dict[str, str] | None) -> dict[str, str]:
-    # pytest-codspeed is installed next to pytest-benchmark; a CODSPEED_ENV left in the environment
-    # (as on CodSpeed's own runners) would switch it on and take the `benchmark` fixture in timed rounds.
-    clean = dict(env if env is not None else sandbox.side_environ())
-    clean.pop("CODSPEED_ENV", None)
-    return clean

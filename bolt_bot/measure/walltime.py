@@ -17,7 +17,7 @@ from bolt_bot.measure import speedgate
 from bolt_bot.decide import stats
 from bolt_bot.decide.compare import SideRounds, columns, compare_sides
 from bolt_bot.errors import BoltError
-from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
+from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.progress import Progress
 from bolt_bot.measure.rounds import RoundResult, run_round
 
@@ -216,7 +216,7 @@ def _require_confirmation(stages: list[StageComparison], confirm: dict[str, Side
         center_b, _ = stats.center_and_spread(b)
         center_h, _ = stats.center_and_spread(h)
         if not center_b or not center_h:
-            stage.verdict, stage.note = FAILED if stage.name in confirm[HEAD].failed else INCONCLUSIVE, "the confirmation pass could not measure it"
+            stage.verdict, stage.note = INCONCLUSIVE, "the confirmation pass could not measure it"
             continue
         if center_h / center_b < 1 + floor / 2:
             stage.verdict = INCONCLUSIVE

@@ -8,7 +8,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -125,7 +124,7 @@ def profile_report(
             progress.note(f"profiled {len(tables)} stage(s)")
         with progress.group("Timing every stage with one short pytest-benchmark round"):
             timings = _time_stages(env.python, tree.path, settings, selection, environ, Path(scratch) / "round", progress)
-        python_version = _python_version(env.python)
+        python_version = env.python_version
         slugs = _slugs(list(tables))
         for name, path in files.items():  # the raw dump: snakeviz, pstats and friends read it as it is
             shutil.copyfile(path, out / f"{slugs[name]}.pstats")
@@ -180,15 +179,6 @@ def profile_report(
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def _python_version(python: Path) -> str:
-    try:
-        proc = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
-                              capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    return proc.stdout.strip() or "?"
 
 
 def _time_stages(python: Path, checkout: Path, settings: Settings, selection: list[str], environ: dict[str, str],
