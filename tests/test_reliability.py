@@ -854,6 +854,7 @@ def test_a_hanging_stage_and_its_children_are_stopped_by_the_round_timeout(suite
 
 
 def test_memory_limit_setting_reaches_every_round(tmp_path):
+    from bolt_bot.decide import walltime as wall_verdicts
     from bolt_bot.measure import plan as instrplan
     from bolt_bot.measure.rounds import RoundResult
     from bolt_bot.measure.walltime import SideSetup
@@ -868,15 +869,15 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
     setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
     from bolt_bot.measure.walltime import measure_walltime
 
-    instrplan.measure(settings, setups, tmp_path, walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn),
+    instrplan.measure(settings, setups, tmp_path, judge=wall_verdicts.judge, walltime_fn=lambda *a, **k: measure_walltime(*a, **k, round_fn=round_fn),
                       valgrind=lambda: None)
     assert seen == [512, 512]
     assert Settings().round_memory_mb == 4096
     # `auto` first times a discovery round per side: under the same limit.
     seen.clear()
     settings = settings.updated({"measure": "auto"}, "test")
-    instrplan.measure(settings, setups, tmp_path, round_fn=round_fn,
-                      walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn), valgrind=lambda: "valgrind")
+    instrplan.measure(settings, setups, tmp_path, round_fn=round_fn, judge=wall_verdicts.judge,
+                      walltime_fn=lambda *a, **k: measure_walltime(*a, **k, round_fn=round_fn), valgrind=lambda: "valgrind")
     assert seen and set(seen) == {512}, seen
 
 
@@ -952,8 +953,8 @@ def _interrupting_measure(exc_factory):
                 assert setup.checkout.is_dir()  # the worktrees exist when the round starts
             exc_factory()
 
-        return real(settings, setups, out, progress, valgrind=lambda: None,
-                    walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn))
+        return real(settings, setups, out, progress, judge=kw["judge"], valgrind=lambda: None,
+                    walltime_fn=lambda *a, **k: measure_walltime(*a, **k, round_fn=round_fn))
 
     return measure
 

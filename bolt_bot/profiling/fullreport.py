@@ -18,6 +18,7 @@ import jinja2
 
 from bolt_bot import __version__
 from bolt_bot.measure import envs
+from bolt_bot.measure.envs import compile_bytecode
 from bolt_bot.measure import gitrepo
 from bolt_bot.measure import sandbox
 from bolt_bot.errors import BoltError
@@ -35,7 +36,6 @@ from bolt_bot.profiling.collect import (
 from bolt_bot.progress import Progress
 from bolt_bot.report.render import builtin_template_dir, format_amount, render_template
 from bolt_bot.measure.rounds import run_round
-from bolt_bot.pipeline import compile_bytecode
 from bolt_bot.settings import Settings, read_project_settings_text
 
 REPORT_MD = "report.md"
