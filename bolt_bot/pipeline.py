@@ -21,7 +21,7 @@ from bolt_bot.decide.measured import judge_measured
 from bolt_bot.model import REGRESSED, CommitRef, Results
 from bolt_bot.profiling.regressions import profile_stages
 from bolt_bot.progress import Progress
-from bolt_bot.settings import Settings, read_project_settings_text
+from bolt_bot.settings import Settings, settings_from_pyproject
 from bolt_bot.measure.walltime import BASE, HEAD, SideSetup
 
 
@@ -46,8 +46,8 @@ def make_plan(repo: Path, base_ref: str | None, head_ref: str | None, overrides:
         branch = gitrepo.default_branch(repo)
         base_ref = f"merge-base({branch})"
         base_sha = gitrepo.merge_base(repo, gitrepo.resolve(repo, branch), head_sha)
-    project = read_project_settings_text(gitrepo.file_at(repo, base_sha, "pyproject.toml"), f"{base_sha[:7]}:pyproject.toml")
-    settings = Settings().updated(project, f"{base_sha[:7]}:pyproject.toml [tool.bolt]").updated(overrides or {}, "options")
+    settings = settings_from_pyproject(gitrepo.file_at(repo, base_sha, "pyproject.toml"), f"{base_sha[:7]}:pyproject.toml",
+                                       overrides)
     return Plan(repo, CommitRef(base_ref, base_sha), CommitRef(head_ref, head_sha), settings)
 
 

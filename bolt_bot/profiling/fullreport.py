@@ -36,7 +36,7 @@ from bolt_bot.profiling.collect import (
 from bolt_bot.progress import Progress
 from bolt_bot.report.render import builtin_template_dir, format_amount, render_template
 from bolt_bot.measure.rounds import run_round
-from bolt_bot.settings import Settings, read_project_settings_text
+from bolt_bot.settings import Settings, settings_from_pyproject
 
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
@@ -91,8 +91,7 @@ def profile_report(
     sha = gitrepo.resolve(repo, ref)
     # [tool.bolt] of the profiled commit itself: this is a maintainer's run, there is no base to trust instead.
     source = f"{sha[:7]}:pyproject.toml"
-    settings = Settings().updated(read_project_settings_text(gitrepo.file_at(repo, sha, "pyproject.toml"), source),
-                                  f"{source} [tool.bolt]").updated(overrides or {}, "options")
+    settings = settings_from_pyproject(gitrepo.file_at(repo, sha, "pyproject.toml"), source, overrides)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
