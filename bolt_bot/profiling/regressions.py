@@ -9,7 +9,8 @@ from bolt_bot.errors import BoltError
 from bolt_bot.measure.sides import BASE, HEAD
 from bolt_bot.measure.walltime import SideSetup
 from bolt_bot.model import ProfileLine
-from bolt_bot.profiling.collect import collect_profiles, diff_profiles, load_profile, why_empty
+from bolt_bot.profiling.collect import collect_profiles, load_profile
+from bolt_bot.profiling.diff import diff_profiles, why_empty
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
 
