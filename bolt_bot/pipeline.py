@@ -12,7 +12,7 @@ from typing import Any
 from bolt_bot.measure import envs
 from bolt_bot.measure.envs import compile_bytecode
 from bolt_bot.measure import gitrepo
-from bolt_bot.measure import plan as instrplan
+from bolt_bot.measure import plan as measuring
 from bolt_bot.report import output
 from bolt_bot.measure import sandbox
 from bolt_bot.decide import walltime as walltime_verdicts
@@ -60,7 +60,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install,
-                        requirements=instrplan.requirements(settings))
+                        requirements=measuring.requirements(settings))
     with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees, \
             contextlib.ExitStack() as held:
         setups = {}
@@ -76,7 +76,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                 compile_bytecode(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path,
                                          env=sandbox.side_environ(env.python, settings.pass_env))
-        judged = judge_measured(instrplan.measure(settings, setups, out, progress, judge=walltime_verdicts.judge))
+        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge))
         regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
         profiles = {}
         if regressed and settings.profile:

@@ -978,11 +978,11 @@ def test_worktrees_and_temporary_folders_are_removed_on_every_way_out(tmp_path, 
     if way_out == "missing-head-commit":  # the base worktree is made, then the head's commit is not there
         plan.head = CommitRef("gone", "0" * 40)
     elif way_out == "keyboard-interrupt":
-        monkeypatch.setattr(runner.instrplan, "measure", _interrupting_measure(_raise_keyboard_interrupt))
+        monkeypatch.setattr(runner.measuring, "measure", _interrupting_measure(_raise_keyboard_interrupt))
     elif way_out == "sigterm":
-        monkeypatch.setattr(runner.instrplan, "measure", _interrupting_measure(_send_sigterm))
+        monkeypatch.setattr(runner.measuring, "measure", _interrupting_measure(_send_sigterm))
     else:
-        monkeypatch.setattr(runner.instrplan, "measure", _interrupting_measure(lambda: (_ for _ in ()).throw(
+        monkeypatch.setattr(runner.measuring, "measure", _interrupting_measure(lambda: (_ for _ in ()).throw(
             BoltError("pytest refused the arguments"))))
     expected = {"keyboard-interrupt": KeyboardInterrupt}.get(way_out, BoltError)
     with pytest.raises(expected) as err:

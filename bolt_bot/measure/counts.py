@@ -199,7 +199,7 @@ def measure_instructions(
     failed: dict[str, str] = {}
     for e in ev:
         if e["ev"] == "failed" and e["nodeid"] in items and e["nodeid"] not in failed:
-            failed[e["nodeid"]] = _short(e.get("text") or "failed", e.get("when"))
+            failed[e["nodeid"]] = _first_line(e.get("text") or "failed", e.get("when"))
     finished = {e["nodeid"] for e in ev if e["ev"] == "finish"}
     started = [e["nodeid"] for e in ev if e["ev"] == "start"]
     abnormal = res.timed_out or res.returncode not in (0, 1)
@@ -285,7 +285,7 @@ def _raise_for_setup(rc: int, output: str, events: list[dict], timed_out: bool, 
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise BoltError(f"collection error in {first['nodeid'] or 'the test session'}: "
-                        f"{_short(first.get('text') or '')}{more}")
+                        f"{_first_line(first.get('text') or '')}{more}")
     if rc in (0, 1, 5):
         return
     if rc == 4:
@@ -308,7 +308,7 @@ def _crash_reason(rc: int, output: str) -> str:
     return f"pytest stopped early (exit {rc})"
 
 
-def _short(text: str, when: str | None = None) -> str:
+def _first_line(text: str, when: str | None = None) -> str:
     lines = [l.strip() for l in text.splitlines() if l.strip()]
     line = lines[0] if lines else "failed"
     if when and when != "call":

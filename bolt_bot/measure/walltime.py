@@ -35,7 +35,7 @@ class SideSetup:
 @dataclass
 class WalltimePlan:
     rounds: int = 10
-    threshold: float = 3.0  # percent
+    threshold: float = 3.0  # percent; threshold and alpha are for the judge (decide/walltime.py), not the loop
     alpha: float = 0.05
     budget: float = 120.0  # seconds for extra rounds on inconclusive stages
     timeout: float = 600.0  # per round

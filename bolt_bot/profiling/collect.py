@@ -14,7 +14,6 @@ from pathlib import Path
 from bolt_bot.measure import process, pytestcmd, sandbox
 from bolt_bot.errors import BoltError
 
-from bolt_bot.measure.probe import PROBE_DIR  # noqa: F401  (tests load the standalone plugin from here)
 PLUGIN_MODULE = "bolt_profile_plugin"
 INDEX_NAME = "index.json"
 SIDECAR_SUFFIX = ".stage.json"  # must match the plugin
