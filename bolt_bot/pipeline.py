@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bolt_bot.measure import envs
+from bolt_bot.measure.envs import compile_bytecode
 from bolt_bot.measure import gitrepo
-from bolt_bot.measure import plan as instrplan
+from bolt_bot.measure import plan as measuring
 from bolt_bot.report import output
 from bolt_bot.measure import sandbox
+from bolt_bot.decide import walltime as walltime_verdicts
 from bolt_bot.decide.compare import build_results
-from bolt_bot.errors import BoltError
-from bolt_bot.model import REGRESSED, CommitRef, Results, StageComparison
+from bolt_bot.decide.measured import judge_measured
+from bolt_bot.model import REGRESSED, CommitRef, Results
+from bolt_bot.profiling.regressions import profile_stages
 from bolt_bot.progress import Progress
-from bolt_bot.settings import Settings, read_project_settings_text
+from bolt_bot.settings import Settings, settings_from_pyproject
 from bolt_bot.measure.walltime import BASE, HEAD, SideSetup
 
 
@@ -44,27 +46,13 @@ def make_plan(repo: Path, base_ref: str | None, head_ref: str | None, overrides:
         branch = gitrepo.default_branch(repo)
         base_ref = f"merge-base({branch})"
         base_sha = gitrepo.merge_base(repo, gitrepo.resolve(repo, branch), head_sha)
-    project = read_project_settings_text(gitrepo.file_at(repo, base_sha, "pyproject.toml"), f"{base_sha[:7]}:pyproject.toml")
-    settings = Settings().updated(project, f"{base_sha[:7]}:pyproject.toml [tool.bolt]").updated(overrides or {}, "options")
+    settings = settings_from_pyproject(gitrepo.file_at(repo, base_sha, "pyproject.toml"), f"{base_sha[:7]}:pyproject.toml",
+                                       overrides)
     return Plan(repo, CommitRef(base_ref, base_sha), CommitRef(head_ref, head_sha), settings)
 
 
-def compile_bytecode(python: Path, checkout: Path) -> None:
-    """Write bytecode caches first: the first run after a checkout differs from the next ones."""
-    try:
-        subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)],
-                       capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # only a warm-up: the measurements still work without it
-
-
-def _python_version(python: Path) -> str:
-    proc = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True)
-    return proc.stdout.strip() or "?"
-
-
 def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
-    """Measure, compare, write results.json at once, then profile the regressions and write again."""
+    """Measure, judge, profile the regressions, then write the results directory (results.json once)."""
     progress = progress or Progress()
     settings = plan.settings
     started = time.monotonic()
@@ -72,11 +60,11 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install,
-                        requirements=instrplan.requirements(settings))
+                        requirements=measuring.requirements(settings))
     with gitrepo.terminate_as_exception(), gitrepo.worktrees(plan.repo, {BASE: plan.base.sha, HEAD: plan.head.sha}) as trees, \
             contextlib.ExitStack() as held:
         setups = {}
-        pythons, env_notices = {}, []
+        pythons, versions, env_notices = {}, {}, []
         with progress.group("Preparing the environments"):
             for side, tree in trees.items():
                 env = held.enter_context(envs.prepare(tree.path, spec, side))  # locked until the run ends
@@ -84,58 +72,31 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                               f"Python {env.python_note}")
                 for notice in env.notices:
                     progress.warn(notice)
-                pythons[side], env_notices = env.python_note, env_notices + env.notices
+                pythons[side], versions[side], env_notices = env.python_note, env.python_version, env_notices + env.notices
                 compile_bytecode(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path,
                                          env=sandbox.side_environ(env.python, settings.pass_env))
-        measured = instrplan.measure(settings, setups, out, progress)
+        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge))
+        regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
+        profiles = {}
+        if regressed and settings.profile:
+            with progress.group(f"Profiling {len(regressed)} regressed stage(s) on both sides"):
+                profiles = profile_stages(regressed, setups, out / "profiles", settings, progress)
         results = build_results(
-            measured.stages,
-            measure=measured.measure,
+            judged.stages,
+            measure=judged.measure,
             settings=settings.to_dict(),
             base=plan.base,
             head=plan.head,
             environment={
-                **measured.environment,
-                "runner": f"{platform.system()} {platform.machine()}, Python {_python_version(setups[HEAD].python)}",
+                **judged.environment,
+                "runner": f"{platform.system()} {platform.machine()}, Python {versions[HEAD]}",
                 "python": pythons,
                 "duration": time.monotonic() - started,
             },
-            notices=env_notices + measured.notices,
+            notices=env_notices + judged.notices,
+            profiles={name: (slot.lines, slot.note) for name, slot in profiles.items()},
         )
-        # Nothing measured is lost if profiling or rendering fails.
-        results.write(out / "results.json")
-        regressed = [s for s in results.stages if s.verdict == REGRESSED]
-        if regressed and settings.profile:
-            with progress.group(f"Profiling {len(regressed)} regressed stage(s) on both sides"):
-                _attach_profiles(regressed, setups, out / "profiles", settings, progress)
-        results.environment["duration"] = time.monotonic() - started
+    # results.json once, everything measured, judged and profiled in it; then the markdown.
     output.write_results_dir(results, out, settings.template_dir)
     return results
-
-
-def _attach_profiles(stages: list[StageComparison], setups: dict[str, SideSetup], folder: Path, settings: Settings,
-                     progress: Progress) -> None:
-    from bolt_bot.profiling import collect as profiling
-
-    names = [s.name for s in stages]
-    tables = {}
-    for side, setup in setups.items():
-        try:
-            files = profiling.collect_profiles(setup.python, setup.checkout, list(settings.pytest_args), folder / side,
-                                               stages=names, env=setup.env, timeout=settings.round_timeout)
-        except BoltError as exc:
-            progress.warn(f"profiling the {side} side failed: {exc}")
-            for stage in stages:
-                stage.profile_note = f"profiling the {side} side failed: {exc}"
-            return
-        tables[side] = {name: profiling.load_profile(path, setup.checkout) for name, path in files.items()}
-    for stage in stages:
-        base, head = tables[BASE].get(stage.name), tables[HEAD].get(stage.name)
-        if base is not None and head is not None:
-            stage.profile = profiling.diff_profiles(base, head)
-            if not stage.profile:  # an empty table under a regression says nothing: say why it is empty
-                stage.profile_note = profiling.why_empty(base, head)
-        else:
-            missing = " and ".join(side for side, table in ((BASE, base), (HEAD, head)) if table is None)
-            stage.profile_note = f"cProfile recorded no call of this stage on {missing}"

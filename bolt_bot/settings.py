@@ -130,6 +130,14 @@ def read_project_settings_text(text: str | None, source: str) -> dict[str, Any]:
     return table
 
 
+def settings_from_pyproject(text: str | None, source: str, overrides: dict[str, Any] | None = None,
+                            overrides_source: str = "options") -> Settings:
+    """Defaults < the [tool.bolt] table of a pyproject.toml's text (`source` names it, e.g. "abc1234:pyproject.toml")
+    < `overrides`: the one Settings an invocation reads, then hands to every step."""
+    table = read_project_settings_text(text, source)
+    return Settings().updated(table, f"{source} [tool.bolt]").updated(overrides or {}, overrides_source)
+
+
 def read_project_settings(repo: Path) -> dict[str, Any]:
     """The [tool.bolt] table of the measured project's pyproject.toml, or {}."""
     path = repo / "pyproject.toml"

@@ -367,9 +367,6 @@ def test_runner_environment_arrives(image, tmp_path, local_server):
 @pytest.mark.container
 def test_default_args_run_bolt_action(image, tmp_path):
     """action.yml's args make the entry point run `bolt action` (whatever that command then decides)."""
-    probe = run_action_container(image, tmp_path / "ws0", args=["--help"], runner_temp=tmp_path / "t0")
-    if not re.search(r"^\s+action\b", probe.stdout, re.M):
-        pytest.skip("`bolt action` is not written yet")
     run = run_action_container(
         image, tmp_path / "ws", "workflow_dispatch", {}, args=None, runner_temp=tmp_path / "temp",
         env={"GITHUB_API_URL": "http://127.0.0.1:9"},

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bolt_bot.measure import envs
+from bolt_bot.measure import envs, pythons
 from bolt_bot.cli import main
 from bolt_bot.measure.counts import codspeed_requirement
 from tests.conftest import commit, make_repo
@@ -80,7 +80,7 @@ def other_python(scratch: Path) -> tuple[str, str]:
         probe = scratch / f"probe-{candidate}"
         probe.mkdir(parents=True)
         (probe / ".python-version").write_text(candidate + "\n")
-        if candidate != THIS_MINOR and (found := envs.find_python(candidate, UV, probe)):
+        if candidate != THIS_MINOR and (found := pythons.find_python(candidate, UV, probe)):
             return candidate, found
     pytest.skip("no second Python version for uv to find")
 

@@ -10,16 +10,20 @@ from pathlib import Path
 import pytest
 
 from bolt_bot.measure import plan as instrplan
-from bolt_bot.measure import routing
+from bolt_bot.measure import routing, sandbox
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import InstructionRun, codspeed_requirement
 from bolt_bot.decide.compare import build_results
-from bolt_bot.model import BenchmarkRound, Results, StageComparison
+from bolt_bot.model import BenchmarkRound, Results
 from bolt_bot.report.render import render_comment
 from bolt_bot.measure.rounds import RoundResult
 from bolt_bot.settings import Settings
 from bolt_bot.decide.stats import decide_counts, estimate_counts
 from bolt_bot.measure.walltime import SideSetup, WalltimeRun
+from bolt_bot.measure.sides import SideRounds
+from bolt_bot.decide import walltime as wall_verdicts
+from bolt_bot.decide.counts import counts_to_stages
+from bolt_bot.decide.measured import judge_measured
 
 T, W = 0.01, 0.005
 
@@ -74,7 +78,7 @@ def test_counts_to_stages_merges_sides_failures_and_repeat():
         "head": run({"a": 1030, "b": 1007, "c": 1000, "new": 70, "crash": 900}),
         instrplan.REPEAT: run({"a": 1030, "b": 1007, "c": 1020, "new": 70, "crash": 900}),
     }
-    stages = {s.name: s for s in instrplan.counts_to_stages(runs, {}, T, W)}
+    stages = {s.name: s for s in counts_to_stages(runs, {}, T, W)}
     assert {n: s.verdict for n, s in stages.items()} == {
         "a": "regressed", "b": "unchanged", "c": "inconclusive", "crash": "failed", "gone": "removed", "new": "added"}
     a = stages["a"]
@@ -88,7 +92,7 @@ def test_counts_to_stages_merges_sides_failures_and_repeat():
 
 def test_a_side_that_cannot_run_fails_its_stages():
     runs = {"base": run({"a": 10, "b": 20})}
-    stages = instrplan.counts_to_stages(runs, {"head": "collection error in tests/x.py: boom"}, T, W)
+    stages = counts_to_stages(runs, {"head": "collection error in tests/x.py: boom"}, T, W)
     assert {s.verdict for s in stages} == {"failed"}
     assert all("boom" in s.note for s in stages)
 
@@ -116,7 +120,8 @@ def test_measure_counts_runs_base_head_then_head_again_with_equal_length_workdir
     result = instrplan.measure_counts(setups, plan, tmp_path, counts_fn=fake)
     # The repeat runs in the same workdir as head's first pass; both passes' files are kept.
     assert [(c, w) for c, w, _ in calls] == [("base", "base"), ("head", "head"), ("head", "head")]
-    assert {s.name: s.verdict for s in result.stages} == {"t::a": "regressed", "t::b": "unchanged"}
+    assert "stages" not in vars(result)  # measuring returns counts; the verdicts are decide/counts.py's
+    assert {s.name: s.verdict for s in counts_to_stages(result.runs, result.errors, T, W)} == {"t::a": "regressed", "t::b": "unchanged"}
     assert result.runs["head"].dumps["t::a"].read_text() == "pass 2"
     assert result.runs[instrplan.REPEAT].dumps["t::a"].read_text() == "pass 3"
     assert result.runs["base"].dumps["t::a"].read_text() == "pass 1"
@@ -147,7 +152,7 @@ class FakeRounds:
 
     def __call__(self, python, checkout, targets, workdir, *, label, pytest_args, env, timeout, **_):
         side = Path(checkout).name
-        self.calls.append((side, label, list(targets), "CODSPEED_ENV" in env))
+        self.calls.append((side, label, list(targets), "CODSPEED_ENV" in sandbox.measured(env)))  # what the process gets
         names = [n for n in targets or list(self.wall) if n not in self.missing.get(side, ())]
         with open(env[routing.EVIDENCE_VARIABLE], "a", encoding="utf-8") as out:
             for name in names:
@@ -206,8 +211,17 @@ def test_discover_keeps_prefix_clashes_apart(tmp_path):
     assert split.counted == ["t::only_base", "t::x[10]"]
 
 
-def stage(name, verdict, measure):
-    return StageComparison(name=name, verdict=verdict, measure=measure, ratio=1.0)
+def wall_run(names, **more):
+    """A wall-time run whose stages all ran the same on both sides: unchanged."""
+    def side():
+        return SideRounds(rounds=[[BenchmarkRound(name=n, median=0.01, mean=0.01, min=0.01, max=0.01, samples=5)
+                                   for n in names] for _ in range(4)])
+    return WalltimeRun(sides={"base": side(), "head": side()}, rounds={}, **more)
+
+
+def measure(*args, **kwargs):
+    """`bolt run`'s measure step and its verdicts, as pipeline.py chains them."""
+    return judge_measured(instrplan.measure(*args, judge=wall_verdicts.judge, **kwargs))
 
 
 def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
@@ -218,30 +232,30 @@ def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
         seen.setdefault("counts", []).append(list(args))
         return run({"t::fast": 1000})
 
-    def walltime_fn(setups, plan, workdir, progress):
+    def walltime_fn(setups, plan, workdir, progress, judge):
         seen["targets"], seen["wall_args"] = plan.targets, plan.pytest_args
         seen["wall_env"] = [s.env for s in setups.values()]
-        return WalltimeRun(sides={}, stages=[stage("t::slow", "unchanged", "walltime")], rounds={}, extra_pairs=1)
+        return wall_run(["t::slow"], extra_pairs=1)
 
-    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+    measured = measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
                                  counts_fn=counts_fn, valgrind=lambda: "/usr/bin/valgrind")
     assert measured.measure == "mixed"
     assert [(s.name, s.measure) for s in measured.stages] == [("t::fast", "instructions"), ("t::slow", "walltime")]
     # Each group is the whole suite minus the other group: node ids missing on one side are never named.
     assert seen["targets"] == [] and seen["wall_args"] == ["--deselect", "t::fast"]
     assert all(a == ["--deselect", "t::slow"] for a in seen["counts"])
-    assert all("CODSPEED_ENV" not in env for env in seen["wall_env"])
+    assert all("CODSPEED_ENV" not in sandbox.measured(env) for env in seen["wall_env"])
     assert measured.environment["discovery"]["walltime"] == 1 and measured.environment["extra_rounds"] == 1
     assert measured.environment["instructions"]["repeated_identically"] == 1
     assert measured.notices == []
 
 
 def test_no_valgrind_falls_back_to_wall_time_with_a_notice(tmp_path):
-    def walltime_fn(setups, plan, workdir, progress):
-        return WalltimeRun(sides={}, stages=[stage("t::a", "unchanged", "walltime")], rounds={})
+    def walltime_fn(setups, plan, workdir, progress, judge):
+        return wall_run(["t::a"])
 
     for mode in ("auto", "instructions"):
-        measured = instrplan.measure(Settings(measure=mode), SETUPS, tmp_path, walltime_fn=walltime_fn,
+        measured = measure(Settings(measure=mode), SETUPS, tmp_path, walltime_fn=walltime_fn,
                                      valgrind=lambda: None)
         assert measured.measure == "walltime" and len(measured.notices) == 1 and "valgrind" in measured.notices[0]
 
@@ -261,7 +275,7 @@ def test_comment_shows_counts_and_the_warning_band_stage(tmp_path):
     runs = {"base": run({"t::reg": 12_300_000, "t::warn": 1_000_000, "t::same": 5_000}),
             "head": run({"t::reg": 12_620_000, "t::warn": 1_007_000, "t::same": 5_000})}
     runs[instrplan.REPEAT] = runs["head"]
-    stages = instrplan.counts_to_stages(runs, {}, T, W)
+    stages = counts_to_stages(runs, {}, T, W)
     results = Results(stages=stages, verdict="regressed", measure="instructions",
                       settings=Settings().to_dict(), environment={})
     text = render_comment(results)
@@ -277,11 +291,10 @@ def test_comment_says_why_each_stage_left_counts(tmp_path):
     rounds = FakeRounds({"t::fast": 0.002, "t::slow": 0.5, "t::sleepy": 0.002, "t::pool": 0.01},
                         {"t::sleepy": SLEEPS, "t::pool": THREADS})
 
-    def walltime_fn(setups, plan, workdir, progress):
-        names = ("t::pool", "t::sleepy", "t::slow")
-        return WalltimeRun(sides={}, stages=[stage(n, "unchanged", "walltime") for n in names], rounds={})
+    def walltime_fn(setups, plan, workdir, progress, judge):
+        return wall_run(["t::pool", "t::sleepy", "t::slow"])
 
-    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+    measured = measure(Settings(), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
                                  counts_fn=lambda *a, **k: run({"t::fast": 1000}), valgrind=lambda: "valgrind")
     results = Results(stages=measured.stages, verdict="unchanged", measure=measured.measure,
                       settings=Settings().to_dict(), environment=measured.environment)
@@ -297,7 +310,7 @@ def test_comment_says_why_each_stage_left_counts(tmp_path):
 def test_a_head_whose_passes_differ_is_shown_with_their_interval_not_as_exact():
     runs = {"base": run({"t::big": 95_000_000}), "head": run({"t::big": 96_955_349}),
             instrplan.REPEAT: run({"t::big": 97_237_167})}
-    (big,) = instrplan.counts_to_stages(runs, {}, T, W)
+    (big,) = counts_to_stages(runs, {}, T, W)
     assert big.verdict == "regressed" and big.head.values == [96_955_349.0, 97_237_167.0]
     assert big.head.min == 96_955_349 and big.head.max == 97_237_167 and big.head.center == 97_096_258
     assert "passes of one side differed by 0.29 %" in big.note  # no wall time to look at: said so
@@ -322,7 +335,7 @@ def test_a_count_change_in_a_stage_whose_counts_wander_needs_wall_time_behind_it
                        {"t::tiny": 4.1e-6, "t::tiny_big_change": 5.6e-6, "t::wanders": 1.01e-3,
                         "t::wanders_slower": 1.2e-3, "t::plain": 1e-3})
     runs = {"base": run(base), "head": run(head), instrplan.REPEAT: run(again)}
-    stages = {s.name: s for s in instrplan.counts_to_stages(runs, {}, T, W, walls)}
+    stages = {s.name: s for s in counts_to_stages(runs, {}, T, W, walls)}
     # +2.3 % on a 4 µs single-shot call whose wall time did not move: not a regression, and it says why.
     assert stages["t::tiny"].verdict == "inconclusive"
     assert stages["t::tiny"].note == ("+2.3 % in instructions, but a call of 4.1 µs is tiny enough for its counts to "
@@ -346,7 +359,7 @@ def test_a_tiny_count_change_does_not_head_the_comment_of_a_pr_that_made_other_s
     def counts_fn(python, checkout, args, *, env, timeout, workdir):
         return run(passes[Path(checkout).name])
 
-    measured = instrplan.measure(Settings(), SETUPS, tmp_path, round_fn=rounds, counts_fn=counts_fn,
+    measured = measure(Settings(), SETUPS, tmp_path, round_fn=rounds, counts_fn=counts_fn,
                                  valgrind=lambda: "valgrind")
     results = build_results(measured.stages, measure=measured.measure, settings=Settings().to_dict(),
                             environment=measured.environment)

@@ -15,7 +15,6 @@ from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import (
     InstructionRun,
     codspeed_requirement,
-    function_costs,
     measure_instructions,
     valgrind_available,
 )
@@ -132,21 +131,6 @@ def test_injected_slowdown_detected_unchanged_stable(synth_runs):
     assert ratios["tests/test_synth.py::test_stage[arith]"] > 1.01
     for name in ("dicts", "strings"):
         assert abs(ratios[f"tests/test_synth.py::test_stage[{name}]"] - 1) < 0.003, ratios
-
-
-def test_function_costs_names_function_only_slow_variant_calls(synth_runs):
-    stage = "tests/test_synth.py::test_stage[arith]"
-    head_run = synth_runs["head"]
-    head = function_costs(head_run.dumps[stage], stage)
-    base = function_costs(synth_runs["base_dumps"], stage)  # a folder of dumps works too
-    assert sum(head.values()) == head_run.counts[stage]  # self costs add up to the total
-    assert sum(base.values()) == synth_runs["base"].counts[stage]
-    only_head = [k for k in head if "factorial" in k]
-    assert only_head, sorted(head, key=head.get)[-20:]
-    assert not [k for k in base if "factorial" in k]
-    inclusive = function_costs(head_run.dumps[stage], stage, inclusive=True)
-    assert all(inclusive[k] >= head[k] for k in head)
-    assert max(inclusive.values()) <= head_run.counts[stage]
 
 
 def test_fullnames_match_pytest_benchmark(venv_python, tmp_path):

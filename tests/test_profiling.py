@@ -13,19 +13,17 @@ from pathlib import Path
 import pytest
 
 from bolt_bot.errors import BoltError
+from bolt_bot.measure.probe import PROBE_DIR
+from bolt_bot.profiling.diff import diff_profiles, match_functions, why_empty
 from bolt_bot.profiling.collect import (
-    PROBE_DIR,
     FunctionStats,
     FunctionTable,
     collect_profiles,
-    diff_profiles,
     hot_functions,
     load_profile,
-    match_functions,
     normalise_path,
     profile_index,
     top_bottlenecks,
-    why_empty,
 )
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from bolt_bot.measure import pytestcmd
+from bolt_bot.measure import process, pytestcmd
 from bolt_bot.cli import main
 from bolt_bot.measure.counts import valgrind_available
 from tests import projects
@@ -65,12 +65,12 @@ def _pytest_output(tmp_path, *args):
 def test_a_usage_error_is_reported_by_the_line_that_names_its_cause(tmp_path):
     output = _pytest_output(tmp_path, "--numprocesses=auto")
     assert "usage:" in output
-    assert pytestcmd.usage_error(output) == "unrecognized arguments: --numprocesses=auto"
+    assert process.error_line(output) == "unrecognized arguments: --numprocesses=auto"
     output = _pytest_output(tmp_path, "test_x.py::test_y")
-    assert pytestcmd.usage_error(output).startswith("not found: ")
+    assert process.error_line(output).startswith("not found: ")
     (tmp_path / "conftest.py").write_text("import no_such_module_here\n")
     output = _pytest_output(tmp_path)
-    assert "No module named 'no_such_module_here'" in pytestcmd.usage_error(output)
+    assert "No module named 'no_such_module_here'" in process.error_line(output)
 
 
 # ---------------------------------------------------------------- real projects through `bolt run`

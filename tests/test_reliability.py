@@ -848,6 +848,7 @@ def test_a_hanging_stage_and_its_children_are_stopped_by_the_round_timeout(suite
 
 
 def test_memory_limit_setting_reaches_every_round(tmp_path):
+    from bolt_bot.decide import walltime as wall_verdicts
     from bolt_bot.measure import plan as instrplan
     from bolt_bot.measure.rounds import RoundResult
     from bolt_bot.measure.walltime import SideSetup
@@ -862,15 +863,15 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
     setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
     from bolt_bot.measure.walltime import measure_walltime
 
-    instrplan.measure(settings, setups, tmp_path, walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn),
+    instrplan.measure(settings, setups, tmp_path, judge=wall_verdicts.judge, walltime_fn=lambda *a, **k: measure_walltime(*a, **k, round_fn=round_fn),
                       valgrind=lambda: None)
     assert seen == [512, 512]
     assert Settings().round_memory_mb == 4096
     # `auto` first times a discovery round per side: under the same limit.
     seen.clear()
     settings = settings.updated({"measure": "auto"}, "test")
-    instrplan.measure(settings, setups, tmp_path, round_fn=round_fn,
-                      walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn), valgrind=lambda: "valgrind")
+    instrplan.measure(settings, setups, tmp_path, round_fn=round_fn, judge=wall_verdicts.judge,
+                      walltime_fn=lambda *a, **k: measure_walltime(*a, **k, round_fn=round_fn), valgrind=lambda: "valgrind")
     assert seen and set(seen) == {512}, seen
 
 
@@ -946,8 +947,8 @@ def _interrupting_measure(exc_factory):
                 assert setup.checkout.is_dir()  # the worktrees exist when the round starts
             exc_factory()
 
-        return real(settings, setups, out, progress, valgrind=lambda: None,
-                    walltime_fn=lambda *a: measure_walltime(*a, round_fn=round_fn))
+        return real(settings, setups, out, progress, judge=kw["judge"], valgrind=lambda: None,
+                    walltime_fn=lambda *a, **k: measure_walltime(*a, **k, round_fn=round_fn))
 
     return measure
 
@@ -971,11 +972,11 @@ def test_worktrees_and_temporary_folders_are_removed_on_every_way_out(tmp_path, 
     if way_out == "missing-head-commit":  # the base worktree is made, then the head's commit is not there
         plan.head = CommitRef("gone", "0" * 40)
     elif way_out == "keyboard-interrupt":
-        monkeypatch.setattr(runner.instrplan, "measure", _interrupting_measure(_raise_keyboard_interrupt))
+        monkeypatch.setattr(runner.measuring, "measure", _interrupting_measure(_raise_keyboard_interrupt))
     elif way_out == "sigterm":
-        monkeypatch.setattr(runner.instrplan, "measure", _interrupting_measure(_send_sigterm))
+        monkeypatch.setattr(runner.measuring, "measure", _interrupting_measure(_send_sigterm))
     else:
-        monkeypatch.setattr(runner.instrplan, "measure", _interrupting_measure(lambda: (_ for _ in ()).throw(
+        monkeypatch.setattr(runner.measuring, "measure", _interrupting_measure(lambda: (_ for _ in ()).throw(
             BoltError("pytest refused the arguments"))))
     expected = {"keyboard-interrupt": KeyboardInterrupt}.get(way_out, BoltError)
     with pytest.raises(expected) as err:
@@ -1022,7 +1023,7 @@ def test_a_real_run_interrupted_mid_round_leaves_nothing_behind(tmp_path, privat
 # runs the shell in its own process) starts a child, writes "<valgrind pid> <child pid>", and sleeps.
 PASS_THAT_SLEEPS = """#!/bin/sh
 case "$*" in
-  *--collect-only*) echo '{"ev": "item", "nodeid": "test_b.py::test_b", "uri": null}' > "$3" ;;
+  *--collect-only*) echo '{"ev": "item", "nodeid": "test_b.py::test_b", "uri": null}' > "$BOLT_COUNT_EVENTS" ;;
   *--codspeed*) sleep 600 & echo $$ $! >> "$PASS_PIDS"; wait ;;
 esac
 """

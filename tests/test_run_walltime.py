@@ -14,6 +14,7 @@ from bolt_bot.cli import main
 from bolt_bot.errors import BoltError
 from bolt_bot.model import BenchmarkRound
 from bolt_bot.measure.rounds import RoundResult
+from bolt_bot.decide import walltime as wall_verdicts
 from bolt_bot.measure.walltime import SideSetup, WalltimePlan, measure_walltime
 from tests import projects
 from tests.conftest import commit, git, make_repo
@@ -163,8 +164,9 @@ def test_a_round_that_cannot_re_select_keeps_what_was_measured_and_marks_the_sta
                                     BenchmarkRound(name="t.py::same", median=0.01, min=0.01)])
 
     setups = {side: SideSetup(python=side, checkout=tmp_path) for side in ("base", "head")}
-    run = measure_walltime(setups, WalltimePlan(rounds=6, budget=0), tmp_path, round_fn=round_fn)
-    stages = {s.name: s for s in run.stages}
+    plan = WalltimePlan(rounds=6, budget=0)
+    run = measure_walltime(setups, plan, tmp_path, round_fn=round_fn, judge=wall_verdicts.judge(plan))
+    stages = {s.name: s for s in wall_verdicts.walltime_stages(run, plan)[0]}
     slow = stages["t.py::slow[a::b]"]
     assert slow.verdict == "inconclusive" and "could not re-select" in slow.note and "not found" in slow.note
     assert slow.ratio and slow.ratio > 1.4  # what the planned rounds measured is kept

@@ -12,6 +12,7 @@ from bolt_bot.measure import speedgate
 from bolt_bot.decide.compare import SideRounds, compare_sides
 from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, BenchmarkRound
 from bolt_bot.measure.rounds import RoundResult, run_round
+from bolt_bot.decide import walltime as wall_verdicts
 from bolt_bot.measure.walltime import SideSetup, WalltimePlan, measure_walltime
 
 FAST_PROBE = 100e-6
@@ -124,9 +125,10 @@ def test_confirmation_goes_on_while_a_flagged_stage_has_no_full_speed_round(tmp_
                                     for n in names if n in STAGES], seconds=0.01)
 
     setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
-    run = measure_walltime(setups, WalltimePlan(rounds=10, confirm_pairs=3), tmp_path, round_fn=round_fn)
+    plan = WalltimePlan(rounds=10, confirm_pairs=3)
+    run = measure_walltime(setups, plan, tmp_path, round_fn=round_fn, judge=wall_verdicts.judge(plan))
     assert run.confirm_pairs == 4  # three slow pairs, then one at full speed
-    assert _verdicts(run.stages)["t::parse"] == REGRESSED
+    assert _verdicts(wall_verdicts.walltime_stages(run, plan)[0])["t::parse"] == REGRESSED
 
 
 def test_slow_phases_falling_on_one_side_never_make_a_regression():

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bolt_bot.decide import walltime as wall_verdicts
+from bolt_bot.decide.counts import counts_to_stages
 from bolt_bot.measure.plan import REPEAT, CountPlan, measure_counts
 from bolt_bot.measure.counts import valgrind_available
 from bolt_bot.model import IMPROVED, REGRESSED
@@ -154,15 +156,17 @@ class BoltWalltime:
 
     def run(self, ctx: PrContext) -> RuleOutcome:
         setups = {side: SideSetup(python=ctx.python, checkout=ctx.trees[side], env=environ(ctx.python)) for side in (BASE, HEAD)}
-        run = measure_walltime(setups, self.plan, ctx.workdir / "bolt", Progress(quiet=not ctx.verbose))
-        verdicts = {stage_of(s.name): s.verdict for s in run.stages}
-        ratios = {stage_of(s.name): s.ratio for s in run.stages}
+        run = measure_walltime(setups, self.plan, ctx.workdir / "bolt", Progress(quiet=not ctx.verbose),
+                               judge=wall_verdicts.judge(self.plan))
+        stages, _ = wall_verdicts.walltime_stages(run, self.plan)
+        verdicts = {stage_of(s.name): s.verdict for s in stages}
+        ratios = {stage_of(s.name): s.ratio for s in stages}
         return RuleOutcome(
             flagged=sorted(s for s, v in verdicts.items() if v == REGRESSED),
             improved=sorted(s for s, v in verdicts.items() if v == IMPROVED),
             ratios=ratios, seconds=run.seconds, verdicts=verdicts,
             detail={"rounds": run.rounds, "extra_pairs": run.extra_pairs, "confirm_pairs": run.confirm_pairs,
-                    "notes": {stage_of(s.name): s.note for s in run.stages if s.note},
+                    "notes": {stage_of(s.name): s.note for s in stages if s.note},
                     "plan": {"rounds": self.plan.rounds, "threshold": self.plan.threshold, "alpha": self.plan.alpha,
                              "budget": self.plan.budget, "confirm_pairs": self.plan.confirm_pairs,
                              "max_extra_pairs": self.plan.max_extra_pairs}},
@@ -192,15 +196,16 @@ class BoltInstructions:
         # are hashed and copied by imports and would show up in the counts.
         setups = {side: SideSetup(python=ctx.python, checkout=ctx.trees[side], env=environ(ctx.python)) for side in (BASE, HEAD)}
         run = measure_counts(setups, self.plan, ctx.workdir / "instr", Progress(quiet=not ctx.verbose))
-        verdicts = {stage_of(s.name): s.verdict for s in run.stages}
+        stages = counts_to_stages(run.runs, run.errors, self.plan.threshold / 100, self.plan.warning / 100)
+        verdicts = {stage_of(s.name): s.verdict for s in stages}
         counts = {side: {stage_of(n): c for n, c in r.counts.items()} for side, r in run.runs.items()}
         return RuleOutcome(
             flagged=sorted(s for s, v in verdicts.items() if v == REGRESSED),
             improved=sorted(s for s, v in verdicts.items() if v == IMPROVED),
-            ratios={stage_of(s.name): s.ratio for s in run.stages}, seconds=run.seconds, verdicts=verdicts,
+            ratios={stage_of(s.name): s.ratio for s in stages}, seconds=run.seconds, verdicts=verdicts,
             detail={"counts": counts, "pass_seconds": {side: round(r.seconds, 2) for side, r in run.runs.items()},
                     "repeated_identically": sum(1 for n, c in counts.get(REPEAT, {}).items() if counts.get(HEAD, {}).get(n) == c),
-                    "notes": {stage_of(s.name): s.note for s in run.stages if s.note},
+                    "notes": {stage_of(s.name): s.note for s in stages if s.note},
                     "errors": run.errors, "notices": run.notices,
                     "plan": {"threshold": self.plan.threshold, "warning": self.plan.warning}},
         )

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bolt_bot.measure.counts import codspeed_requirement, measure_instructions
-from bolt_bot.pipeline import compile_bytecode
+from bolt_bot.measure.envs import compile_bytecode
 
 HERE = Path(__file__).resolve().parent
 TEST_FILE = "benchmarks/test_stages.py"

@@ -1,1 +1,1 @@
-"""Deciding: reading pytest-benchmark JSON, the statistics, every verdict rule and the approval gate; returns `Results`."""
+"""Deciding: reading benchmark JSON, statistics through scipy, and every verdict rule (wall time, confirmation, counts)."""

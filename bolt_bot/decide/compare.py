@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from bolt_bot.measure import speedgate
+from bolt_bot.measure.sides import SideRounds, columns  # noqa: F401  (columns: re-exported for callers)
 from bolt_bot.decide import stats
 from bolt_bot.model import (
     ADDED,
@@ -20,6 +21,7 @@ from bolt_bot.model import (
     WALLTIME,
     BenchmarkRound,
     CommitRef,
+    ProfileLine,
     Results,
     SideSummary,
     StageComparison,
@@ -27,34 +29,6 @@ from bolt_bot.model import (
 
 # The run verdict is the most urgent stage verdict, in this order.
 _URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
-
-
-@dataclass
-class SideRounds:
-    """Everything one side measured: its rounds, and the stages that failed (name → error excerpt)."""
-
-    rounds: list[list[BenchmarkRound]] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    error: str | None = None  # the whole suite failed on this side: its missing stages are failed, not added/removed
-
-    def medians(self) -> list[dict[str, float]]:
-        """Each round as {stage: median}."""
-        return [{r.name: r.median for r in one_round} for one_round in self.rounds]
-
-    def by_stage(self) -> dict[str, list[BenchmarkRound]]:
-        stages: dict[str, list[BenchmarkRound]] = {}
-        for one_round in self.rounds:
-            for record in one_round:
-                stages.setdefault(record.name, []).append(record)
-        return stages
-
-
-def columns(rounds: list[dict[str, float]]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for one in rounds:
-        for name, value in one.items():
-            out.setdefault(name, []).append(value)
-    return out
 
 
 def summarize(records: Sequence[BenchmarkRound], error: str | None = None, values: list[float] | None = None) -> SideSummary:
@@ -204,8 +178,13 @@ def build_results(
     head: CommitRef | None = None,
     environment: Mapping[str, object] | None = None,
     notices: Sequence[str] = (),
+    profiles: Mapping[str, tuple[list[ProfileLine], str | None]] | None = None,
 ) -> Results:
+    """The run's Results, made once: its verdict from the stages', and each profiled stage's slot
+    (`profiles`: stage → (the functions that grew, why there are none)) filled in."""
     notices = list(notices)
+    stages = [replace(s, profile=list(profiles[s.name][0]), profile_note=profiles[s.name][1])
+              if profiles and s.name in profiles else s for s in stages]
     if not stages:
         notices.append("no benchmarks were found on either side: check the benchmark paths and pytest arguments")
     return Results(

@@ -62,15 +62,32 @@ def estimate_from_rounds(base: Sequence[float], head: Sequence[float]) -> Estima
 TRIM = 0.1  # the share of rounds trimmed from each end (Yuen's test): a few disturbed rounds do not count
 
 
-def _yuen_parts(sorted_logs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Trimmed means, Yuen's d (squared standard error of the trimmed mean), and h (rounds kept), per row."""
-    n = sorted_logs.shape[1]
-    g = int(math.floor(TRIM * n))
-    h = n - 2 * g
-    trimmed = sorted_logs[:, g : n - g].mean(axis=1)
-    winsorized = np.clip(sorted_logs, sorted_logs[:, [g]], sorted_logs[:, [n - g - 1]])
-    d = (n - 1) * winsorized.var(axis=1, ddof=1) / (h * (h - 1))
-    return trimmed, d, h
+def _trimmed_tests(log_b: np.ndarray, log_h: np.ndarray, trim: float) -> list[Estimate]:
+    """Yuen's trimmed t-test (Welch's when nothing is trimmed) on rows of logs, through scipy; the ratio
+    head/base with its interval. Rows whose kept rounds are identical on each side have no noise: their
+    ratio is exact, p 0 or 1."""
+    diff = sps.trim_mean(log_h, trim, axis=1) - sps.trim_mean(log_b, trim, axis=1)
+    # Yuen's variance is that of the winsorized rows: zero when the kept rounds of a side are all equal.
+    spread = [np.sort(x, axis=1) for x in (log_b, log_h)]
+    g = [int(math.floor(trim * x.shape[1])) for x in spread]
+    noisy = np.zeros(len(diff), bool)
+    for x, cut in zip(spread, g):
+        noisy |= x[:, cut] != x[:, x.shape[1] - cut - 1]
+    out: list[Estimate] = []
+    if noisy.any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            test = sps.ttest_ind(log_h[noisy], log_b[noisy], equal_var=False, trim=trim, axis=1)
+            ci = test.confidence_interval(CONFIDENCE)
+        tested = iter(zip(test.pvalue, ci.low, ci.high))
+    for j, d in enumerate(diff):
+        d = float(d)
+        if not noisy[j]:
+            ratio = math.exp(d)
+            out.append(Estimate(ratio, (ratio, ratio), 1.0 if d == 0.0 else 0.0))
+        else:
+            p, low, high = next(tested)
+            out.append(Estimate(math.exp(d), (math.exp(float(low)), math.exp(float(high))), float(p)))
+    return out
 
 
 def estimate_many_from_rounds(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[Estimate | None]:
@@ -88,26 +105,10 @@ def estimate_many_from_rounds(pairs: Sequence[tuple[Sequence[float], Sequence[fl
         if len(base) >= 2 and len(head) >= 2 and min(base) > 0 and min(head) > 0:
             shapes.setdefault((len(base), len(head)), []).append(i)
     for index in shapes.values():
-        log_b = np.sort(np.log(np.array([pairs[i][0] for i in index], float)), axis=1)
-        log_h = np.sort(np.log(np.array([pairs[i][1] for i in index], float)), axis=1)
-        mean_b, d_b, h_b = _yuen_parts(log_b)
-        mean_h, d_h, h_h = _yuen_parts(log_h)
-        diff = mean_h - mean_b
-        se2 = d_b + d_h
-        noisy = se2 > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dof = np.where(noisy, se2**2 / (d_b**2 / (h_b - 1) + d_h**2 / (h_h - 1)), 1.0)
-            se = np.sqrt(se2)
-            p = 2 * sps.t.sf(np.abs(diff / np.where(noisy, se, 1.0)), dof)
-            margin = sps.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
-        for j, i in enumerate(index):
-            d = float(diff[j])
-            if not noisy[j]:
-                ratio = math.exp(d)
-                out[i] = Estimate(ratio, (ratio, ratio), 1.0 if d == 0.0 else 0.0)
-            else:
-                m = float(margin[j])
-                out[i] = Estimate(math.exp(d), (math.exp(d - m), math.exp(d + m)), float(p[j]))
+        log_b = np.log(np.array([pairs[i][0] for i in index], float))
+        log_h = np.log(np.array([pairs[i][1] for i in index], float))
+        for i, estimate in zip(index, _trimmed_tests(log_b, log_h, TRIM)):
+            out[i] = estimate
     return out
 
 
@@ -177,26 +178,6 @@ def suite_shift(f_base: Sequence[float], f_head: Sequence[float]) -> Estimate | 
     return estimate_from_rounds(usable_b, usable_h)
 
 
-def _welch_parts(diff: float, var_b: float, n_b: int, var_h: float, n_h: int):
-    """(diff, standard error, Welch-Satterthwaite degrees of freedom), or an Estimate when there is no noise."""
-    se2 = var_b + var_h
-    if se2 == 0.0:
-        # Identical rounds on each side (instruction counts, or a coarse clock): no noise to test against.
-        ratio = math.exp(diff)
-        return Estimate(ratio, (ratio, ratio), 1.0 if diff == 0.0 else 0.0)
-    dof = se2**2 / ((var_b**2 / (n_b - 1) if var_b else 0.0) + (var_h**2 / (n_h - 1) if var_h else 0.0))
-    return diff, math.sqrt(se2), dof
-
-
-def _estimate(parts) -> Estimate:
-    if isinstance(parts, Estimate):
-        return parts
-    diff, se, dof = parts
-    p = float(2 * sps.t.sf(abs(diff / se), dof))
-    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
-    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
-
-
 def estimate_within_run(
     base: Sequence[float] | None,
     head: Sequence[float] | None,
@@ -209,7 +190,7 @@ def estimate_within_run(
     Samples inside one process are correlated, so the p-value is optimistic: marked low-confidence.
     """
     if base and head and len(base) >= 2 and len(head) >= 2 and min(base) > 0 and min(head) > 0:
-        est = _welch_log(np.log(np.asarray(base, float)), np.log(np.asarray(head, float)))
+        est = _trimmed_tests(np.log(np.asarray([base], float)), np.log(np.asarray([head], float)), 0.0)[0]
     else:
         est = _welch_summary(base_summary, head_summary)
     if est is None:
@@ -217,19 +198,23 @@ def estimate_within_run(
     return Estimate(est.ratio, est.ci, est.p, low_confidence=True)
 
 
-def _welch_log(log_base: np.ndarray, log_head: np.ndarray) -> Estimate:
-    diff = float(log_head.mean() - log_base.mean())
-    n_b, n_h = len(log_base), len(log_head)
-    return _estimate(_welch_parts(diff, float(log_base.var(ddof=1)) / n_b, n_b, float(log_head.var(ddof=1)) / n_h, n_h))
-
-
 def _welch_summary(base: tuple[float, float, int], head: tuple[float, float, int]) -> Estimate | None:
-    """Welch on means from summaries; the ratio's interval by the delta method on the log scale."""
+    """Welch on means from summaries (scipy has no interval from summaries); the ratio's interval by the
+    delta method on the log scale."""
     (mean_b, sd_b, n_b), (mean_h, sd_h, n_h) = base, head
     if mean_b <= 0 or mean_h <= 0 or n_b < 2 or n_h < 2:
         return None
-    # Variance of log(mean) ≈ (sd/mean)² / n.
-    return _estimate(_welch_parts(math.log(mean_h / mean_b), (sd_b / mean_b) ** 2 / n_b, n_b, (sd_h / mean_h) ** 2 / n_h, n_h))
+    diff = math.log(mean_h / mean_b)
+    var_b, var_h = (sd_b / mean_b) ** 2 / n_b, (sd_h / mean_h) ** 2 / n_h  # variance of log(mean) ≈ (sd/mean)² / n
+    se2 = var_b + var_h
+    if se2 == 0.0:
+        ratio = math.exp(diff)  # no noise to test against
+        return Estimate(ratio, (ratio, ratio), 1.0 if diff == 0.0 else 0.0)
+    dof = se2**2 / ((var_b**2 / (n_b - 1) if var_b else 0.0) + (var_h**2 / (n_h - 1) if var_h else 0.0))
+    se = math.sqrt(se2)
+    p = float(2 * sps.t.sf(abs(diff / se), dof))
+    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
+    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
 
 
 def adjust_pvalues(pvalues: Sequence[float]) -> list[float]:

@@ -1,1 +1,1 @@
-"""Measuring: worktrees, environments, the measured processes (rounds, discovery, instruction counts) and the probe plugins; returns measurements, never verdicts."""
+"""Measuring: worktrees, environments, the process runner, rounds, wall time, speed gate, instruction counts, routing; returns measurements, never verdicts."""

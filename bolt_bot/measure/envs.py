@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
+from bolt_bot.measure.pythons import PythonChoice, choose_python, interpreter_version, probe
 from bolt_bot.measure.sandbox import clean_environ
 
 DEPENDENCY_FILES = ("pyproject.toml", "setup.py", "setup.cfg", ".python-version", "uv.lock", "poetry.lock",
@@ -44,20 +44,6 @@ SLOTS = 4  # environments per key and side: parallel runs on one machine build s
 # pip/uv options whose value is a file (given as `-r FILE`, `-rFILE` or `--requirement=FILE`).
 _FILE_OPTIONS = re.compile(r"^(-r|-c|--requirements?|--constraints?|--overrides?|--build-constraints?)(=?)(.*)$")
 _IMPORT_NAMES = {"pytest": "pytest", "pytest-benchmark": "pytest_benchmark", "pytest-codspeed": "pytest_codspeed"}
-
-
-@dataclass
-class PythonChoice:
-    """The interpreter an environment is made from, and why that one."""
-
-    request: str | None  # "3.11", "cpython@3.12", a path; None: the interpreter running Bolt
-    source: str  # "python setting", ".python-version" or "Bolt's interpreter"
-    executable: str  # what `uv venv --python` / venv is given
-    version: str  # "CPython 3.11.7", or "" when not found yet (uv may download it)
-
-    def why(self) -> str:
-        return {"python setting": f"asked for with python = {self.request}",
-                ".python-version": f"from the checkout's .python-version ({self.request})"}.get(self.source, "Bolt's own interpreter")
 
 
 @dataclass
@@ -90,6 +76,7 @@ class Env:
     python: Path
     reused: bool = False
     python_note: str = ""  # "CPython 3.11.7, from the checkout's .python-version (3.11)", for the log
+    python_version: str = "?"  # "3.11.7", as the measured interpreter reported it
     notices: list[str] = field(default_factory=list)  # what the run's comment must say (a replaced Python)
     lock_fd: int | None = field(default=None, repr=False)
 
@@ -209,69 +196,6 @@ def _named_in_requirements(checkout: Path, name: str) -> list[str]:
     return names
 
 
-def choose_python(checkout: Path, asked: str | None, uv: str | None) -> PythonChoice:
-    """The `python` setting, else the checkout's `.python-version`, else the interpreter running Bolt."""
-    if asked:
-        request, source = asked, "python setting"
-    elif declared := _python_version_file(checkout):
-        request, source = declared, ".python-version"
-    else:
-        return PythonChoice(None, "Bolt's interpreter", sys.executable, f"{platform.python_implementation()} {platform.python_version()}")
-    executable = find_python(request, uv, checkout)
-    if executable is None and not uv:
-        where = "python setting" if source == "python setting" else "checkout's .python-version"
-        raise BoltError(f"no Python {request} found (asked for by the {where}); install it, or pass --python")
-    # Not found by uv: `uv venv --python` may still download it, and names the problem if it cannot.
-    return PythonChoice(request, source, executable or request, _interpreter_version(executable) if executable else "")
-
-
-def _python_version_file(checkout: Path) -> str | None:
-    try:
-        lines = (checkout / ".python-version").read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), None)
-
-
-def find_python(request: str, uv: str | None, checkout: Path) -> str | None:
-    """The interpreter for a request such as "3.12" or a path, as uv would pick it in `checkout`; None: not found."""
-    if os.sep in request:
-        return request if os.access(request, os.X_OK) else None
-    if uv:
-        try:
-            # From the checkout, as the install command's uv would look (pyenv's shims follow .python-version).
-            proc = subprocess.run([uv, "python", "find", request], capture_output=True, text=True, timeout=60, cwd=checkout,
-                                  env={k: v for k, v in os.environ.items() if k != "UV_PYTHON"})
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return (proc.stdout.strip() or None) if proc.returncode == 0 else None
-    version = re.fullmatch(r"(?:python|cpython@?)?(\d+\.\d+)(?:\.\d+)?", request)
-    return shutil.which(f"python{version.group(1)}") if version else shutil.which(request)
-
-
-_PROBE = """
-import importlib.util, platform, sys
-print(platform.python_implementation(), platform.python_version())
-print(" ".join(name for name in sys.argv[1:] if importlib.util.find_spec(name) is None))
-"""
-
-
-def _interpreter_version(python: str | Path) -> str:
-    return _probe(python)[0]
-
-
-def _probe(python: str | Path, modules: tuple[str, ...] = ()) -> tuple[str, list[str]]:
-    """The interpreter's "CPython 3.11.7", and which of `modules` it cannot import."""
-    try:
-        proc = subprocess.run([str(python), "-c", _PROBE, *modules], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return "", list(modules)
-    lines = proc.stdout.splitlines()
-    if proc.returncode != 0 or not lines:
-        return "", list(modules)
-    return lines[0].strip(), (lines[1].split() if len(lines) > 1 else [])
-
-
 def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 1800) -> None:
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -352,7 +276,7 @@ def _fill(env: Env, checkout: Path, spec: EnvSpec, side: str, key: str, choice: 
             _run([uv, "venv", "--quiet", "--seed", "--python", choice.executable, str(path)], f"creating the {side} environment")
         else:
             _run([choice.executable, "-m", "venv", str(path)], f"creating the {side} environment")
-    before = _interpreter_version(python)
+    before = interpreter_version(python)
     pip = _pip(uv, python)
     bolt_packages = f"installing Bolt's packages ({', '.join(spec.requirements)}) for {side}"
     if spec.install:
@@ -371,12 +295,13 @@ def _fill(env: Env, checkout: Path, spec: EnvSpec, side: str, key: str, choice: 
                  f"reinstalling the {side} project", cwd=checkout, env=env.environ())
         _run([*pip, *spec.requirements], bolt_packages, env=env.environ())
     modules = [_IMPORT_NAMES[name] for name in map(_dist_name, spec.requirements) if name in _IMPORT_NAMES]
-    after, missing = _probe(python, tuple(modules))
+    after, missing = probe(python, tuple(modules))
     if not after:
         raise BoltError(f"the {side} environment's python ({python}) no longer runs after the install")
     if missing:
         raise BoltError(f"{', '.join(missing)} cannot be imported in Bolt's {side} environment ({path}) after the install")
     env.python_note = f"{after}, {choice.why()}"
+    env.python_version = after.split()[-1]
     if before and after != before:
         env.notices.append(f"the install command replaced the Python of the {side} environment: Bolt made it with {before} "
                            f"({choice.why()}), the {side} side was measured with {after}")
@@ -399,3 +324,12 @@ def _pip(uv: str | None, python: Path) -> list[str]:
     if uv:
         return [uv, "pip", "install", "--quiet", "--python", str(python)]
     return [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+
+
+def compile_bytecode(python: Path, checkout: Path) -> None:
+    """Write bytecode caches first: the first run after a checkout differs from the next ones."""
+    try:
+        subprocess.run([str(python), "-m", "compileall", "-q", "-x", r"/\.git/", str(checkout)],
+                       capture_output=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # only a warm-up: the measurements still work without it

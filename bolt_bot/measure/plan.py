@@ -1,6 +1,7 @@
-"""Choosing the measure per stage (instruction counts or wall time) and measuring instruction counts for `bolt run`.
+"""`bolt run`'s measure step: each stage's measure (instruction counts or wall time), and the count passes.
 
-`measure()` is what the runner calls: it returns the stages of both measures merged into one list.
+`measure()` is what pipeline.py calls: it returns what both measures measured (decide/measured.py gives
+the verdicts).
 Counts come from bolt_bot.measure.counts (callgrind via pytest-codspeed): base once, head once, then head
 again to show that the counts repeat. `--measure auto` first times one short discovery round per side and
 sends only short, single-threaded stages that do not wait to callgrind (measurement-facts.md: counts miss
@@ -11,48 +12,31 @@ from __future__ import annotations
 
 import concurrent.futures
 
-import fnmatch
 import json
 import shutil
-import statistics
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.measure import pytestcmd, routing
-from bolt_bot.measure import sandbox
-from bolt_bot.decide import stats
+from bolt_bot.measure import process, pytestcmd, sandbox
+from bolt_bot.measure.discovery import discover
+from bolt_bot.measure.envs import BENCH_REQUIREMENTS
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import (
     InstructionRun,
     codspeed_requirement,
     measure_instructions,
-    stop_passes,
     valgrind_available,
 )
-from bolt_bot.model import (
-    ADDED,
-    FAILED,
-    INSTRUCTIONS,
-    REMOVED,
-    UNCHANGED,
-    WALLTIME,
-    SideSummary,
-    StageComparison,
-)
+from bolt_bot.model import INSTRUCTIONS, WALLTIME
 from bolt_bot.progress import Progress
 from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.settings import Settings
-from bolt_bot.measure.walltime import BASE, HEAD, SideSetup, WalltimePlan, measure_walltime
+from bolt_bot.measure.walltime import BASE, HEAD, Judge, SideSetup, WalltimePlan, WalltimeRun, measure_walltime
 
-MIXED = "mixed"
 REPEAT = "head-repeat"  # head's second pass: its key in CountRun.runs, and where its files are kept afterwards
-SHORT_CALL = 0.1  # seconds: stages whose call takes longer are timed (callgrind costs about 70x)
-# The discovery round: as short as pytest-benchmark allows; one call is enough to see a long stage.
-DISCOVERY_ARGS = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=1"]
-CPU_TIMER = "--benchmark-timer=time.process_time"
 
 
 @dataclass
@@ -66,7 +50,6 @@ class CountPlan:
 
 @dataclass
 class CountRun:
-    stages: list[StageComparison]
     runs: dict[str, InstructionRun]  # "base", "head" and REPEAT (head's second pass)
     errors: dict[str, str] = field(default_factory=dict)  # side → why its whole suite could not run
     seconds: float = 0.0
@@ -75,28 +58,19 @@ class CountRun:
 
 @dataclass
 class Measured:
-    """What the runner needs from the measuring step."""
+    """What the measuring step measured, before any verdict (decide/measured.py gives those)."""
 
-    stages: list[StageComparison]
-    measure: str  # "instructions", "walltime" or "mixed"
+    counts: CountRun | None = None
+    count_plan: CountPlan | None = None
+    walltime: WalltimeRun | None = None
+    wall_plan: WalltimePlan | None = None
+    fallback: dict[str, str] = field(default_factory=dict)  # stage → why its count failed: timed instead
     environment: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Split:
-    """The per-stage choice of `--measure auto`."""
-
-    counted: list[str] = field(default_factory=list)  # node ids measured by instruction counts
-    timed: list[str] = field(default_factory=list)  # node ids measured by wall time
-    reasons: dict[str, str] = field(default_factory=dict)  # timed stage → why
-    seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # side → stage → discovery median
-
-
 def requirements(settings: Settings) -> list[str]:
     """What both sides' environments need: pytest-codspeed too when instruction counts may be used."""
-    from bolt_bot.measure.envs import BENCH_REQUIREMENTS
-
     reqs = list(BENCH_REQUIREMENTS)
     if settings.measure == INSTRUCTIONS or (settings.measure == "auto" and valgrind_available()):
         reqs.append(codspeed_requirement())
@@ -104,11 +78,14 @@ def requirements(settings: Settings) -> list[str]:
 
 
 def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress | None = None, *,
+            judge: Callable[[WalltimePlan], Judge],
             round_fn: Callable[..., RoundResult] = run_round,
             walltime_fn: Callable[..., object] = measure_walltime,
             counts_fn: Callable[..., InstructionRun] = measure_instructions,
             valgrind: Callable[[], str | None] = valgrind_available) -> Measured:
-    """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind."""
+    """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind.
+
+    `judge(plan)` is the deciding layer's opinion the wall-time loop plans its extra rounds by."""
     progress = progress or Progress(quiet=True)
     notices: list[str] = []
     ignored = pytestcmd.clean(settings.pytest_args)[1]
@@ -120,7 +97,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         progress.warn(notices[-1])
         mode = WALLTIME
     if mode == WALLTIME:
-        return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
+        return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)
     plan = CountPlan(threshold=settings.instr_threshold, warning=settings.instr_warning,
                      pytest_args=[*settings.benchmarks, *settings.pytest_args], timeout=settings.round_timeout)
     environment: dict = {}
@@ -131,14 +108,14 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
             split = discover(settings, setups, out / "discovery", progress, round_fn)
         if not split.counted and not split.timed:
             # Discovery found nothing: let the wall-time path report what is wrong with the suite.
-            return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
+            return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)
         environment["discovery"] = {"instructions": len(split.counted), "walltime": len(split.timed),
                                     "walltime_reasons": split.reasons}
         counted, timed = split.counted, split.timed
         plan.walltimes = split.seconds  # the wall-time look for counts that wander (stats.check_count_change)
-    stages: list[StageComparison] = []
-    fallback: dict[str, str] = {}  # stage → why its count failed: measured by wall time instead
-    failed_counts: dict[str, StageComparison] = {}
+    measured = Measured(environment=environment, notices=notices)
+    fallback = measured.fallback  # stage → why its count failed: measured by wall time instead
+    counted_ok: list[str] = []
     if counted is None or counted:
         # Each side runs only what it has: the other group is deselected, never named (a node id
         # missing on one side is a pytest usage error there).
@@ -155,126 +132,33 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
                            "were measured by wall time instead")
             progress.warn(notices[-1])
             if counted is None:
-                return _walltime_only(settings, setups, out, progress, walltime_fn, notices)
-            fallback = {name: f"instruction counts failed on both sides: {exc}" for name in counted}
+                return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)
+            fallback.update({name: f"instruction counts failed on both sides: {exc}" for name in counted})
         else:
+            measured.counts, measured.count_plan = run, plan
             notices += run.notices
-            environment.update(_count_environment(run, len(counted if counted is not None else run.stages), len(timed)))
-            for stage in run.stages:
-                if stage.verdict == FAILED:
-                    fallback[stage.name], failed_counts[stage.name] = stage.note or "its count failed", stage
-                else:
-                    stages.append(stage)
+            names = _count_names(run)
+            environment.update(_count_environment(run, len(counted if counted is not None else names), len(timed)))
+            fallback.update(failed_counts(run.runs, run.errors))
+            counted_ok = [n for n in names if n not in fallback]
             for name in counted or ():
-                if name not in fallback and all(s.name != name for s in stages):
+                if name not in fallback and name not in names:
                     fallback[name] = "no instruction count was recorded"
     if timed or fallback:
-        wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks),
-                         extra_args=_deselect([s.name for s in stages]))
-        stages += _fell_back(wall.stages, fallback, failed_counts, notices, environment)
-        notices += wall.notices
+        wall = _walltime(settings, setups, out, progress, walltime_fn, judge, targets=list(settings.benchmarks),
+                         extra_args=_deselect(counted_ok))
+        measured.walltime, measured.wall_plan = wall.walltime, wall.wall_plan
         environment.update(wall.environment)
-    kinds = {s.measure for s in stages}
-    name = MIXED if len(kinds) > 1 else (kinds.pop() if kinds else WALLTIME)
-    stages.sort(key=lambda s: s.name)
-    return Measured(stages, name, environment, notices)
+    return measured
 
 
-def _fell_back(wall: list[StageComparison], fallback: dict[str, str], failed_counts: dict[str, StageComparison],
-               notices: list[str], environment: dict) -> list[StageComparison]:
-    """The wall-time stages, those whose count failed said so; a failed count wall time did not reach stays."""
-    measured = {s.name for s in wall}
-    moved = sorted(n for n in fallback if n in measured)
-    for stage in wall:
-        if stage.name in fallback:
-            why = f"measured by wall time: {fallback[stage.name]}"
-            stage.note = f"{why}; {stage.note}" if stage.note else why
-    if moved:
-        shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
-        notices.append(f"{len(moved)} stage(s) whose instruction count failed were measured by wall time instead: {shown}")
-        if "discovery" in environment:
-            environment["discovery"]["walltime_reasons"].update(
-                {n: f"its instruction count failed ({fallback[n]})" for n in moved})
-        environment["count_fallback"] = {n: fallback[n] for n in moved}
-    return [*wall, *(failed_counts[n] for n in sorted(failed_counts) if n not in measured)]
-
-
-def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, progress: Progress,
-             round_fn: Callable[..., RoundResult] = run_round) -> Split:
-    """One short wall-time round per side: which stage goes where, and why each timed stage left counts.
-
-    A stage is counted when its call takes at most SHORT_CALL on every side it exists on, it matches
-    no `walltime_stages` pattern, and on neither side did it wait or compute on other threads
-    (bolt_bot/measure/routing.py: blocking and per-thread CPU seen by the round plugin, never a CPU/wall ratio,
-    so the same commits route the same stages on every try). Failed or hung stages are timed: the
-    wall-time path reports them as usual.
-    """
-    calls: dict[str, float] = {}
-    reasons: dict[str, str] = {}
-    seconds: dict[str, dict[str, float]] = {}
-    evidence: dict[str, dict[str, routing.CallEvidence]] = {}
-    broken: set[str] = set()
-    for side, setup in setups.items():
-        found = routing.evidence_file(workdir / side)
-        found.parent.mkdir(parents=True, exist_ok=True)
-        found.unlink(missing_ok=True)
-        env = dict(setup.env) if setup.env is not None else sandbox.side_environ()
-        env[routing.EVIDENCE_VARIABLE] = str(found)
-        result = _discovery_round(round_fn, SideSetup(setup.python, setup.checkout, env), settings,
-                                  [*settings.benchmarks], workdir / side, "wall")
-        progress.step(f"discovery {side}: {len(result.records)} stages in {result.seconds:.1f} s")
-        seconds[side] = {r.name: r.median for r in result.records}
-        evidence[side] = routing.read_evidence(found)
-        for record in result.records:
-            calls[record.name] = max(calls.get(record.name, 0.0), record.median)
-        broken |= set(result.failed) | ({result.hung} if result.hung else set())
-    for name in sorted(broken):
-        reasons[name] = "failed or hung in the discovery round"
-    for name, took in sorted(calls.items()):
-        if name in reasons:
-            continue
-        # An exact node id matches too: its "[param]" would otherwise read as a character class.
-        pattern = next((p for p in settings.walltime_stages if p == name or fnmatch.fnmatchcase(name, p)), None)
-        if pattern is not None:
-            reasons[name] = f"matches walltime_stages {pattern!r}"
-        elif took > SHORT_CALL:
-            reasons[name] = (f"one call takes {took * 1000:.0f} ms (instruction counts are for calls of "
-                             f"{SHORT_CALL * 1000:.0f} ms or less)")
-        else:
-            why = routing.judge_sides(evidence, name, (HEAD, BASE))
-            if why is not None:
-                reasons[name] = why
-    _untangle(calls, reasons)
-    counted = sorted(n for n in calls if n not in reasons)
-    timed = sorted(reasons)
-    for name in timed:
-        progress.note(f"wall time for {name}: {reasons[name]}")
-    return Split(counted=counted, timed=timed, reasons=reasons, seconds=seconds)
-
-
-def _untangle(calls: dict[str, float], reasons: dict[str, str]) -> None:
-    """Time a counted stage whose node id starts with a timed one's, or the reverse: pytest's
-    --deselect matches prefixes, so deselecting one would silently drop the other."""
-    changed = True
-    while changed:
-        changed = False
-        timed = set(reasons)
-        for name in sorted(n for n in calls if n not in reasons):
-            other = next((t for t in timed if name.startswith(t) or t.startswith(name)), None)
-            if other is not None:
-                reasons[name] = f"its node id and {other}'s start alike (pytest deselects by prefix)"
-                changed = True
+def _count_names(run: CountRun) -> list[str]:
+    """Every stage either side's pass saw, counted or failed."""
+    return sorted({n for r in (run.runs.get(BASE), run.runs.get(HEAD)) if r for n in (*r.counts, *r.failed)})
 
 
 def _deselect(names: list[str]) -> list[str]:
     return [arg for name in names for arg in ("--deselect", name)]
-
-
-def _discovery_round(round_fn, setup: SideSetup, settings: Settings, targets: list[str], workdir: Path, label: str,
-                     cpu: bool = False) -> RoundResult:
-    args = [*settings.pytest_args, *DISCOVERY_ARGS, *([CPU_TIMER] if cpu else [])]
-    return round_fn(setup.python, setup.checkout, targets, workdir, label=f"discovery-{label}", pytest_args=args,
-                    env=_without_codspeed(setup.env), timeout=settings.round_timeout, memory_mb=settings.round_memory_mb)
 
 
 def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path, progress: Progress | None = None,
@@ -314,9 +198,8 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
         _move(runs[HEAD], workdir / f"{HEAD}-first", workdir / HEAD)
     if len(errors) == 2:
         raise BoltError(f"instruction counts failed on both sides: {errors[HEAD]}")
-    stages = counts_to_stages(runs, errors, plan.threshold / 100, plan.warning / 100, plan.walltimes)
     notices = _package_drift(setups)
-    return CountRun(stages=stages, runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
+    return CountRun(runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
 
 
 def _in_parallel(fn: Callable[[str], None], sides: list[str]) -> None:
@@ -332,7 +215,7 @@ def _in_parallel(fn: Callable[[str], None], sides: list[str]) -> None:
         for future in [pool.submit(fn, side) for side in sides]:
             future.result()
     except BaseException:
-        stop_passes()
+        process.stop_all()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
@@ -350,49 +233,20 @@ def _move(run: InstructionRun, src: Path, dst: Path) -> None:
                  for name, path in run.dumps.items()}
 
 
-def counts_to_stages(runs: dict[str, InstructionRun], errors: dict[str, str], threshold: float,
-                     warning: float, walltimes: dict[str, dict[str, float]] | None = None) -> list[StageComparison]:
-    """Stage verdicts from the runs (`threshold`, `warning` as fractions).
-
-    The interval is exact only when head's passes counted the same; otherwise it is what the spread of
-    the passes allows, and the verdict follows it (stats.estimate_counts). A change in a stage whose
-    counts wander is checked against `walltimes` (side → stage → seconds per call, from discovery) before
-    it stands (stats.check_count_change).
-    """
+def failed_counts(runs: dict[str, InstructionRun], errors: dict[str, str]) -> dict[str, str]:
+    """stage → why it has no count to compare: its test failed or crashed on a side, or that side could not run."""
     empty = InstructionRun(counts={}, failed={}, log_excerpt="")
-    base, head, repeat = runs.get(BASE, empty), runs.get(HEAD, empty), runs.get(REPEAT, empty)
-    walltimes = walltimes or {}
-    names = sorted(set(base.counts) | set(base.failed) | set(head.counts) | set(head.failed))
-    stages = []
-    for name in names:
-        b, h = base.counts.get(name), head.counts.get(name)
-        again = repeat.counts.get(name) if h is not None else None
-        stage = StageComparison(name=name, verdict=UNCHANGED, measure=INSTRUCTIONS,
-                                base=_summary([b] if b is not None else [], base.failed.get(name) or errors.get(BASE)),
-                                head=_summary([c for c in (h, again) if c is not None],
-                                              head.failed.get(name) or errors.get(HEAD)))
-        stages.append(stage)
+    base, head = runs.get(BASE, empty), runs.get(HEAD, empty)
+    out = {}
+    for name in sorted(set(base.counts) | set(base.failed) | set(head.counts) | set(head.failed)):
         failed_side = next((side for side, run in ((HEAD, head), (BASE, base)) if name in run.failed), None)
         if failed_side is not None:
-            stage.verdict = FAILED
-            stage.note = f"failed on {failed_side}: {runs[failed_side].failed[name]}"
-        elif b is None or h is None:
-            missing = BASE if b is None else HEAD
+            out[name] = f"failed on {failed_side}: {runs[failed_side].failed[name]}"
+        elif name not in base.counts or name not in head.counts:
+            missing = BASE if name not in base.counts else HEAD
             if missing in errors:
-                stage.verdict, stage.note = FAILED, f"failed on {missing}: {errors[missing]}"
-            else:
-                stage.verdict = ADDED if b is None else REMOVED
-        else:
-            estimate = stats.estimate_counts([b], [c for c in (h, again) if c is not None])
-            if estimate is None:
-                stage.verdict, stage.note = stats.decide_counts(None, threshold, warning)
-                continue
-            stage.ratio, stage.ci = estimate.ratio, list(estimate.ci)
-            verdict, note = stats.decide_counts(estimate, threshold, warning, repeated=again is not None)
-            wall = tuple(walltimes.get(side, {}).get(name, 0.0) for side in (BASE, HEAD))
-            stage.verdict, stage.note = stats.check_count_change(verdict, note, estimate, b,
-                                                                 wall if min(wall) > 0 else None)
-    return stages
+                out[name] = f"failed on {missing}: {errors[missing]}"
+    return out
 
 
 # Lists the installed distributions with versions, leaving out local/editable installs (the project).
@@ -427,16 +281,6 @@ def _package_drift(setups: dict[str, SideSetup]) -> list[str]:
              "instruction counts may move for that reason alone")]
 
 
-def _summary(passes: list[int], error: str | None) -> SideSummary:
-    """One side's counts: every pass in `values`, the median as the centre the ratio compares."""
-    if not passes:
-        return SideSummary(unit="instr", error=error)
-    values = [float(c) for c in passes]
-    center = float(statistics.median(values))
-    return SideSummary(rounds=len(values), center=center, median=center, mean=statistics.fmean(values),
-                       min=min(values), max=max(values), unit="instr", values=values, error=error)
-
-
 def _count_environment(run: CountRun, counted: int, timed: int) -> dict:
     repeat = run.runs.get(REPEAT)
     head = run.runs.get(HEAD)
@@ -453,28 +297,19 @@ def _count_environment(run: CountRun, counted: int, timed: int) -> dict:
     }
 
 
-def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, walltime_fn,
+def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, walltime_fn, judge,
               targets: list[str], extra_args: list[str] = ()) -> Measured:
     plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
                         timeout=settings.round_timeout, memory_mb=settings.round_memory_mb, targets=targets,
                         pytest_args=[*settings.pytest_args, *extra_args])
-    clean = {side: SideSetup(s.python, s.checkout, _without_codspeed(s.env)) for side, s in setups.items()}
     with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
-        run = walltime_fn(clean, plan, out / "rounds", progress)
+        run = walltime_fn(setups, plan, out / "rounds", progress, judge=judge(plan))
     environment = {"rounds": settings.rounds, "plan": "interleaved", "extra_rounds": run.extra_pairs,
                    "confirmation_rounds": run.confirm_pairs}
-    return Measured(run.stages, WALLTIME, environment, list(run.notices))
+    return Measured(walltime=run, wall_plan=plan, environment=environment)
 
 
-def _walltime_only(settings, setups, out, progress, walltime_fn, notices) -> Measured:
-    wall = _walltime(settings, setups, out, progress, walltime_fn, targets=list(settings.benchmarks))
-    wall.notices = notices + wall.notices
+def _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices) -> Measured:
+    wall = _walltime(settings, setups, out, progress, walltime_fn, judge, targets=list(settings.benchmarks))
+    wall.notices = notices
     return wall
-
-
-def _without_codspeed(env: dict[str, str] | None) -> dict[str, str]:
-    # pytest-codspeed is installed next to pytest-benchmark; a CODSPEED_ENV left in the environment
-    # (as on CodSpeed's own runners) would switch it on and take the `benchmark` fixture in timed rounds.
-    clean = dict(env if env is not None else sandbox.side_environ())
-    clean.pop("CODSPEED_ENV", None)
-    return clean

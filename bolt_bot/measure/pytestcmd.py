@@ -118,23 +118,3 @@ def _consumed(arg: str, following: str | None, benchmark_options: bool) -> int:
     if takes == "?" and following.startswith("-"):
         return 1
     return 2
-
-
-def usage_error(output: str) -> str:
-    """The line of a pytest usage error (exit 4) that names its cause, not "usage: pytest [options]".
-
-    argparse prints "<prog>: error: unrecognized arguments: -n0" after the usage line; a node id
-    pytest cannot find prints "ERROR: not found: ..."; a conftest that fails to import prints its
-    exception on an "E " line.
-    """
-    lines = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith(("==", "--"))]
-    for line in lines:
-        if ": error: " in line:
-            return line.split(": error: ", 1)[1][:300]
-    for line in reversed(lines):
-        if line.startswith("E ") and len(line) > 2:
-            return line[1:].strip()[:300]
-    for line in lines:
-        if line.startswith("ERROR:") and not line.startswith("ERROR: usage:"):
-            return line[len("ERROR:"):].strip()[:300]
-    return (lines[-1] if lines else "no output")[:300]

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bolt_bot.measure import pytestcmd
-from bolt_bot.measure import sandbox
+from bolt_bot.measure import process, pytestcmd, sandbox
 from bolt_bot.decide.benchjson import read_round
 from bolt_bot.errors import BoltError
 from bolt_bot.model import BenchmarkRound
@@ -37,60 +33,8 @@ class RoundResult:
     seconds: float = 0.0
 
 
-def _memory_limit(megabytes: int | None):
-    """A preexec_fn capping the child's address space, so an allocation bomb fails that stage, not the machine."""
-    if not megabytes or megabytes <= 0:
-        return None
-
-    def apply() -> None:
-        import resource
-
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = megabytes * 1024 * 1024
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)  # an unprivileged process may not raise its hard limit
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-    return apply
-
-
-def run_pytest(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float,
-               memory_mb: int | None = None) -> tuple[int | None, str]:
-    """Run a process in its own group; on timeout kill the whole group. Returns (exit code or None, output)."""
-    try:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_memory_limit(memory_mb))
-    except OSError as exc:
-        raise BoltError(f"cannot start {cmd[0]}: {exc.strerror or exc}") from None
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out or ""
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, _ = proc.communicate()
-        return None, out or ""
-    except BaseException:  # Ctrl-C, SIGTERM: leave no benchmark running behind us
-        _kill_group(proc)
-        proc.wait()
-        raise
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
 def _is_time(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 60
-
-
-def _last_line(output: str) -> str:
-    lines = [line.strip() for line in output.strip().splitlines() if line.strip() and not line.startswith("=")]
-    errors = [line for line in lines if line.startswith(("E ", "ERROR", "error:")) or "Error" in line]
-    return (errors or lines or ["no output"])[-1][:300]
 
 
 def run_round(
@@ -120,7 +64,8 @@ def run_round(
     for nodeid in deselect:
         cmd += ["--deselect", nodeid]
     started = time.monotonic()
-    code, output = run_pytest(cmd, checkout, sandbox.measured(env, probes=True, events=events), timeout, memory_mb)
+    done = process.run(cmd, checkout, sandbox.measured(env, probes=True, events=events), timeout, memory_mb=memory_mb)
+    code, output = (None if done.timed_out else done.returncode), done.output
     result = RoundResult(seconds=time.monotonic() - started)
     running = None
     probes: dict[str, tuple[float, float]] = {}
@@ -144,7 +89,7 @@ def run_round(
             result.failed[running] = f"timed out after {timeout:.0f} s (stopped)"
         return result
     if code == 4:
-        raise BoltError(f"pytest refused the arguments: {pytestcmd.usage_error(output)}")
+        raise BoltError(f"pytest refused the arguments: {process.error_line(output)}")
     if json_out.exists() and json_out.stat().st_size:
         result.records = read_round(json_out)
         for record in result.records:
@@ -152,7 +97,7 @@ def run_round(
     elif code not in (0, 5):
         if code < 0 and running:  # killed by a signal (crash, out of memory) mid-stage
             result.failed[running] = f"crashed with signal {-code}"
-        result.error = _last_line(output) if not result.collect_errors else result.collect_errors[0][:300]
+        result.error = process.error_line(output) if not result.collect_errors else result.collect_errors[0][:300]
     return result
 
 

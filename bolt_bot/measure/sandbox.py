@@ -81,16 +81,15 @@ def measured(side: Mapping[str, str] | None, *, probes: bool = False, events: Pa
     The same for every pass: a fixed hash seed, the default allocator, bytecode caches written, nothing
     that alters the interpreter, Bolt's probe plugins importable. `probes` turns the round plugin's
     speed probes on and `events` names its event file (wall-time rounds); `codspeed_profile` switches
-    pytest-codspeed on (instruction counts), which any other pass must not have. Counts load no probe
-    plugin, and their sys.path stays as it was: a path more moved a stage's count between runs.
+    pytest-codspeed on (instruction counts), which any other pass must not have. Counts load their own
+    probe plugin, which takes its folder out of sys.path again: a path more moved a stage's count between runs.
     """
     env = {k: v for k, v in (side if side is not None else side_environ()).items() if not forbidden(k)}
     for name in _INTERPRETER:
         env.pop(name, None)
     env["PYTHONHASHSEED"] = "0"  # hash randomisation moves timings and counts between processes
-    if codspeed_profile is None:
-        # A PYTHONPATH the user passed on purpose (`pass_env`) stays, after Bolt's probe plugins.
-        env["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # A PYTHONPATH the user passed on purpose (`pass_env`) stays, after Bolt's probe plugins.
+    env["PYTHONPATH"] = str(PROBE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if probes:
         env["BOLT_SPEED_PROBE"] = "1"  # the round plugin times a fixed loop around each stage (speedgate.py)
     if events is not None:

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.measure import speedgate
-from bolt_bot.decide import stats
-from bolt_bot.decide.compare import SideRounds, columns, compare_sides
-from bolt_bot.errors import BoltError
-from bolt_bot.model import FAILED, INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
-from bolt_bot.progress import Progress
 from bolt_bot.measure.rounds import RoundResult, run_round
+from bolt_bot.measure.sides import BASE, HEAD, SideRounds
+from bolt_bot.errors import BoltError
+from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
+from bolt_bot.progress import Progress
 
-BASE, HEAD = "base", "head"
+# The deciding layer's opinion of the rounds so far (base, head → stages with verdicts), passed in by the
+# caller: the loop asks it which stages are unclear (extra rounds) or flagged (confirmation rounds).
+Judge = Callable[[SideRounds, SideRounds], list[StageComparison]]
 
 
 @dataclass
@@ -34,7 +35,7 @@ class SideSetup:
 @dataclass
 class WalltimePlan:
     rounds: int = 10
-    threshold: float = 3.0  # percent
+    threshold: float = 3.0  # percent; threshold and alpha are for the judge (decide/walltime.py), not the loop
     alpha: float = 0.05
     budget: float = 120.0  # seconds for extra rounds on inconclusive stages
     timeout: float = 600.0  # per round
@@ -47,26 +48,28 @@ class WalltimePlan:
 
 @dataclass
 class WalltimeRun:
+    """What the wall-time plan measured; the verdicts are decide/walltime.py's."""
+
     sides: dict[str, SideRounds]
-    stages: list[StageComparison]
     rounds: dict[str, int]  # per side, including extra and confirmation rounds
     extra_pairs: int = 0
     confirm_pairs: int = 0
     seconds: float = 0.0
-    notices: list[str] = field(default_factory=list)
+    confirm: dict[str, SideRounds] | None = None  # the confirmation rounds alone, when flagged stages were measured again
+    unselectable: dict[str, str] = field(default_factory=dict)  # stage → why a later round could not re-select it
 
 
 class _Runner:
     """Owns the round counter, the per-side state, and the alternation."""
 
     def __init__(self, setups: dict[str, SideSetup], plan: WalltimePlan, workdir: Path, progress: Progress,
-                 round_fn: Callable[..., RoundResult]):
+                 round_fn: Callable[..., RoundResult], judge: Judge):
         self.setups, self.plan, self.workdir, self.progress, self.round_fn = setups, plan, workdir, progress, round_fn
+        self.judge = judge
         self.sides = {side: SideRounds() for side in setups}
         self.deselect: dict[str, list[str]] = {side: [] for side in setups}
         self.dead: set[str] = set()
         self.pairs = 0
-        self.notices: list[str] = []
         self.counts = {side: 0 for side in setups}
         self.unselectable: dict[str, str] = {}  # stage → why an extra or confirmation round could not run it
 
@@ -120,9 +123,7 @@ class _Runner:
         return speedgate.reference(self.sides[BASE].rounds, self.sides[HEAD].rounds)
 
     def compare(self) -> list[StageComparison]:
-        self.notices = []
-        return compare_sides(self.sides[BASE], self.sides[HEAD], threshold=self.plan.threshold, alpha=self.plan.alpha,
-                             notices=self.notices)
+        return self.judge(self.sides[BASE], self.sides[HEAD])
 
 
 def measure_walltime(
@@ -131,10 +132,14 @@ def measure_walltime(
     workdir: Path,
     progress: Progress | None = None,
     round_fn: Callable[..., RoundResult] = run_round,
+    *,
+    judge: Judge,
 ) -> WalltimeRun:
+    """The planned rounds, extra rounds while `judge` finds stages unclear, then confirmation rounds of the
+    stages it flags. Returns the rounds; decide/walltime.py gives the verdicts."""
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
-    runner = _Runner(setups, plan, workdir, progress, round_fn)
+    runner = _Runner(setups, plan, workdir, progress, round_fn, judge)
     with progress.bar(plan.rounds * 2, "measuring base and head"):
         for _ in range(plan.rounds):
             runner.pair([], "round")
@@ -153,6 +158,7 @@ def measure_walltime(
         extra += 1
         stages = runner.compare()
     confirmed = 0
+    confirm = None
     flagged = [s.name for s in stages if s.verdict == REGRESSED]
     if flagged and not runner.dead:
         confirm = {BASE: SideRounds(), HEAD: SideRounds()}
@@ -166,23 +172,8 @@ def measure_walltime(
             for side, records in got.items():
                 confirm[side].rounds.append(records)
             confirmed += 1
-        stages = runner.compare()
-        _require_confirmation(stages, confirm, plan.threshold / 100, runner.reference())
-    _mark_unselectable(stages, runner.unselectable)
-    return WalltimeRun(sides=runner.sides, stages=stages, rounds=dict(runner.counts), extra_pairs=extra,
-                       confirm_pairs=confirmed, seconds=time.monotonic() - started, notices=runner.notices)
-
-
-def _mark_unselectable(stages: list[StageComparison], why: dict[str, str]) -> None:
-    """A stage a later round could not re-select keeps what the planned rounds measured, said in its note;
-    a verdict that needed that round (a regression to confirm) is inconclusive."""
-    for stage in stages:
-        if stage.name not in why or stage.verdict not in (REGRESSED, INCONCLUSIVE):
-            continue  # an anchor that stayed unchanged needed no later round
-        if stage.verdict == REGRESSED:
-            stage.verdict = INCONCLUSIVE
-        reason = f"a later round could not re-select it ({why[stage.name]})"
-        stage.note = f"{stage.note}; {reason}" if stage.note else reason
+    return WalltimeRun(sides=runner.sides, rounds=dict(runner.counts), extra_pairs=extra, confirm_pairs=confirmed,
+                       seconds=time.monotonic() - started, confirm=confirm, unselectable=dict(runner.unselectable))
 
 
 def _lacks_fast(runner: _Runner, confirm: dict[str, SideRounds], flagged: list[str]) -> bool:
@@ -201,23 +192,3 @@ def _anchors(stages: list[StageComparison], chosen: list[str], count: int = 6) -
     steady = sorted((s for s in stages if s.verdict == UNCHANGED and s.name not in chosen and s.base and s.base.rel_stddev is not None),
                     key=lambda s: s.base.rel_stddev)
     return [s.name for s in steady[:count]]
-
-
-def _require_confirmation(stages: list[StageComparison], confirm: dict[str, SideRounds], floor: float,
-                          ref: float | None = None) -> None:
-    """A regression stands only if the confirmation rounds alone moved the same way by half the floor."""
-    chosen = speedgate.round_values(confirm[BASE].rounds, confirm[HEAD].rounds, ref, min_fast=1)
-    base, head = columns(chosen.base), columns(chosen.head)
-    for stage in stages:
-        if stage.verdict != REGRESSED:
-            continue
-        b = base.get(stage.name, [])
-        h = head.get(stage.name, [])
-        center_b, _ = stats.center_and_spread(b)
-        center_h, _ = stats.center_and_spread(h)
-        if not center_b or not center_h:
-            stage.verdict, stage.note = FAILED if stage.name in confirm[HEAD].failed else INCONCLUSIVE, "the confirmation pass could not measure it"
-            continue
-        if center_h / center_b < 1 + floor / 2:
-            stage.verdict = INCONCLUSIVE
-            stage.note = f"flagged at {(stage.ratio - 1) * 100:+.1f} % but not confirmed by a second measurement ({(center_h / center_b - 1) * 100:+.1f} %)"

@@ -1,1 +1,1 @@
-"""Profiling: cProfile collection, differential profiles of regressed stages, flame graphs and the full `bolt profile` report."""
+"""Profiling: cProfile collection, differential profiles of regressed stages, flame graphs and `bolt profile`'s full report."""

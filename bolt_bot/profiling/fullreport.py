@@ -8,7 +8,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import jinja2
 
 from bolt_bot import __version__
 from bolt_bot.measure import envs
+from bolt_bot.measure.envs import compile_bytecode
 from bolt_bot.measure import gitrepo
 from bolt_bot.measure import sandbox
 from bolt_bot.errors import BoltError
@@ -36,8 +36,7 @@ from bolt_bot.profiling.collect import (
 from bolt_bot.progress import Progress
 from bolt_bot.report.render import builtin_template_dir, format_amount, render_template
 from bolt_bot.measure.rounds import run_round
-from bolt_bot.pipeline import compile_bytecode
-from bolt_bot.settings import Settings, read_project_settings_text
+from bolt_bot.settings import Settings, settings_from_pyproject
 
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
@@ -92,8 +91,7 @@ def profile_report(
     sha = gitrepo.resolve(repo, ref)
     # [tool.bolt] of the profiled commit itself: this is a maintainer's run, there is no base to trust instead.
     source = f"{sha[:7]}:pyproject.toml"
-    settings = Settings().updated(read_project_settings_text(gitrepo.file_at(repo, sha, "pyproject.toml"), source),
-                                  f"{source} [tool.bolt]").updated(overrides or {}, "options")
+    settings = settings_from_pyproject(gitrepo.file_at(repo, sha, "pyproject.toml"), source, overrides)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +123,7 @@ def profile_report(
             progress.note(f"profiled {len(tables)} stage(s)")
         with progress.group("Timing every stage with one short pytest-benchmark round"):
             timings = _time_stages(env.python, tree.path, settings, selection, environ, Path(scratch) / "round", progress)
-        python_version = _python_version(env.python)
+        python_version = env.python_version
         slugs = _slugs(list(tables))
         for name, path in files.items():  # the raw dump: snakeviz, pstats and friends read it as it is
             shutil.copyfile(path, out / f"{slugs[name]}.pstats")
@@ -180,15 +178,6 @@ def profile_report(
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def _python_version(python: Path) -> str:
-    try:
-        proc = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
-                              capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    return proc.stdout.strip() or "?"
 
 
 def _time_stages(python: Path, checkout: Path, settings: Settings, selection: list[str], environ: dict[str, str],

@@ -1,0 +1,64 @@
+"""Every stage's verdict from what `bolt run` measured: count verdicts, wall-time verdicts, and the stages that moved."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from bolt_bot.decide.counts import counts_to_stages
+from bolt_bot.decide.walltime import walltime_stages
+from bolt_bot.measure.plan import Measured
+from bolt_bot.model import FAILED, WALLTIME, StageComparison
+
+MIXED = "mixed"
+
+
+@dataclass
+class Judged:
+    stages: list[StageComparison]
+    measure: str  # "instructions", "walltime" or "mixed"
+    environment: dict = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+
+def judge_measured(measured: Measured) -> Judged:
+    """The stages of both measures merged into one list, sorted by name; `measured` is left as it was."""
+    notices = list(measured.notices)
+    environment = copy.deepcopy(measured.environment)
+    stages: list[StageComparison] = []
+    failed: dict[str, StageComparison] = {}  # stages whose count failed, kept if wall time did not reach them
+    if measured.counts is not None:
+        plan = measured.count_plan
+        for stage in counts_to_stages(measured.counts.runs, measured.counts.errors, plan.threshold / 100,
+                                      plan.warning / 100, plan.walltimes):
+            if stage.verdict == FAILED:
+                failed[stage.name] = stage
+            else:
+                stages.append(stage)
+    if measured.walltime is not None:
+        wall, wall_notices = walltime_stages(measured.walltime, measured.wall_plan)
+        stages += _fell_back(wall, measured.fallback, failed, notices, environment)
+        notices += wall_notices
+    kinds = {s.measure for s in stages}
+    name = MIXED if len(kinds) > 1 else (kinds.pop() if kinds else WALLTIME)
+    stages.sort(key=lambda s: s.name)
+    return Judged(stages, name, environment, notices)
+
+
+def _fell_back(wall: list[StageComparison], fallback: dict[str, str], failed_counts: dict[str, StageComparison],
+               notices: list[str], environment: dict) -> list[StageComparison]:
+    """The wall-time stages, those whose count failed said so; a failed count wall time did not reach stays."""
+    measured = {s.name for s in wall}
+    moved = sorted(n for n in fallback if n in measured)
+    for stage in wall:
+        if stage.name in fallback:
+            why = f"measured by wall time: {fallback[stage.name]}"
+            stage.note = f"{why}; {stage.note}" if stage.note else why
+    if moved:
+        shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+        notices.append(f"{len(moved)} stage(s) whose instruction count failed were measured by wall time instead: {shown}")
+        if "discovery" in environment:
+            environment["discovery"]["walltime_reasons"].update(
+                {n: f"its instruction count failed ({fallback[n]})" for n in moved})
+        environment["count_fallback"] = {n: fallback[n] for n in moved}
+    return [*wall, *(failed_counts[n] for n in sorted(failed_counts) if n not in measured)]
