@@ -111,6 +111,7 @@ class BoltEvents:
             drop = [i for i in items if "benchmark" not in getattr(i, "fixturenames", ())]
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
+        _codspeed_markers(items)
 
     def pytest_collection_finish(self, session):
         try:
@@ -143,6 +144,24 @@ class BoltEvents:
 
     def pytest_runtest_logfinish(self, nodeid, location):
         self._emit(ev="finish", nodeid=nodeid)
+
+
+def _codspeed_markers(items):
+    # pytest-codspeed reads pytest-benchmark's own `benchmark` marker and raises on its options
+    # (`@pytest.mark.benchmark(min_rounds=20)`: "Unknown kwargs passed to benchmark marker"). Its own
+    # marker takes precedence, so each such item gets one holding only the options codspeed knows.
+    try:
+        import dataclasses
+        from pytest_codspeed.config import BenchmarkMarkerOptions
+        known = {f.name for f in dataclasses.fields(BenchmarkMarkerOptions)}
+    except Exception:
+        known = {"group"}
+    for item in items:
+        marker = item.get_closest_marker("benchmark")
+        if marker is None or item.get_closest_marker("codspeed_benchmark") is not None:
+            continue
+        if marker.args or set(marker.kwargs) - known:
+            item.add_marker(pytest.mark.codspeed_benchmark(**{k: v for k, v in marker.kwargs.items() if k in known}))
 
 
 def _excerpt(report):
