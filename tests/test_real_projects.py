@@ -3,7 +3,7 @@
 Each test clones a bundle, runs the real `bolt` command with only the flags a user needs (the benchmark
 path, the install command the project's README gives, the two tags, `--out`), then runs it again on the
 same cache, so the second run reuses the environments, as every second push in CI does. What each test
-asserts is what ../shared/real/README.md states about that project. The wall-clock time and the verdicts
+asserts is what ../shared/real/README.md states about that project (or $BOLT_REAL_BUNDLES/README.md). The wall-clock time and the verdicts
 of every run are printed at the end of the session and written to $BOLT_REAL_FIGURES if it is set.
 """
 
@@ -23,7 +23,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real"
+# CI runs a fresh clone with shared/ beside it; BOLT_REAL_BUNDLES points elsewhere (a scratch worktree).
+REAL = Path(os.environ.get("BOLT_REAL_BUNDLES") or Path(__file__).resolve().parent.parent.parent / "shared" / "real")
 BIN = Path(sys.executable).parent  # where `pip install` put the `bolt` command (and uv, a dependency)
 RUN_TIMEOUT = 900  # seconds for one `bolt run`; the slowest project takes about 1.5 min here
 COMPARED = {"regressed", "improved", "unchanged", "inconclusive"}  # verdicts that mean both sides were measured
