@@ -26,6 +26,7 @@ from bolt_bot.model import (
 
 # The run verdict is the most urgent stage verdict, in this order.
 _URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
+SUITE_FAILED = "the benchmark suite failed before measuring anything on "
 
 
 @dataclass
@@ -120,6 +121,10 @@ def compare_sides(
             base_rounds, head_rounds = normal_base, normal_head
     base_values, head_values = columns(base_rounds), columns(head_rounds)
     names = sorted(set(base_stages) | set(head_stages) | set(base.failed) | set(head.failed))
+    if not names and notices is not None:
+        # Nothing to match: the reason is the suites' own error (a conftest the installed pytest rejects,
+        # an import error), not the benchmark paths.
+        notices.extend(f"{SUITE_FAILED}{label}: {side.error}" for label, side in (("base", base), ("head", head)) if side.error)
     floor = threshold / 100.0
     comparisons: list[StageComparison] = []
     pending: list[tuple[StageComparison, list[BenchmarkRound], list[BenchmarkRound]]] = []
@@ -198,7 +203,7 @@ def build_results(
     notices: Sequence[str] = (),
 ) -> Results:
     notices = list(notices)
-    if not stages:
+    if not stages and not any(n.startswith(SUITE_FAILED) for n in notices):
         notices.append("no benchmarks were found on either side: check the benchmark paths and pytest arguments")
     return Results(
         stages=stages,
