@@ -98,7 +98,10 @@ def _run_twice(label: str, repo: Path, tmp: Path, args: list[str]) -> tuple[Run,
         FIGURES.append({"label": run.label, "seconds": seconds, "returncode": proc.returncode,
                         "verdict": results["verdict"] if results else "no results.json",
                         "measure": results.get("measure") if results else "",
-                        "stages": collections.Counter(run.verdicts().values())})
+                        "stages": collections.Counter(run.verdicts().values()),
+                        "flagged": [f"{name.split('::')[-1]} {(stage['ratio'] - 1) * 100:+.1f} % ({stage['measure']})"
+                                    for name, stage in sorted(run.stages.items())
+                                    if stage["verdict"] in FLAGGED and stage.get("ratio")]})
         runs.append(run)
     return runs[0], runs[1]
 
@@ -136,10 +139,12 @@ def _figures(request):
     yield
     if not FIGURES:
         return
-    lines = ["| run | wall clock | exit | verdict | measure | stage verdicts |", "|---|---|---|---|---|---|"]
+    lines = ["| run | wall clock | exit | verdict | measure | stage verdicts | regressed or improved |",
+             "|---|---|---|---|---|---|---|"]
     for f in FIGURES:
         stages = ", ".join(f"{n} {v}" for v, n in sorted(f["stages"].items()))
-        lines.append(f"| {f['label']} | {f['seconds']:.0f} s | {f['returncode']} | {f['verdict']} | {f['measure']} | {stages} |")
+        lines.append(f"| {f['label']} | {f['seconds']:.0f} s | {f['returncode']} | {f['verdict']} | {f['measure']} "
+                     f"| {stages} | {'; '.join(f['flagged'])} |")
     text = "\n".join(lines) + "\n"
     target = os.environ.get("BOLT_REAL_FIGURES")
     if target:
