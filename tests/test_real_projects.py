@@ -133,6 +133,18 @@ def _measured_on_both_sides(run: Run, name: str) -> None:
         assert summary.get("values"), f"{name}: nothing measured on {side} ({stage['verdict']}: {stage.get('note')}). {run.why()}"
 
 
+def _two_runs(tmp_path: Path, bundle: str, label: str, tags: tuple[str, str], benchmarks: str, install: str) -> tuple[Run, Run]:
+    """Clone the bundle, run bolt twice; both must complete, the second on reused environments, the clone untouched."""
+    repo = _clone(_bundle(bundle), tmp_path / bundle)
+    args = ["--base", tags[0], "--head", tags[1], "--benchmarks", benchmarks, "--install", install]
+    runs = _run_twice(label, repo, tmp_path, args)
+    for run in runs:
+        _completed(run)
+    _reused(runs[1])
+    _untouched(repo)
+    return runs
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _figures(request):
     """Prints the time and verdicts of every run once the module is done (and writes $BOLT_REAL_FIGURES)."""
@@ -160,11 +172,8 @@ def _figures(request):
 
 def test_fastjsonschema_failing_base_benchmarks_are_failed_and_the_others_compared(tmp_path):
     """README: on base the 4 test_benchmark_ok_values fail; the 8 test_benchmark_bad_values run on both sides."""
-    repo = _clone(_bundle("python-fastjsonschema"), tmp_path / "python-fastjsonschema")
-    args = ["--base", "bolt-base", "--head", "bolt-head", "--benchmarks", "tests/benchmarks/test_benchmark.py",
-            "--install", "pip install -e . pytest pytest-benchmark"]
-    for run in _run_twice("fastjsonschema", repo, tmp_path, args):
-        _completed(run)
+    for run in _two_runs(tmp_path, "python-fastjsonschema", "fastjsonschema", ("bolt-base", "bolt-head"),
+                         "tests/benchmarks/test_benchmark.py", "pip install -e . pytest pytest-benchmark"):
         prefix = "tests/benchmarks/test_benchmark.py::"
         ok = {f"{prefix}test_benchmark_ok_values[value{i}]" for i in range(4)}
         bad = {f"{prefix}test_benchmark_bad_values[value{i}]" for i in range(8)}
@@ -176,8 +185,6 @@ def test_fastjsonschema_failing_base_benchmarks_are_failed_and_the_others_compar
             assert stage["verdict"] in COMPARED, f"{name}: {stage['verdict']} ({stage.get('note')}). {run.why()}"
             _measured_on_both_sides(run, name)
         assert run.results["verdict"] != "unchanged", "4 stages failed on base: the run cannot be a plain success"
-    _reused(run)
-    _untouched(repo)
 
 
 def _uv_sync_or_skip() -> None:
@@ -189,11 +196,8 @@ def test_statemachine_renamed_benchmarks_are_added_and_removed(tmp_path):
     """README pair 1: head renames every benchmark (2 -> 14), changes log_cli_level; addopts has
     --benchmark-autosave and --pdbcls=pdbr:RichPdb; installed with `uv sync --frozen`."""
     _uv_sync_or_skip()
-    repo = _clone(_bundle("python-statemachine"), tmp_path / "python-statemachine")
-    args = ["--base", "bolt-base", "--head", "bolt-head", "--benchmarks", "tests/test_profiling.py",
-            "--install", "uv sync --frozen"]
-    for run in _run_twice("statemachine pair 1", repo, tmp_path, args):
-        _completed(run)
+    for run in _two_runs(tmp_path, "python-statemachine", "statemachine pair 1", ("bolt-base", "bolt-head"),
+                         "tests/test_profiling.py", "uv sync --frozen"):
         verdicts = run.verdicts()
         removed = {n for n, v in verdicts.items() if v == "removed"}
         added = {n for n, v in verdicts.items() if v == "added"}
@@ -202,19 +206,14 @@ def test_statemachine_renamed_benchmarks_are_added_and_removed(tmp_path):
         assert len(added) == 14 and all(n.startswith("tests/test_profiling.py::Test") for n in added), run.why()
         assert set(verdicts) == removed | added, f"only renamed stages exist on this pair: {verdicts}"
         assert run.results["verdict"] not in FLAGGED | {"failed"}, run.why()
-    _reused(run)
-    _untouched(repo)
 
 
 def test_statemachine_null_pair_has_no_false_verdict(tmp_path):
     """README pair 2: measured 1.03x / 1.00x, essentially no change; addopts also has --cov."""
     _uv_sync_or_skip()
-    repo = _clone(_bundle("python-statemachine"), tmp_path / "python-statemachine")
-    args = ["--base", "bolt-null-base", "--head", "bolt-null-head", "--benchmarks", "tests/test_profiling.py",
-            "--install", "uv sync --frozen"]
     names = {"tests/test_profiling.py::test_setup_performance", "tests/test_profiling.py::test_event_performance"}
-    for run in _run_twice("statemachine pair 2 (null)", repo, tmp_path, args):
-        _completed(run)
+    for run in _two_runs(tmp_path, "python-statemachine", "statemachine pair 2 (null)", ("bolt-null-base", "bolt-null-head"),
+                         "tests/test_profiling.py", "uv sync --frozen"):
         assert set(run.stages) == names, run.why()
         for name in sorted(names):
             stage = run.stages[name]
@@ -226,17 +225,12 @@ def test_statemachine_null_pair_has_no_false_verdict(tmp_path):
                 continue
             assert stage["verdict"] in COMPARED - FLAGGED, f"{name}: {stage['verdict']} ({stage.get('note')}). {run.why()}"
         assert run.results["verdict"] != "regressed" and run.results["verdict"] != "failed", run.why()
-    _reused(run)
-    _untouched(repo)
 
 
 def test_base58_only_decoding_changes(tmp_path):
     """README: head changes only b58decode; inputs are unseeded random; the encode stages are controls."""
-    repo = _clone(_bundle("base58"), tmp_path / "base58")
-    args = ["--base", "bolt-base", "--head", "bolt-head", "--benchmarks", "test_base58.py",
-            "--install", "pip install -e . pytest pytest-benchmark PyHamcrest"]
-    for run in _run_twice("base58", repo, tmp_path, args):
-        _completed(run)
+    for run in _two_runs(tmp_path, "base58", "base58", ("bolt-base", "bolt-head"), "test_base58.py",
+                         "pip install -e . pytest pytest-benchmark PyHamcrest"):
         sizes = (8, 32, 256, 1024)
         encode = {f"test_base58.py::test_encode_random[{n}]" for n in sizes}
         decode = {f"test_base58.py::test_decode_random[{n}]" for n in sizes}
@@ -249,5 +243,3 @@ def test_base58_only_decoding_changes(tmp_path):
             stage = run.stages[name]
             assert stage["verdict"] == "improved", f"{name}: {stage['verdict']} ({stage.get('ratio')}, {stage.get('note')}). {run.why()}"
         assert run.results["verdict"] == "improved", run.why()
-    _reused(run)
-    _untouched(repo)
