@@ -192,6 +192,21 @@ def run_verdict(stages: Sequence[StageComparison]) -> str:
     return UNCHANGED
 
 
+def unmatched_notice(stages: Sequence[StageComparison]) -> list[str]:
+    """A notice when both commits have benchmarks but none in common: nothing was compared.
+
+    Stages are matched by their full pytest name only; a suite renamed between the commits leaves
+    every stage added or removed, which must not read as "no change" (peers.md: renames compared as
+    unrelated went unnoticed).
+    """
+    added = sum(1 for s in stages if s.verdict == ADDED)
+    removed = sum(1 for s in stages if s.verdict == REMOVED)
+    if not added or not removed or added + removed != len(stages):
+        return []
+    return [f"no benchmark exists under the same name on both commits ({removed} removed, {added} added), so "
+            "nothing was compared: if they were renamed, base and head cannot be matched by name"]
+
+
 def build_results(
     stages: list[StageComparison],
     *,
@@ -205,6 +220,7 @@ def build_results(
     notices = list(notices)
     if not stages and not any(n.startswith(SUITE_FAILED) for n in notices):
         notices.append("no benchmarks were found on either side: check the benchmark paths and pytest arguments")
+    notices += unmatched_notice(stages)
     return Results(
         stages=stages,
         verdict=run_verdict(stages),

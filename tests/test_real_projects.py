@@ -205,6 +205,8 @@ def test_statemachine_renamed_benchmarks_are_added_and_removed(tmp_path):
                            "tests/test_profiling.py::test_event_performance"}, run.why()
         assert len(added) == 14 and all(n.startswith("tests/test_profiling.py::Test") for n in added), run.why()
         assert set(verdicts) == removed | added, f"only renamed stages exist on this pair: {verdicts}"
+        # Nothing was compared: a run that says only "unchanged" would hide that (peers.md, renames).
+        assert any("nothing was compared" in n for n in run.results["notices"]), run.results["notices"]
         assert run.results["verdict"] not in FLAGGED | {"failed"}, run.why()
 
 
