@@ -29,6 +29,7 @@ from bolt_bot.model import (
 
 # The run verdict is the most urgent stage verdict, in this order.
 _URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
+SUITE_FAILED = "the benchmark suite failed before measuring anything on "
 
 
 def summarize(records: Sequence[BenchmarkRound], error: str | None = None, values: list[float] | None = None) -> SideSummary:
@@ -95,6 +96,10 @@ def compare_sides(
             base_rounds, head_rounds = normal_base, normal_head
     base_values, head_values = columns(base_rounds), columns(head_rounds)
     names = sorted(set(base_stages) | set(head_stages) | set(base.failed) | set(head.failed))
+    if not names and notices is not None:
+        # Nothing to match: the reason is the suites' own error (a conftest the installed pytest rejects,
+        # an import error), not the benchmark paths.
+        notices.extend(f"{SUITE_FAILED}{label}: {side.error}" for label, side in (("base", base), ("head", head)) if side.error)
     floor = threshold / 100.0
     comparisons: list[StageComparison] = []
     pending: list[tuple[StageComparison, list[BenchmarkRound], list[BenchmarkRound]]] = []
@@ -169,6 +174,21 @@ def _failed_on_base_only(stage: StageComparison) -> bool:
     return stage.verdict == FAILED and stage.head.error is None and stage.base.error is not None
 
 
+def unmatched_notice(stages: Sequence[StageComparison]) -> list[str]:
+    """A notice when both commits have benchmarks but none in common: nothing was compared.
+
+    Stages are matched by their full pytest name only; a suite renamed between the commits leaves
+    every stage added or removed, which must not read as "no change" (peers.md: renames compared as
+    unrelated went unnoticed).
+    """
+    added = sum(1 for s in stages if s.verdict == ADDED)
+    removed = sum(1 for s in stages if s.verdict == REMOVED)
+    if not added or not removed or added + removed != len(stages):
+        return []
+    return [f"no benchmark exists under the same name on both commits ({removed} removed, {added} added), so "
+            "nothing was compared: if they were renamed, base and head cannot be matched by name"]
+
+
 def build_results(
     stages: list[StageComparison],
     *,
@@ -185,8 +205,9 @@ def build_results(
     notices = list(notices)
     stages = [replace(s, profile=list(profiles[s.name][0]), profile_note=profiles[s.name][1])
               if profiles and s.name in profiles else s for s in stages]
-    if not stages:
+    if not stages and not any(n.startswith(SUITE_FAILED) for n in notices):
         notices.append("no benchmarks were found on either side: check the benchmark paths and pytest arguments")
+    notices += unmatched_notice(stages)
     return Results(
         stages=stages,
         verdict=run_verdict(stages),
