@@ -46,3 +46,15 @@ def test_some_stages_in_common_need_no_rename_notice():
     head = _side("t.py::test_kept", "t.py::test_new")
     results = build_results(compare_sides(base, head, threshold=3.0, notices=[]))
     assert not any("same name" in n for n in results.notices)
+
+
+def test_a_suite_renamed_between_the_commits_is_inconclusive_and_says_nothing_was_compared():
+    from bolt_bot.report.render import render_comment
+
+    base = SideRounds([[BenchmarkRound(name="t.py::test_old", median=1e-3, data=[1e-3] * 5)]] * 3)
+    head = SideRounds([[BenchmarkRound(name="t.py::test_new", median=1e-3, data=[1e-3] * 5)]] * 3)
+    results = build_results(compare_sides(base, head, threshold=3.0))
+    assert results.verdict == "inconclusive"
+    assert [s.verdict for s in results.stages] == ["added", "removed"]
+    text = render_comment(results)
+    assert "nothing was compared" in text and "No stage changed" not in text
