@@ -184,7 +184,8 @@ def test_fastjsonschema_failing_base_benchmarks_are_failed_and_the_others_compar
             stage = run.stages[name]
             assert stage["verdict"] in COMPARED, f"{name}: {stage['verdict']} ({stage.get('note')}). {run.why()}"
             _measured_on_both_sides(run, name)
-        assert run.results["verdict"] != "unchanged", "4 stages failed on base: the run cannot be a plain success"
+        # The 4 failed on base only (head fixed them): listed as failed, but the change broke nothing.
+        assert run.results["verdict"] != "failed", run.why()
 
 
 def _uv_sync_or_skip() -> None:
