@@ -53,7 +53,7 @@ def main() -> None:
     Exit codes: 0 success (no blocking regression), 1 the gate failed
     (--fail-on-regression: an unapproved regression, or a `failed` run), 2 bad
     input or usage, or a `failed` run without --fail-on-regression (nothing
-    measured, or stages failed and none regressed; results.json is written
+    measured, every stage failed, or one failed on head; results.json is written
     first), 3 publishing to GitHub failed (results kept on disk), 4 internal error.
     """
     cache = os.environ.get("BOLT_CACHE_DIR")

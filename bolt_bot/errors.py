@@ -17,7 +17,7 @@ _FAILED_VERDICT = "failed"
 def run_exit_code(verdict: str, blocking_regression: bool, fail_on_regression: bool) -> int:
     """The exit code of a finished measurement, once results.json is on disk.
 
-    A `failed` run (nothing measured, every stage failed, or a stage failed and none regressed) is never a
+    A `failed` run (nothing measured, every stage failed, or a stage failed on head and none regressed) is never a
     success: it fails the gate like a regression when one is asked for (a gate that measured nothing cannot
     vouch for the change), and is otherwise bad input, since its cause is the suite, the paths or the
     arguments it was given.
