@@ -95,10 +95,6 @@ def merge_base(repo: Path, a: str, b: str) -> str:
     return out
 
 
-def short_ref(repo: Path, sha: str) -> str:
-    return git(repo, "rev-parse", "--short", sha, check=False) or sha[:7]
-
-
 @dataclass
 class Worktree:
     path: Path
