@@ -283,8 +283,12 @@ def _fill(env: Env, checkout: Path, spec: EnvSpec, side: str, key: str, choice: 
         seen = _distributions(path)
         _run(["bash", "-c", spec.install], f"install command for {side} ({spec.install})", cwd=checkout,
              env=env.install_environ())
-        if not env.reused and _distributions(path) == seen:
-            raise BoltError(_misdirected(env, checkout))
+        # Nothing new in Bolt's environment and a virtual environment of its own in the checkout: the
+        # command installed elsewhere (uv sync without UV_PROJECT_ENVIRONMENT, a `python -m venv .venv`).
+        # A command that installs nothing at all (`true`, a project without dependencies) is fine.
+        stray = _stray_environments(checkout)
+        if not env.reused and stray and _distributions(path) == seen:
+            raise BoltError(_misdirected(env, stray))
         _run([*pip, *spec.requirements], bolt_packages, env=env.environ())
     elif not env.reused:
         reqs = _project_requirement(checkout, spec.extras) if _installable(checkout) else []
@@ -312,9 +316,12 @@ def _dist_name(requirement: str) -> str:
     return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
-def _misdirected(env: Env, checkout: Path) -> str:
-    elsewhere = sorted(str(p.parent) for p in list(checkout.glob("pyvenv.cfg")) + list(checkout.glob("*/pyvenv.cfg")))
-    where = f"; it made {', '.join(elsewhere)} instead" if elsewhere else ""
+def _stray_environments(checkout: Path) -> list[str]:
+    return sorted(str(p.parent) for p in list(checkout.glob("pyvenv.cfg")) + list(checkout.glob("*/pyvenv.cfg")))
+
+
+def _misdirected(env: Env, elsewhere: list[str]) -> str:
+    where = f"; it made {', '.join(elsewhere)} instead"
     return (f"the install command did not install into Bolt's environment (VIRTUAL_ENV={env.path}): nothing new is "
             f"installed there{where}. Install into $VIRTUAL_ENV, e.g. `uv sync --frozen` (Bolt sets "
             "UV_PROJECT_ENVIRONMENT), `uv pip install -r requirements.txt` or `pip install -r requirements.txt`")
