@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from bolt_bot.measure.probe import PROBE_DIR  # measured() puts it on PYTHONPATH
+
 # What a build or a test suite legitimately needs: where programs are, who and where we are, the locale,
 # a temporary folder, the registries and proxies an install command reaches (their URLs, which may carry
 # credentials for a private index: those are the project's own, and the install needs them).
@@ -52,7 +54,6 @@ def clean_environ(source: Mapping[str, str] | None = None, pass_env: Iterable[st
     return env
 
 
-from bolt_bot.measure.probe import PROBE_DIR  # noqa: E402  (re-exported: measured() puts it on PYTHONPATH)
 # Variables that change how the interpreter runs (and so what is measured): never taken from outside.
 _INTERPRETER = ("PYTHONSTARTUP", "PYTHONHOME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC", "PYTHONMALLOC",
                 "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONINSPECT", "PYTHONBREAKPOINT", "PYTEST_ADDOPTS",
