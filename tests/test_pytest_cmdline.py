@@ -126,6 +126,11 @@ def test_a_project_with_xdist_cov_and_unknown_plugins_in_addopts(tmp_path, pytes
         for side in ("base", "head"):
             assert [p.name for p in (out / "profiles" / side).glob("*.pstats")] == [
                 next(p.name for p in (out / "profiles" / side).glob("*join*.pstats"))]
+        # A second run meets the cached environments (reused, Bolt's packages installed again): same answer.
+        again = tmp_path / "again"
+        code, output = _run("--repo", str(repo), "--head", head, "--benchmarks", "bench", "--out", str(again))
+        assert code == 0, output
+        assert _verdicts(again)[1] == verdicts
 
 
 
