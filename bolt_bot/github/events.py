@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.gitrepo import file_at, try_resolve
-from bolt_bot.settings import Settings, load_settings, read_project_settings_text
+from bolt_bot.settings import Settings, load_settings, settings_from_pyproject
 
 DEFAULT_RESULTS_DIR = "bolt-results"
 # Inputs that steer the action itself rather than the measurement settings.
@@ -122,9 +122,8 @@ def project_settings(config: ActionConfig, base: str | None = None) -> Settings:
     base = base or str((pr.get("base") or {}).get("sha") or "") or None
     sha = try_resolve(config.workspace, base) if base and (config.workspace / ".git").exists() else None
     if sha:
-        source = f"{sha[:7]}:pyproject.toml"
-        table = read_project_settings_text(file_at(config.workspace, sha, "pyproject.toml"), source)
-        return Settings().updated(table, f"{source} [tool.bolt]").updated(config.overrides, "inputs")
+        return settings_from_pyproject(file_at(config.workspace, sha, "pyproject.toml"), f"{sha[:7]}:pyproject.toml",
+                                       config.overrides, "inputs")
     project = config.workspace if (config.workspace / "pyproject.toml").is_file() else None
     return load_settings(project, config.overrides)
 
