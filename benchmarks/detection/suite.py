@@ -10,6 +10,9 @@ The project (written into a temporary folder, never into Bolt's repository):
 A slowdown of s % is injected by setting a stage's weight to 1 + s/100: the same code path does
 proportionally more units. Unit counts are multiples of 50, so 2, 5 and 10 % are whole numbers of units.
 `check_injection` measures the actual ratios once.
+
+The single-shot variant (`single_shot=True`) is the microsecond-scale suite of issue 15: every stage runs 50
+units (about 2.5-15 µs) as `benchmark.pedantic(fn, args=(n,), rounds=1, iterations=1)`, one call per process.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("alloc_objects", 36_000, "allocation", "20 ms"),
 )
 QUICK_STAGES = ("cpu_sum", "alloc_lists", "str_split")
+# The single-shot variant: 50 units per stage (one unit is the 2 % step), about 2.5-15 µs per call here. A real suite
+# of this kind (69 stages, `pedantic(rounds=1)`) left today's rounds engine 41 of 59 unchanged stages inconclusive.
+SINGLE_SHOT_UNITS = 50
 
 PYPROJECT = """\
 [project]
@@ -85,18 +91,29 @@ def units(name, weight):
 
 @pytest.mark.parametrize("name", sorted(UNITS))
 def test_stage(benchmark, name):
-    benchmark(getattr(synth_stages, name), units(name, WEIGHTS[name]))
+    {call}
 '''
+CALLS = {
+    False: "benchmark(getattr(synth_stages, name), units(name, WEIGHTS[name]))",
+    # One call per process, as microsecond-scale suites written with pedantic(rounds=1) do.
+    True: "benchmark.pedantic(getattr(synth_stages, name), args=(units(name, WEIGHTS[name]),), rounds=1, iterations=1)",
+}
 
 
-def stages_by_name(names: list[str] | tuple[str, ...] | None = None) -> list[Stage]:
-    if not names:
-        return list(STAGES)
+def stages_by_name(names: list[str] | tuple[str, ...] | None = None, single_shot: bool = False) -> list[Stage]:
     known = {s.name: s for s in STAGES}
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names or () if n not in known]
     if unknown:
         raise SystemExit(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return [known[n] for n in names]
+    chosen = [known[n] for n in names] if names else list(STAGES)
+    if single_shot:
+        chosen = [single_shot_stage(s) for s in chosen]
+    return chosen
+
+
+def single_shot_stage(stage: Stage) -> Stage:
+    """The same code at SINGLE_SHOT_UNITS units: the per-unit cost of `stage` scaled down to a few microseconds."""
+    return Stage(stage.name, SINGLE_SHOT_UNITS, stage.kind, "single shot, ~2.5-15 µs")
 
 
 def stage_of(fullname: str) -> str:
@@ -139,12 +156,13 @@ def plan_prs(count: int, sizes: list[float], stages: list[Stage], changed: int, 
 
 # ------------------------------------------------------------------------------------ the project
 
-def write_project(root: Path, stages: list[Stage], weights: dict[str, float] | None = None) -> Path:
+def write_project(root: Path, stages: list[Stage], weights: dict[str, float] | None = None,
+                  single_shot: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(PYPROJECT)
     shutil.copyfile(HERE / "synth_stages.py", root / "synth_stages.py")
     (root / "benchmarks").mkdir(exist_ok=True)
-    (root / TEST_FILE).write_text(TEST_TEMPLATE.format(units={s.name: s.units for s in stages}))
+    (root / TEST_FILE).write_text(TEST_TEMPLATE.format(units={s.name: s.units for s in stages}, call=CALLS[single_shot]))
     write_weights(root, weights or {s.name: 1.0 for s in stages})
     (root / ".gitignore").write_text("__pycache__/\n.benchmarks/\n")
     return root
@@ -171,9 +189,9 @@ class SuiteRepo:
     prs: list[PrSpec] = field(default_factory=list)
 
 
-def make_repo(root: Path, stages: list[Stage], prs: list[PrSpec]) -> SuiteRepo:
+def make_repo(root: Path, stages: list[Stage], prs: list[PrSpec], single_shot: bool = False) -> SuiteRepo:
     """A git repository: `main` = the base commit (all weights 1.0), branch pr-<i> = one head commit per PR."""
-    write_project(root, stages)
+    write_project(root, stages, single_shot=single_shot)
     _git(root, "init", "-q", "-b", "main")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "base")
@@ -288,7 +306,7 @@ def check_injection(python: Path, checkout: Path, stages: list[Stage], sizes: li
 
 
 def check_injection_counts(python: Path, workdir: Path, stages: list[Stage], sizes: list[float],
-                           timeout: float = 900) -> dict:
+                           timeout: float = 900, single_shot: bool = False) -> dict:
     """The injections as the instruction-count rule sees them: the suite under callgrind (Bolt's own
     measure_instructions: one call per stage, GC off) once with every weight at 1 and once per size with every
     weight at 1 + size/100, each in its own process as base and head are. Stages run in the suite's order, so each
@@ -300,7 +318,7 @@ def check_injection_counts(python: Path, workdir: Path, stages: list[Stage], siz
     counts: dict[str, dict[str, int]] = {}
     for i, key in enumerate(keys):
         factor = 1 + float(key) / 100
-        root = write_project(workdir / f"{i:02d}", stages, {s.name: factor for s in stages})  # equal-length paths
+        root = write_project(workdir / f"{i:02d}", stages, {s.name: factor for s in stages}, single_shot)  # equal-length paths
         compile_checkout(python, root)
         run = measure_instructions(python, root, [], env=environ(python), timeout=timeout,
                                    workdir=workdir / "instr" / f"{i:02d}")

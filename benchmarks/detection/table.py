@@ -3,7 +3,8 @@
 A record (one JSON line of the raw file) is one PR judged by every rule under one condition:
     {"kind": "pr", "condition": "quiet"|"hog", "pr": 3, "size": 5, "injected": [...], "stages": [...],
      "plain_seconds": 11.2, "rules": {"naive": RuleOutcome.to_dict(), "bolt": ..., ...}}
-A rule that could not run on a PR has {"error": "..."} instead of an outcome.
+A rule that could not run on a PR has {"error": "..."} instead of an outcome. Records of the single-shot suite
+("suite": "single-shot") get their own columns, so one table can show both suites.
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONDITIONS = {"quiet": "quiet", "hog": "CPU hog on the other core"}
+CONDITIONS = {"quiet": "quiet", "hog": "CPU hog on the other core",
+              "quiet-single-shot": "quiet, single-shot µs stages", "hog-single-shot": "CPU hog, single-shot µs stages"}
 # Rows in this order; a rule without records still gets its row (the instruction-count mode's place).
-RULE_ORDER = ("naive", "bolt", "instructions")
+RULE_ORDER = ("naive", "bolt", "paired", "instructions")
 RULE_LABELS = {
     "naive": "one run each, pytest-benchmark `--benchmark-compare-fail=median:5%`",
-    "bolt": "Bolt, wall time (interleaved rounds, extra rounds, confirmation)",
+    "bolt": "Bolt, wall time, rounds (interleaved rounds, extra rounds, confirmation)",
+    "paired": "Bolt, wall time, paired (base and head on one CPU, alternating blocks, K process pairs)",
     "instructions": "Bolt, instruction counts (callgrind)",
 }
+
+
+def column(rec: dict) -> str:
+    """The table column of a record: its condition, and the suite when it is the single-shot one."""
+    return rec["condition"] + ("-single-shot" if rec.get("suite") == "single-shot" else "")
 # The issue's targets, as (row label, false alarms per stage, PRs with any, detection per size, time vs one plain run).
 # Wall time (both timing rules): ≤ 1 % / ≤ 5 % / –·≥ 90·≥ 99 / ≤ 3x. Instruction counts: every change of 2 % or more
 # found, no false alarm at all, in at most 2x one plain run.
@@ -48,6 +56,7 @@ class Summary:
     detected: dict[float, list[int]] = field(default_factory=dict)  # size → [flagged, injected stages]
     improved: int = 0  # stages called faster (nothing was made faster)
     inconclusive: list[int] = field(default_factory=lambda: [0, 0])  # [among unchanged, among injected] stages
+    covered: list[int] = field(default_factory=lambda: [0, 0])  # [interval holds 1 + size/100, injected stages with one]
     time_ratios: list[float] = field(default_factory=list)  # rule seconds / one plain run, per PR
     plain_seconds: list[float] = field(default_factory=list)
 
@@ -68,7 +77,7 @@ def summarize(records: list[dict]) -> dict[tuple[str, str], Summary]:
         injected, stages = set(rec["injected"]), rec["stages"]
         unchanged = [s for s in stages if s not in injected]
         for rule, outcome in rec["rules"].items():
-            summary = out.setdefault((rule, rec["condition"]), Summary())
+            summary = out.setdefault((rule, column(rec)), Summary())
             summary.prs += 1
             if "error" in outcome:
                 summary.errors += 1
@@ -90,6 +99,11 @@ def summarize(records: list[dict]) -> dict[tuple[str, str], Summary]:
             unclear = {s for s, v in outcome.get("verdicts", {}).items() if v == "inconclusive"}
             summary.inconclusive[0] += len(unclear - injected)
             summary.inconclusive[1] += len(unclear & injected)
+            for stage in injected:
+                interval = (outcome.get("intervals") or {}).get(stage)
+                if interval and None not in interval:
+                    summary.covered[0] += interval[0] <= 1 + rec["size"] / 100 <= interval[1]
+                    summary.covered[1] += 1
             if rec.get("plain_seconds"):
                 summary.time_ratios.append(outcome["seconds"] / rec["plain_seconds"])
                 summary.plain_seconds.append(rec["plain_seconds"])
@@ -116,9 +130,16 @@ def _cell(summary: Summary | None, sizes: list[float]) -> str:
     return f"{_pct(summary.fa_stage)} / {_pct(summary.fa_pr)} / {detected} / {time}"
 
 
+def _unclear_cell(summary: Summary | None) -> str:
+    if summary is None or not (summary.prs - summary.errors):
+        return "not measured" if summary is None else f"failed ({summary.errors} PRs)"
+    unchanged = [summary.inconclusive[0], summary.fa_stage[1]]
+    return f"{_pct(unchanged)} / {_pct(summary.covered)}"
+
+
 def render(records: list[dict], metas: list[dict] = (), title: str = "Detection quality") -> str:
     summaries = summarize(records)
-    conditions = [c for c in CONDITIONS if any(cond == c for _, cond in summaries)] or list(CONDITIONS)
+    conditions = [c for c in CONDITIONS if any(cond == c for _, cond in summaries)] or ["quiet", "hog"]
     sizes = sorted({float(r["size"]) for r in records if r["size"]} or {2.0, 5.0, 10.0})
     rules = list(RULE_ORDER) + sorted({rule for rule, _ in summaries} - set(RULE_ORDER))
     size_text = "·".join(f"{s:g}" for s in sizes)
@@ -130,12 +151,19 @@ def render(records: list[dict], metas: list[dict] = (), title: str = "Detection 
     lines += [f"| {t[0]} | " + " | ".join(target_cell(t, sizes) for _ in conditions) + " |" for t in TARGETS]
     for rule in rules:
         lines.append(f"| {RULE_LABELS.get(rule, rule)} | " + " | ".join(_cell(summaries.get((rule, c)), sizes) for c in conditions) + " |")
+    lines += ["", ("Issue 15's other wall-time targets: unchanged stages called `inconclusive` (≤ 10 %) / injected "
+                   "stages whose 95 % interval holds the injected ratio 1 + size (≥ 90 %)."), "",
+              "| rule | " + " | ".join(CONDITIONS[c] for c in conditions) + " |", "|---" * (len(conditions) + 1) + "|",
+              "| target | " + " | ".join("≤ 10 % / ≥ 90 %" for _ in conditions) + " |"]
+    for rule in ("bolt", "paired", *[r for r in rules if r not in ("naive", "bolt", "paired", "instructions")]):
+        lines.append(f"| {RULE_LABELS.get(rule, rule)} | " + " | ".join(_unclear_cell(summaries.get((rule, c))) for c in conditions) + " |")
     lines += ["", "### Counts", "",
               "| rule | condition | PRs | false alarms (unchanged stages) | unchanged PRs with a false alarm "
               "| any PR with a false alarm among its unchanged stages | "
               + " | ".join(f"detected at {s:g} %" for s in sizes)
-              + " | \"improved\" calls | inconclusive: unchanged / injected stages | time vs one plain run: median (min–max) | one plain run: median |",
-              "|---" * (10 + len(sizes)) + "|"]
+              + " | \"improved\" calls | inconclusive: unchanged / injected stages | 95 % interval holds the injected ratio "
+              "| time vs one plain run: median (min–max) | one plain run: median |",
+              "|---" * (11 + len(sizes)) + "|"]
     for rule in rules:
         for cond in conditions:
             s = summaries.get((rule, cond))
@@ -146,7 +174,7 @@ def render(records: list[dict], metas: list[dict] = (), title: str = "Detection 
             plain = f"{statistics.median(s.plain_seconds):.1f} s" if s.plain_seconds else "–"
             errors = f" ({s.errors} failed)" if s.errors else ""
             lines.append(f"| {rule} | {cond} | {s.prs}{errors} | {_count(s.fa_stage)} | {_count(s.fa_pr)} | {_count(s.fa_pr_any)} | "
-                         + " | ".join(_count(s.detected.get(z)) for z in sizes) + f" | {s.improved} | {s.inconclusive[0]} / {s.inconclusive[1]} | {times} | {plain} |")
+                         + " | ".join(_count(s.detected.get(z)) for z in sizes) + f" | {s.improved} | {s.inconclusive[0]} / {s.inconclusive[1]} | {_count(s.covered)} | {times} | {plain} |")
     injection = _injection_table(metas, sizes)
     if injection:
         heading = ("### Injected slowdowns as measured (one process, GC off, interleaved calls; instructions: "
@@ -157,7 +185,7 @@ def render(records: list[dict], metas: list[dict] = (), title: str = "Detection 
 
 def _zero_label(records: list[dict]) -> str:
     zero = [r for r in records if not r["size"]]
-    return f"{len(zero) // max(1, len({r['condition'] for r in zero}))} per condition" if zero else "none"
+    return f"{len(zero) // max(1, len({column(r) for r in zero}))} per column" if zero else "none"
 
 
 def _injection_table(metas: list[dict], sizes: list[float]) -> list[str]:
