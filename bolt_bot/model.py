@@ -81,6 +81,17 @@ class ProfileLine:
 
 
 @dataclass
+class WallSize:
+    """How much wall time a stage decided by instruction counts moved (the paired engine): shown beside the
+    count, never a verdict."""
+
+    ratio: float | None = None  # head/base
+    ci: list[float] | None = None  # [low, high], 95 %
+    pairs: int = 0  # process pairs behind it
+    note: str | None = None  # why there is no size
+
+
+@dataclass
 class StageComparison:
     """The verdict on one stage, with the evidence behind it."""
 
@@ -100,6 +111,7 @@ class StageComparison:
     extra_info: dict[str, Any] = field(default_factory=dict)
     profile: list[ProfileLine] | None = None
     profile_note: str | None = None  # why a regressed stage's profile is empty or missing
+    wall_size: WallSize | None = None  # a counted stage that moved: its paired wall-time change (auto mode)
 
     @property
     def change(self) -> float | None:
@@ -270,4 +282,6 @@ def _stage_from_dict(data: Any, index: int = 0) -> StageComparison:
     stage = _build(StageComparison, data, where)
     if stage.ci is not None and len(stage.ci) != 2:
         raise ValueError(f"{where}.ci has {len(stage.ci)} numbers, expected [low, high]")
+    if stage.wall_size is not None and stage.wall_size.ci is not None and len(stage.wall_size.ci) != 2:
+        raise ValueError(f"{where}.wall_size.ci has {len(stage.wall_size.ci)} numbers, expected [low, high]")
     return stage
