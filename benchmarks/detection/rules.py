@@ -3,14 +3,17 @@
 Every rule gets the same PR (a base and a head checkout of the synthetic project, one shared environment)
 and answers with a `RuleOutcome`: which stages it flags as slower, the ratio it saw, and its wall time.
 
-Three rules: the naive one (one run each, compare-fail at 5 %), Bolt by wall time, Bolt by instruction counts.
+Four rules: the naive one (one run each, compare-fail at 5 %), Bolt by wall time with rounds (today's engine),
+Bolt by wall time with the paired engine (issue 15), Bolt by instruction counts.
 To add one: write a class with `name`, `label`, `available()` and `run(ctx)`, and add it to RULES. The table picks
 it up by name (table.RULE_ORDER).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -18,6 +21,8 @@ from pathlib import Path
 
 from bolt_bot.decide import walltime as wall_verdicts
 from bolt_bot.decide.counts import counts_to_stages
+from bolt_bot.decide.paired import paired_stages
+from bolt_bot.measure.paired import PairedPlan, PairedRun, PairSample, measure_paired
 from bolt_bot.measure.plan import REPEAT, CountPlan, measure_counts
 from bolt_bot.measure.counts import valgrind_available
 from bolt_bot.model import IMPROVED, REGRESSED
@@ -53,11 +58,12 @@ class RuleOutcome:
     seconds: float  # the rule's own wall time (for the naive rule: base + head runs)
     verdicts: dict[str, str] = field(default_factory=dict)
     improved: list[str] = field(default_factory=list)  # stages reported faster (all injections are slowdowns)
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)  # the ratio's 95 % interval, where one exists
     detail: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"flagged": self.flagged, "improved": self.improved, "ratios": self.ratios, "seconds": self.seconds,
-                "verdicts": self.verdicts, "detail": self.detail}
+                "verdicts": self.verdicts, "intervals": self.intervals, "detail": self.detail}
 
 
 # ------------------------------------------------------------------------ the plain reference run
@@ -138,7 +144,7 @@ class BoltWalltime:
     verdict is `regressed`."""
 
     name = "bolt"
-    label = "Bolt, wall time (interleaved rounds, extra rounds, confirmation)"
+    label = "Bolt, wall time, rounds (interleaved rounds, extra rounds, confirmation)"
 
     def __init__(self, rounds: int | None = None, budget: float | None = None, confirm_pairs: int | None = None,
                  max_extra_pairs: int | None = None):
@@ -164,7 +170,7 @@ class BoltWalltime:
         return RuleOutcome(
             flagged=sorted(s for s, v in verdicts.items() if v == REGRESSED),
             improved=sorted(s for s, v in verdicts.items() if v == IMPROVED),
-            ratios=ratios, seconds=run.seconds, verdicts=verdicts,
+            ratios=ratios, seconds=run.seconds, verdicts=verdicts, intervals={stage_of(s.name): s.ci for s in stages},
             detail={"rounds": run.rounds, "extra_pairs": run.extra_pairs, "confirm_pairs": run.confirm_pairs,
                     "notes": {stage_of(s.name): s.note for s in stages if s.note},
                     "plan": {"rounds": self.plan.rounds, "threshold": self.plan.threshold, "alpha": self.plan.alpha,
@@ -211,4 +217,87 @@ class BoltInstructions:
         )
 
 
-RULES = {"naive": NaiveCompareFail, "bolt": BoltWalltime, "instructions": BoltInstructions}
+class BoltPaired:
+    """Bolt's paired wall-time engine (issue 15): measure_paired on the two checkouts with the default PairedPlan
+    (K fresh process pairs, base and head worker pinned to one CPU, alternating blocks of calls, blocks whose speed
+    probes disagree dropped), judged by decide.paired.paired_stages with Settings' floor and alpha. Stages too long
+    for blocks are measured by the rounds engine (the `bolt` rule's plan, those stages only) and judged as it judges
+    them, as `bolt run` does. Its time covers both. The kept blocks go to the record, so the decision can be
+    replayed from raw data (`replay_paired`)."""
+
+    name = "paired"
+    label = "Bolt, wall time, paired (base and head on one CPU, alternating blocks, K process pairs)"
+
+    def __init__(self, plan: PairedPlan | None = None, rounds: BoltWalltime | None = None):
+        settings = Settings()
+        self.plan = plan or PairedPlan()
+        self.rounds = rounds or BoltWalltime()
+        self.threshold, self.alpha = settings.threshold, settings.alpha
+
+    def available(self) -> str | None:
+        return None if hasattr(os, "sched_setaffinity") else "no CPU affinity control on this system"
+
+    def run(self, ctx: PrContext) -> RuleOutcome:
+        setups = {side: SideSetup(python=ctx.python, checkout=ctx.trees[side], env=environ(ctx.python)) for side in (BASE, HEAD)}
+        progress = Progress(quiet=not ctx.verbose)
+        started = time.monotonic()
+        run = measure_paired(setups, self.plan, ctx.workdir / "paired", progress)
+        paired_seconds = time.monotonic() - started
+        stages = [s for s in paired_stages(run, self.threshold, self.alpha) if s.name not in run.too_long]
+        fallback = None
+        if run.too_long:
+            plan = dataclasses.replace(self.rounds.plan, targets=sorted(run.too_long))
+            long_run = measure_walltime(setups, plan, ctx.workdir / "paired-rounds", progress, judge=wall_verdicts.judge(plan))
+            long_stages, _ = wall_verdicts.walltime_stages(long_run, plan)
+            long_stages = [s for s in long_stages if s.name in run.too_long]
+            stages += long_stages
+            fallback = {"stages": sorted(stage_of(n) for n in run.too_long), "seconds": long_run.seconds,
+                        "rounds": long_run.rounds, "outcome": _outcome(long_stages, long_run.seconds).to_dict()}
+        outcome = _outcome(stages, time.monotonic() - started)
+        outcome.detail = {"run": dataclasses.asdict(run), "paired_seconds": paired_seconds, "fallback": fallback,
+                          "notes": {stage_of(s.name): s.note for s in stages if s.note},
+                          "plan": dataclasses.asdict(self.plan), "threshold": self.threshold, "alpha": self.alpha}
+        return outcome
+
+
+def _outcome(stages: list, seconds: float) -> RuleOutcome:
+    verdicts = {stage_of(s.name): s.verdict for s in stages}
+    return RuleOutcome(flagged=sorted(s for s, v in verdicts.items() if v == REGRESSED),
+                       improved=sorted(s for s, v in verdicts.items() if v == IMPROVED),
+                       ratios={stage_of(s.name): s.ratio for s in stages}, seconds=seconds, verdicts=verdicts,
+                       intervals={stage_of(s.name): s.ci for s in stages})
+
+
+def paired_run_from_dict(data: dict, pairs: int | None = None) -> PairedRun:
+    """A recorded PairedRun (dataclasses.asdict) back as the data classes; `pairs`: only the first K process pairs."""
+    stages = {name: [PairSample(**sample) for sample in samples[:pairs]] for name, samples in data["stages"].items()}
+    return PairedRun(stages=stages, **{k: v for k, v in data.items() if k != "stages"})
+
+
+def replay_paired(outcome: dict, pairs: int | None = None, threshold: float | None = None,
+                  alpha: float | None = None) -> dict:
+    """The paired rule's outcome decided again from its recorded blocks by today's decide.paired (Settings' floor and
+    alpha unless given); stages that fell back to rounds keep their recorded verdicts. With `pairs`, only the first
+    K process pairs count, and the time is scaled down to match (the fallback's time stays)."""
+    if "error" in outcome or "run" not in outcome.get("detail", {}):
+        return outcome
+    detail = outcome["detail"]
+    settings = Settings()
+    run = paired_run_from_dict(detail["run"], pairs)
+    stages = [s for s in paired_stages(run, settings.threshold if threshold is None else threshold,
+                                       settings.alpha if alpha is None else alpha) if s.name not in run.too_long]
+    planned = detail.get("plan", {}).get("pairs") or 0
+    fallback = detail.get("fallback") or {}
+    share = min(1.0, pairs / planned) if pairs and planned else 1.0
+    new = _outcome(stages, detail.get("paired_seconds", outcome["seconds"]) * share + fallback.get("seconds", 0.0)).to_dict()
+    kept = fallback.get("outcome")
+    if kept:  # the rounds engine's verdicts on the long stages, as recorded
+        for key in ("verdicts", "ratios", "intervals"):
+            new[key].update(kept.get(key, {}))
+        new["flagged"] = sorted(set(new["flagged"]) | set(kept["flagged"]))
+        new["improved"] = sorted(set(new["improved"]) | set(kept["improved"]))
+    new["detail"] = {**detail, "replayed": {"pairs": pairs, "threshold": threshold, "alpha": alpha}}
+    return new
+
+
+RULES = {"naive": NaiveCompareFail, "bolt": BoltWalltime, "paired": BoltPaired, "instructions": BoltInstructions}

@@ -4,11 +4,14 @@
     python benchmarks/detection/run.py --quick               # smoke test, under ~2 minutes
     python benchmarks/detection/run.py --prs 12 --no-hog --out quiet.md
     python benchmarks/detection/run.py --from-raw quiet.jsonl hog.jsonl --out both.md   # re-render only
+    python benchmarks/detection/run.py --single-shot --out single.md   # the microsecond-scale pedantic(rounds=1) suite
+    python benchmarks/detection/run.py --from-raw quiet.jsonl --replay-paired --replay-pairs 4   # decide again
 
 For every condition (quiet; a CPU hog pinned to the other core) and every PR (a head commit of the synthetic
 project that slows some stages down by 0, 2, 5 or 10 %): one plain pytest-benchmark run of the base with default
 settings (the yardstick for wall time, and the naive rule's base run), the naive rule's head run, Bolt's
-wall-time measurement (measure_walltime on two worktrees, Bolt's default settings) and Bolt's instruction-count
+wall-time measurement with rounds (measure_walltime on two worktrees, Bolt's default settings), with the paired
+engine (measure_paired, the default PairedPlan; too-long stages by rounds) and Bolt's instruction-count
 measurement (instrplan.measure_counts: callgrind, base, head, head again; skipped without valgrind, or with
 --rules naive,bolt). The order of Bolt's rules and the naive pair alternates between PRs. Writes the markdown table to --out and one JSON line per PR next to it
 (--out with the suffix .jsonl), flushed as each PR finishes.
@@ -32,12 +35,15 @@ from bolt_bot.measure import gitrepo
 from bolt_bot.measure.walltime import BASE, HEAD
 from detection import suite, table
 from detection.hog import cpu_hog, other_core
-from detection.rules import RULES, BoltWalltime, NaiveCompareFail, PrContext, plain_run
+from detection.rules import RULES, BoltPaired, BoltWalltime, NaiveCompareFail, PairedPlan, PrContext, plain_run, replay_paired
 
-DEFAULT_RULES = "naive,bolt,instructions"
+DEFAULT_RULES = "naive,bolt,paired,instructions"
 DEFAULT_PRS = 8  # per condition; see benchmarks/README.md for the time estimate
-DEFAULT_SIZES = "0,2,5,10"
+# No 2 %: the wall-time targets say nothing at 2 %, and instruction counts found every 2 % change already (48 of 48).
+# Twice 5 %: that is where "90 % or 60 %?" is decided, so it gets the PRs (README, "How many PRs").
+DEFAULT_SIZES = "0,5,5,10"
 QUICK_SIZES = "0,10"
+QUICK_PAIRED = {"pairs": 3, "blocks": 6}  # the fewest pairs a verdict needs; checks that it runs, nothing more
 CHANGED_PER_PR = 3  # stages slowed down in a non-zero PR
 HOG_SECONDS_PER_PR = 400  # upper bound for the hog's own deadline
 
@@ -50,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     hog.add_argument("--hog", dest="conditions", action="store_const", const=["hog"], help="only with the CPU hog")
     hog.add_argument("--no-hog", dest="conditions", action="store_const", const=["quiet"], help="only quiet")
     p.add_argument("--out", type=Path, default=Path("detection-results.md"), help="markdown table; raw JSON lines go to the .jsonl next to it")
-    p.add_argument("--quick", action="store_true", help="2 PRs, 3 rounds, 3 stages, short extra/confirmation passes")
+    p.add_argument("--quick", action="store_true",
+                   help="2 PRs, 3 rounds, 3 stages, short extra/confirmation passes, 3 process pairs of 6 blocks")
     p.add_argument("--rules", default=DEFAULT_RULES,
                    help=f"comma-separated, from {', '.join(RULES)} (default {DEFAULT_RULES}; without valgrind the "
                         "instruction-count rule is skipped with a message)")
@@ -61,8 +68,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder, removed at the end)")
     p.add_argument("--verbose", action="store_true", help="Bolt's progress output")
+    p.add_argument("--single-shot", action="store_true",
+                   help="the microsecond-scale suite: every stage one pedantic(rounds=1) call of 100 units (~5-30 µs)")
     p.add_argument("--from-raw", nargs="+", type=Path, metavar="JSONL", help="only render the table from raw files")
+    p.add_argument("--replay-paired", action="store_true",
+                   help="with --from-raw: decide the paired rule again from its recorded blocks (today's decide code)")
+    p.add_argument("--replay-pairs", type=int, metavar="K", help="with --replay-paired: only the first K process pairs")
     args = p.parse_args(argv)
+    if (args.replay_paired or args.replay_pairs) and not args.from_raw:
+        p.error("--replay-paired and --replay-pairs decide recorded data again: give --from-raw")
+    if args.replay_pairs is not None and (args.replay_pairs < 1 or not args.replay_paired):
+        p.error("--replay-pairs needs --replay-paired and a count of at least 1")
     args.conditions = args.conditions or ["quiet", "hog"]
     return args
 
@@ -77,8 +93,9 @@ def make_rules(names: list[str], quick: bool, rounds: int | None, plain_args: li
         if name not in RULES:
             raise SystemExit(f"unknown rule {name!r}; known: {', '.join(RULES)}")
         if name == "bolt":
-            rules[name] = BoltWalltime(rounds=rounds or (3 if quick else None), budget=5.0 if quick else None,
-                                       confirm_pairs=1 if quick else None, max_extra_pairs=1 if quick else None)
+            rules[name] = _rounds_rule(quick, rounds)
+        elif name == "paired":  # its too-long stages go to the same rounds plan as the `bolt` rule's
+            rules[name] = BoltPaired(PairedPlan(**QUICK_PAIRED) if quick else None, _rounds_rule(quick, rounds))
         elif name == "naive":
             rules[name] = NaiveCompareFail(plain_args)
         else:
@@ -90,12 +107,18 @@ def make_rules(names: list[str], quick: bool, rounds: int | None, plain_args: li
     return rules
 
 
-def check_counts(python: Path, workdir: Path, stages: list[suite.Stage], sizes: list[float], injection: dict) -> None:
+def _rounds_rule(quick: bool, rounds: int | None) -> BoltWalltime:
+    return BoltWalltime(rounds=rounds or (3 if quick else None), budget=5.0 if quick else None,
+                        confirm_pairs=1 if quick else None, max_extra_pairs=1 if quick else None)
+
+
+def check_counts(python: Path, workdir: Path, stages: list[suite.Stage], sizes: list[float], injection: dict,
+                 single_shot: bool = False) -> None:
     """Adds the injections in instruction terms to `injection` (per stage: "instructions", "ratio_instr"), and
     says so when an injected size comes out below its nominal value (a stage with fixed costs next to its units)."""
     started = time.monotonic()
     try:
-        counted = suite.check_injection_counts(python, workdir, stages, sizes)
+        counted = suite.check_injection_counts(python, workdir, stages, sizes, single_shot=single_shot)
     except Exception as exc:  # noqa: BLE001 - a check, not a measurement: the benchmark goes on
         log(f"instruction-count injection check failed: {type(exc).__name__}: {exc}"[:600])
         return
@@ -108,11 +131,12 @@ def check_counts(python: Path, workdir: Path, stages: list[suite.Stage], sizes: 
 
 
 def run_pr(python: Path, repo: suite.SuiteRepo, pr: suite.PrSpec, stages: list[suite.Stage], rules: dict, workdir: Path,
-           condition: str, *, plain_args: list[str] = (), verbose: bool = False) -> dict:
+           condition: str, *, plain_args: list[str] = (), verbose: bool = False, single_shot: bool = False) -> dict:
     """One PR under one condition, judged by every rule. Returns the raw record (one JSON line)."""
     folder = workdir / f"{condition}-pr{pr.index:03d}"
-    record = {"kind": "pr", "condition": condition, "pr": pr.index, "size": pr.size, "injected": pr.injected,
-              "stages": [s.name for s in stages], "sha": pr.sha, "rules": {}}
+    record = {"kind": "pr", "condition": condition, "suite": "single-shot" if single_shot else "standard",
+              "pr": pr.index, "size": pr.size, "injected": pr.injected, "stages": [s.name for s in stages],
+              "sha": pr.sha, "rules": {}}
     started = time.monotonic()
     with gitrepo.worktrees(repo.path, {BASE: repo.base, HEAD: pr.sha}, parent=workdir) as trees:
         paths = {side: tree.path for side, tree in trees.items()}
@@ -155,7 +179,7 @@ def _pr_line(rec: dict, total: int) -> str:
         unclear_text = f", {unclear} inconclusive" if unclear else ""
         parts.append(f"{name} flagged {','.join(out['flagged']) or '-'} ({out['seconds']:.0f} s{rel}{unclear_text})")
     what = f"+{rec['size']:g} % in {','.join(rec['injected'])}" if rec["injected"] else "unchanged"
-    return f"[{rec['condition']}] PR {rec['pr'] + 1}/{total} {what}: " + "; ".join(parts) + f" [{rec['seconds']:.0f} s]"
+    return f"[{table.column(rec)}] PR {rec['pr'] + 1}/{total} {what}: " + "; ".join(parts) + f" [{rec['seconds']:.0f} s]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     out_raw = out_md.with_suffix(".jsonl")
     if args.from_raw:
         metas, records = table.read_raw(args.from_raw)
+        if args.replay_paired:
+            for rec in records:
+                if "paired" in rec["rules"]:
+                    rec["rules"]["paired"] = replay_paired(rec["rules"]["paired"], args.replay_pairs)
         text = table.render(records, metas)
         out_md.write_text(text)
         print(text)
@@ -171,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
     prs_count = args.prs or (2 if args.quick else DEFAULT_PRS)
     sizes = [float(s) for s in (args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)).split(",")]
-    stages = suite.stages_by_name(args.stages.split(",") if args.stages else (suite.QUICK_STAGES if args.quick else None))
+    stages = suite.stages_by_name(args.stages.split(",") if args.stages else (suite.QUICK_STAGES if args.quick else None),
+                                  single_shot=args.single_shot)
     names = [r.strip() for r in args.rules.split(",") if r.strip() and not (args.no_instructions and r.strip() == "instructions")]
     rules = make_rules(names, args.quick, args.rounds)
     prs = suite.plan_prs(prs_count, sizes, stages, min(args.changed, len(stages)), args.seed)
@@ -183,15 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         log(f"workdir {workdir}; {prs_count} PRs x {len(args.conditions)} condition(s), {len(stages)} stages, sizes "
             f"{','.join(f'{s:g}' for s in sizes)} %, rules {', '.join(rules)}")
         python = suite.make_env(workdir / "env", codspeed="instructions" in rules)
-        repo = suite.make_repo(workdir / "repo", stages, prs)
+        repo = suite.make_repo(workdir / "repo", stages, prs, single_shot=args.single_shot)
         suite.compile_checkout(python, repo.path)
         injection = suite.check_injection(python, repo.path, stages, sizes, 0.3 if args.quick else 2.0)
         if "instructions" in rules:
-            check_counts(python, workdir / "injection-counts", stages, sizes, injection)
+            check_counts(python, workdir / "injection-counts", stages, sizes, injection, args.single_shot)
         meta = {"kind": "meta", "argv": sys.argv[1:] if argv is None else argv, "versions": suite.env_versions(python),
                 "stages": [{"name": s.name, "units": s.units, "kind": s.kind} for s in stages], "sizes": sizes,
                 "prs": [pr.to_dict() for pr in prs], "hog_cpu": other_core(), "injection": injection,
+                "suite": "single-shot" if args.single_shot else "standard",
                 "bolt_plan": rules["bolt"].plan.__dict__ if "bolt" in rules else None,
+                "paired_plan": rules["paired"].plan.__dict__ if "paired" in rules else None,
                 "instructions_plan": rules["instructions"].plan.__dict__ if "instructions" in rules else None,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         records: list[dict] = []
@@ -204,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                     log("warning: one CPU only (or no affinity control): the hog shares the benchmarks' core")
                 with hog:
                     for pr in prs:
-                        rec = run_pr(python, repo, pr, stages, rules, workdir, condition, verbose=args.verbose)
+                        rec = run_pr(python, repo, pr, stages, rules, workdir, condition, verbose=args.verbose,
+                                     single_shot=args.single_shot)
                         records.append(rec)
                         raw.write(json.dumps(rec) + "\n")
                         raw.flush()

@@ -11,8 +11,8 @@ A slowdown of s % is injected by setting a stage's weight to 1 + s/100: the same
 proportionally more units. Unit counts are multiples of 50, so 2, 5 and 10 % are whole numbers of units.
 `check_injection` measures the actual ratios once.
 
-The single-shot variant (`single_shot=True`) is the microsecond-scale suite of issue 15: every stage runs 50
-units (about 2.5-15 µs) as `benchmark.pedantic(fn, args=(n,), rounds=1, iterations=1)`, one call per process.
+The single-shot variant (`single_shot=True`) is the microsecond-scale suite of issue 15: every stage runs 100
+units (about 5-30 µs) as `benchmark.pedantic(fn, args=(n,), rounds=1, iterations=1)`, one call per process.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("alloc_objects", 36_000, "allocation", "20 ms"),
 )
 QUICK_STAGES = ("cpu_sum", "alloc_lists", "str_split")
-# The single-shot variant: 50 units per stage (one unit is the 2 % step), about 2.5-15 µs per call here. A real suite
-# of this kind (69 stages, `pedantic(rounds=1)`) left today's rounds engine 41 of 59 unchanged stages inconclusive.
-SINGLE_SHOT_UNITS = 50
+# The single-shot variant: 100 units per stage (a multiple of 50 and of 20: 2, 5 and 10 % are whole units), about
+# 5-30 µs per call here. A real suite of this kind (69 stages, `pedantic(rounds=1)`) left today's rounds engine 41 of
+# 59 unchanged stages inconclusive.
+SINGLE_SHOT_UNITS = 100
 
 PYPROJECT = """\
 [project]
@@ -113,7 +114,7 @@ def stages_by_name(names: list[str] | tuple[str, ...] | None = None, single_shot
 
 def single_shot_stage(stage: Stage) -> Stage:
     """The same code at SINGLE_SHOT_UNITS units: the per-unit cost of `stage` scaled down to a few microseconds."""
-    return Stage(stage.name, SINGLE_SHOT_UNITS, stage.kind, "single shot, ~2.5-15 µs")
+    return Stage(stage.name, SINGLE_SHOT_UNITS, stage.kind, "single shot, ~5-30 µs")
 
 
 def stage_of(fullname: str) -> str:
