@@ -185,8 +185,11 @@ def aslr_runs(python: Path, workdir: Path, stages: list[suite.Stage], pairs: int
 def report(blocks: dict, aslr: dict, tolerance: float) -> list[str]:
     pct = lambda v: "–" if v is None else f"{v:.2f} %"  # noqa: E731
     num = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
-    lines = [f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, CPython {platform.python_version()}, "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+    load = os.getloadavg()[0]
+    lines = [f"machine: {os.cpu_count()} CPUs, load {load:.1f}, CPython {platform.python_version()}, "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+             + (" (busy: these figures describe the other processes' time slices, not the VM's phases)"
+                if load > 0.5 * (os.cpu_count() or 1) else ""), "",
              f"1. adjacent blocks of ~{BLOCK_SECONDS * 1e3:g} ms, same code on both sides (median over trials; "
              f"probes must agree within {tolerance}x)",
              "| stage | workers on | corr. of log block times | same, kept blocks only | SD of block log-ratios (kept) | dropped |",

@@ -254,7 +254,10 @@ class BoltPaired:
             fallback = {"stages": sorted(stage_of(n) for n in run.too_long), "seconds": long_run.seconds,
                         "rounds": long_run.rounds, "outcome": _outcome(long_stages, long_run.seconds).to_dict()}
         outcome = _outcome(stages, time.monotonic() - started)
-        outcome.detail = {"run": dataclasses.asdict(run), "paired_seconds": paired_seconds, "fallback": fallback,
+        written = ctx.workdir / "paired" / "paired.json"  # measure_paired's own copy, with each worker's CPU and ASLR state
+        workers = json.loads(written.read_text()).get("workers") if written.is_file() else None
+        outcome.detail = {"run": dataclasses.asdict(run), "workers": workers, "paired_seconds": paired_seconds,
+                          "fallback": fallback,
                           "notes": {stage_of(s.name): s.note for s in stages if s.note},
                           "plan": dataclasses.asdict(self.plan), "threshold": self.threshold, "alpha": self.alpha}
         return outcome
