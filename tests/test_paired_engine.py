@@ -250,3 +250,14 @@ def test_only_measures_the_stages_asked_for(tmp_path):
     setups = _local_suite(tmp_path, body)
     run = measure_paired(setups, PairedPlan(pairs=1, blocks=3), tmp_path / "work", only=["test_suite.py::test_b"])
     assert list(run.stages) == ["test_suite.py::test_b"] and len(run.stages["test_suite.py::test_b"][0].log_ratios) == 3
+
+
+def test_a_file_head_cannot_import_fails_its_stages_on_head_and_the_others_are_measured(tmp_path):
+    setups = _local_suite(tmp_path, "def test_a(benchmark):\n    benchmark(sum, [1])\n")
+    for side in ("base", "head"):
+        broken = "import no_such_module_anywhere\n" if side == "head" else ""
+        (setups[side].checkout / "test_more.py").write_text(broken + "def test_b(benchmark):\n    benchmark(sum, [2])\n")
+    run = measure_paired(setups, PairedPlan(pairs=1, blocks=3), tmp_path / "work")
+    assert list(run.stages) == ["test_suite.py::test_a"]
+    assert list(run.failed) == ["head"] and "no_such_module_anywhere" in run.failed["head"]["test_more.py::test_b"]
+    assert run.only == {}

@@ -198,8 +198,9 @@ class _Pair:
 
 
 def _command(setup: SideSetup, plan: PairedPlan) -> list[str]:
-    return [str(setup.python), "-m", "pytest", *pytestcmd.pytest_args(plan.pytest_args, plugin=PLUGIN,
-                                                                      targets=plan.targets)]
+    # A file that fails to import on one side fails its stages there; the other files are still measured.
+    return [str(setup.python), "-m", "pytest", *pytestcmd.pytest_args(
+        plan.pytest_args, plugin=PLUGIN, targets=plan.targets, bolt_flags=["--continue-on-collection-errors"])]
 
 
 def _start(side: str, index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path) -> Worker:
@@ -216,19 +217,26 @@ def _hello(worker: Worker) -> dict:
     return message
 
 
-def _collected(worker: Worker) -> list[dict]:
-    errors = []
+def _collected(worker: Worker) -> tuple[list[dict], dict[str, str]]:
+    """(the benchmark tests it collected, {file or node it could not collect: why})."""
+    errors: dict[str, str] = {}
     while True:
         message = worker.recv()
         if message.get("ev") == "collect_error":
-            errors.append(f"{message.get('nodeid')}: {message.get('excerpt')}")
+            errors[str(message.get("nodeid") or "")] = str(message.get("excerpt") or "could not be collected")
         elif message.get("ev") == "collected":
-            if errors:
-                worker.stage = None
-                worker.fail(f"could not collect {errors[0][:300]}")
-            return list(message.get("items") or [])
+            return list(message.get("items") or []), errors
         elif message.get("ev") == "finished":
-            worker.fail("ended before collecting its benchmarks")
+            first = next(iter(errors.items()), None)
+            worker.fail("ended before collecting its benchmarks", first and f"{first[0]}: {first[1]}"[:300])
+
+
+def _under(nodeid: str, errors: dict[str, str]) -> str | None:
+    """Why `nodeid` could not be collected, when it lives in a file or node that failed to collect."""
+    for where, why in errors.items():
+        if not where or nodeid == where or nodeid.startswith((where + "::", where + "/")):
+            return f"{where}: {why}" if where else why
+    return None
 
 
 def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path,
@@ -243,10 +251,19 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
                          "aslr_off": bool(hello.get("aslr_off")), "pytest_benchmark": hello.get("pytest_benchmark")})
             if hello.get("cpus") != [cpu]:
                 _notice(run, f"the workers could not be pinned to one CPU (they may run on {hello.get('cpus')})")
-        items = {side: _collected(worker) for side, worker in workers.items()}
+        collected = {side: _collected(worker) for side, worker in workers.items()}
+        items = {side: found for side, (found, _) in collected.items()}
         names = {side: [item["nodeid"] for item in items[side]] for side in items}
         for side, other in ((BASE, HEAD), (HEAD, BASE)):
-            alone = [n for n in names[side] if n not in set(names[other]) and (wanted is None or n in wanted)]
+            alone = []
+            for name in names[side]:
+                if name in set(names[other]) or (wanted is not None and name not in wanted):
+                    continue
+                why = _under(name, collected[other][1])
+                if why is None:
+                    alone.append(name)
+                else:  # in a file the other side cannot import: failed there, not added or removed
+                    run.failed.setdefault(other, {}).setdefault(name, why)
             if alone:
                 run.only[side] = sorted(set(run.only.get(side, [])) | set(alone))
             for item in items[side]:
