@@ -7,13 +7,14 @@ import math
 import os
 import re
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from bolt_bot.errors import BoltError
-from bolt_bot.measure import envs, sandbox
+from bolt_bot.measure import envs, pairedwire, sandbox
 from bolt_bot.measure.paired import PairedPlan, PairedRun, PairSample, measure_paired, read_paired, write_paired
 from bolt_bot.measure.walltime import SideSetup
 from tests import projects
@@ -245,11 +246,15 @@ def test_a_worker_that_cannot_start_is_one_clear_error(tmp_path):
     assert not _our_processes(tmp_path)
 
 
-def test_only_measures_the_stages_asked_for(tmp_path):
-    body = "def test_a(benchmark):\n    benchmark(sum, [1])\n\ndef test_b(benchmark):\n    benchmark(sum, [2])\n"
+def test_only_measures_the_stages_asked_for_and_a_stage_skipped_in_its_test_is_a_notice(tmp_path):
+    body = ("import pytest\n\ndef test_a(benchmark):\n    benchmark(sum, [1])\n\n"
+            "def test_b(benchmark):\n    benchmark(sum, [2])\n\n"
+            "def test_c(benchmark):\n    if 'SIDE' == 'head':\n        pytest.skip('not here')\n    benchmark(sum, [3])\n")
     setups = _local_suite(tmp_path, body)
-    run = measure_paired(setups, PairedPlan(pairs=1, blocks=3), tmp_path / "work", only=["test_suite.py::test_b"])
+    run = measure_paired(setups, PairedPlan(pairs=1, blocks=3), tmp_path / "work",
+                         only=["test_suite.py::test_b", "test_suite.py::test_c"])
     assert list(run.stages) == ["test_suite.py::test_b"] and len(run.stages["test_suite.py::test_b"][0].log_ratios) == 3
+    assert run.notices == ["test_suite.py::test_c called no benchmark on head: not measured"] and not run.failed
 
 
 def test_a_file_head_cannot_import_fails_its_stages_on_head_and_the_others_are_measured(tmp_path):
@@ -261,3 +266,23 @@ def test_a_file_head_cannot_import_fails_its_stages_on_head_and_the_others_are_m
     assert list(run.stages) == ["test_suite.py::test_a"]
     assert list(run.failed) == ["head"] and "no_such_module_anywhere" in run.failed["head"]["test_more.py::test_b"]
     assert run.only == {}
+
+
+def _aslr_can_be_turned_off() -> bool:
+    """What the kernel (and a container's seccomp filter) lets a child do, asked the way the workers are started."""
+    done = subprocess.run(["cat", "/proc/self/personality"], capture_output=True, text=True,
+                          preexec_fn=pairedwire._preexec(None, True, None))
+    return done.returncode == 0 and bool(int(done.stdout.strip(), 16) & pairedwire.ADDR_NO_RANDOMIZE)
+
+
+@pytest.mark.skipif(Path("/proc/sys/kernel/randomize_va_space").read_text().strip() == "0",
+                    reason="ASLR is off machine-wide")
+def test_aslr_is_off_in_the_workers_when_the_plan_says_so_and_the_run_records_whether_it_took(tmp_path):
+    setups = _local_suite(tmp_path, "def test_a(benchmark):\n    benchmark(sum, [1])\n")
+    off = measure_paired(setups, PairedPlan(pairs=1, blocks=2), tmp_path / "off")
+    on = measure_paired(setups, PairedPlan(pairs=1, blocks=2, aslr=True), tmp_path / "on")
+    assert on.aslr_off is False and not on.notices
+    assert off.aslr_off is _aslr_can_be_turned_off()
+    assert off.aslr_off or "ASLR could not be turned off for the workers" in off.notices
+    workers = json.loads((tmp_path / "off" / "paired.json").read_text())["workers"]
+    assert [w["aslr_off"] for w in workers] == [off.aslr_off] * 2

@@ -158,6 +158,9 @@ class _Pair:
                 failed = True
         if measured is not None and not failed:
             self.run.stages.setdefault(name, []).append(measured)
+        elif not failed and name not in self.run.too_long:  # skipped inside its test, or ended early
+            sides = " and ".join(side for side in (BASE, HEAD) if announced[side] is None)
+            _notice(self.run, f"{name} called no benchmark on {sides}: not measured")
 
     def _measure(self, name: str) -> PairSample | None:
         """Calibrate one number of calls for both sides, then alternate blocks A B B A A B ..."""
