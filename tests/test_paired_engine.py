@@ -136,7 +136,7 @@ def test_an_added_stage_is_only_on_head_and_a_50_ms_stage_is_too_long_for_blocks
     run, _ = suite
     assert run.only == {"head": ["bench/test_added.py::test_added"]}
     assert list(run.too_long) == ["bench/test_extra.py::test_fifty_ms"]
-    assert re.match(r"one call takes \d+ ms, longer than the 20 ms", run.too_long["bench/test_extra.py::test_fifty_ms"])
+    assert re.match(r"one call takes \d+ ms, too long for blocks of calls \(limit 20 ms\)", run.too_long["bench/test_extra.py::test_fifty_ms"])
     assert "bench/test_extra.py::test_fifty_ms" not in run.stages
 
 
@@ -286,3 +286,13 @@ def test_aslr_is_off_in_the_workers_when_the_plan_says_so_and_the_run_records_wh
     assert off.aslr_off or "ASLR could not be turned off for the workers" in off.notices
     workers = json.loads((tmp_path / "off" / "paired.json").read_text())["workers"]
     assert [w["aslr_off"] for w in workers] == [off.aslr_off] * 2
+
+
+def test_a_session_that_stops_early_on_one_side_is_one_notice(tmp_path):
+    body = ("def test_a(benchmark):\n    benchmark(sum, [1])\n    assert 'SIDE' == 'base'\n\n"
+            "def test_b(benchmark):\n    benchmark(sum, [2])\n\ndef test_c(benchmark):\n    benchmark(sum, [3])\n")
+    setups = _local_suite(tmp_path, body)
+    run = measure_paired(setups, PairedPlan(pairs=1, blocks=2, pytest_args=["-x"]), tmp_path / "work")
+    assert list(run.failed["head"]) == ["test_suite.py::test_a"] and not run.stages
+    assert run.notices == ["the head worker's pytest session ended early: stages from test_suite.py::test_b on "
+                           "were not measured in pair 1"]
