@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 
 from bolt_bot.decide.counts import counts_to_stages
-from bolt_bot.decide.paired import paired_stages, sizes
+from bolt_bot.decide.paired import noise_notice, paired_stages, sizes
 from bolt_bot.measure.paired import PairedRun
 from bolt_bot.decide.walltime import walltime_stages
 from bolt_bot.measure.plan import Measured
@@ -40,6 +40,7 @@ def judge_measured(measured: Measured) -> Judged:
     wall: list[StageComparison] = []
     if measured.paired is not None:
         wall += paired_stages(measured.paired, *measured.paired_rule)
+        notices += noise_notice(measured.paired, wall)
     if measured.walltime is not None:
         rounds, wall_notices = walltime_stages(measured.walltime, measured.wall_plan)
         too_long = measured.paired.too_long if measured.paired is not None else {}
