@@ -16,7 +16,8 @@ from bolt_bot.errors import BoltError
 from bolt_bot.measure import plan as measuring
 from bolt_bot.measure import timing
 from bolt_bot.measure.counts import InstructionRun
-from bolt_bot.model import INSTRUCTIONS, REGRESSED, CommitRef, Results, StageComparison, WallSize
+from bolt_bot.measure.rounds import RoundResult
+from bolt_bot.model import INSTRUCTIONS, REGRESSED, BenchmarkRound, CommitRef, Results, StageComparison, WallSize
 from bolt_bot.report.render import render_comment
 from bolt_bot.settings import Settings, settings_from_pyproject
 from tests.container import load_action
@@ -81,7 +82,7 @@ def test_the_paired_engine_times_every_stage_and_rounds_only_those_too_long_for_
 
     settings = Settings(measure="walltime", pytest_args=["-k", "x"], round_memory_mb=512)
     measured = measuring.measure(settings, SETUPS, tmp_path, judge=wall_verdicts.judge, walltime_fn=rounds_fn,
-                                 paired_fn=paired_fn, valgrind=lambda: None)
+                                 paired_fn=paired_fn, round_fn=lambda *a, **k: RoundResult(), valgrind=lambda: None)
     assert seen["paired"] == ([], ["-k", "x"], 512, None)
     # The rounds pass is told which stages to leave out, never which to run.
     assert seen["rounds"] == ["-k", "x", *[a for n in ("t::a", "t::b", "t::fixed", "t::new") for a in ("--deselect", n)]]
@@ -101,6 +102,31 @@ def test_the_paired_engine_times_every_stage_and_rounds_only_those_too_long_for_
     text = render_comment(results)
     assert "base and head paired on one CPU, 6 process pairs, and 10 interleaved rounds per side for the stages too long" in text
     assert "timed by whole rounds instead of paired blocks" in text
+
+
+def test_stages_only_one_side_has_run_once_there_so_a_broken_new_one_is_failed_not_added(tmp_path):
+    calls = []
+
+    def paired_fn(setups, plan, workdir, progress, only=None):
+        return run_of({"t::a": [1.0] * 6}, only={"head": ["t::broken", "t::hangs", "t::new"], "base": ["t::gone"]})
+
+    def round_fn(python, checkout, targets, workdir, *, label, pytest_args, env, timeout, memory_mb):
+        calls.append((checkout.name, list(targets), label, timeout))
+        if checkout.name == "base":
+            return RoundResult(records=[BenchmarkRound(name="t::gone", median=0.001)])
+        return RoundResult(failed={"t::broken": "ZeroDivisionError: division by zero",
+                                   "t::hangs": "timed out after 20 s (stopped)"}, error="timed out after 20 s")
+
+    settings = Settings(measure="walltime", round_timeout=20)
+    judged = judge_measured(measuring.measure(settings, SETUPS, tmp_path, judge=wall_verdicts.judge,
+                                              walltime_fn=_never, paired_fn=paired_fn, round_fn=round_fn,
+                                              valgrind=lambda: None))
+    assert calls == [("base", ["t::gone"], "base-only", 20), ("head", ["t::broken", "t::hangs", "t::new"], "head-only", 20)]
+    stages = {s.name: s for s in judged.stages}
+    assert {n: s.verdict for n, s in stages.items()} == {"t::a": "unchanged", "t::broken": "failed", "t::hangs": "failed",
+                                                         "t::new": "added", "t::gone": "removed"}
+    assert stages["t::broken"].note == "failed on head: ZeroDivisionError: division by zero"
+    assert "timed out" in stages["t::hangs"].note and stages["t::hangs"].head.error
 
 
 def test_a_paired_engine_that_cannot_start_leaves_every_stage_to_rounds(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bolt_bot.decide.counts import counts_to_stages
 from bolt_bot.decide.paired import noise_notice, paired_stages, sizes
@@ -39,8 +39,12 @@ def judge_measured(measured: Measured) -> Judged:
                 stages.append(stage)
     wall: list[StageComparison] = []
     if measured.paired is not None:
-        wall += paired_stages(measured.paired, *measured.paired_rule)
-        notices += noise_notice(measured.paired, wall)
+        run = measured.paired
+        if measured.one_sided_failed:  # a stage only one side has, which failed there when run once
+            one_sided = {side: {**run.failed.get(side, {}), **errors} for side, errors in measured.one_sided_failed.items()}
+            run = replace(run, failed={**run.failed, **one_sided})
+        wall += paired_stages(run, *measured.paired_rule)
+        notices += noise_notice(run, wall)
     if measured.walltime is not None:
         rounds, wall_notices = walltime_stages(measured.walltime, measured.wall_plan)
         too_long = measured.paired.too_long if measured.paired is not None else {}

@@ -69,6 +69,7 @@ class Measured:
     paired: PairedRun | None = None  # the paired engine (walltime_engine "paired")
     paired_plan: PairedPlan | None = None
     paired_rule: tuple[float, float] = (3.0, 0.05)  # (floor in percent, alpha) for the paired verdicts
+    one_sided_failed: dict[str, dict[str, str]] = field(default_factory=dict)  # side → stage → error (paired)
     fallback: dict[str, str] = field(default_factory=dict)  # stage → why its count failed: timed instead
     environment: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
@@ -102,7 +103,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         notices.append("valgrind is not installed, so every stage was measured by wall time instead of instruction counts")
         progress.warn(notices[-1])
         mode = WALLTIME
-    engines = Engines(walltime_fn, paired_fn or measure_paired)
+    engines = Engines(walltime_fn, paired_fn or measure_paired, round_fn)
     if mode == WALLTIME:
         return _walltime_only(settings, setups, out, progress, engines, judge, notices)
     plan = CountPlan(threshold=settings.instr_threshold, warning=settings.instr_warning,
@@ -156,6 +157,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
                          extra_args=_deselect(counted_ok))
         measured.walltime, measured.wall_plan = wall.walltime, wall.wall_plan
         measured.paired, measured.paired_plan, measured.paired_rule = wall.paired, wall.paired_plan, wall.paired_rule
+        measured.one_sided_failed = wall.one_sided_failed
         environment.update(wall.environment)
         notices += wall.notices
     return measured
@@ -311,6 +313,7 @@ def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progr
     timed = measure_timed(settings, setups, out, progress, engines, judge, targets, extra_args)
     return Measured(walltime=timed.walltime, wall_plan=timed.wall_plan, paired=timed.paired,
                     paired_plan=timed.paired_plan, paired_rule=(settings.threshold, settings.alpha),
+                    one_sided_failed=timed.one_sided_failed,
                     environment=timed.environment, notices=timed.notices)
 
 

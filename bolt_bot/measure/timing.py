@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.paired import PairedPlan, PairedRun, measure_paired
+from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.measure.walltime import HEAD, Judge, SideSetup, WalltimePlan, WalltimeRun, measure_walltime
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
@@ -28,6 +29,7 @@ class Engines:
 
     rounds: Callable[..., WalltimeRun] = measure_walltime
     paired: Callable[..., PairedRun] = measure_paired
+    round: Callable[..., RoundResult] = run_round  # one plain round: do the one-sided stages run at all?
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Timed:
     wall_plan: WalltimePlan | None = None
     paired: PairedRun | None = None
     paired_plan: PairedPlan | None = None
+    one_sided_failed: dict[str, dict[str, str]] = field(default_factory=dict)  # side → stage → error
     environment: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
 
@@ -68,7 +71,8 @@ def measure_timed(settings: Settings, setups: dict[str, SideSetup], out: Path, p
     environment = {"walltime_engine": PAIRED,
                    "paired": {"pairs": plan.pairs, "aslr_off": run.aslr_off, "seconds": round(run.seconds, 1),
                               **({"too_long": dict(run.too_long)} if run.too_long else {})}}
-    timed = Timed(paired=run, paired_plan=plan, environment=environment, notices=list(run.notices))
+    timed = Timed(paired=run, paired_plan=plan, environment=environment, notices=list(run.notices),
+                  one_sided_failed=_one_sided(run, setups, plan, out, progress, engines.round))
     if run.too_long:
         shown = ", ".join(f"{name} ({why})" for name, why in sorted(run.too_long.items())[:5])
         more = f" and {len(run.too_long) - 5} more" if len(run.too_long) > 5 else ""
@@ -83,6 +87,27 @@ def measure_timed(settings: Settings, setups: dict[str, SideSetup], out: Path, p
         timed.walltime, timed.wall_plan = wall.walltime, wall.wall_plan
         environment.update(wall.environment)
     return timed
+
+
+def _one_sided(run: PairedRun, setups: dict[str, SideSetup], plan: PairedPlan, out: Path, progress: Progress,
+               round_fn: Callable[..., RoundResult]) -> dict[str, dict[str, str]]:
+    """side → stage → error, for stages only one side has: pairs never run them, so one plain round on their
+    side shows whether they work (a new benchmark that fails is `failed`, not `added`)."""
+    failed: dict[str, dict[str, str]] = {}
+    for side, names in sorted(run.only.items()):
+        if not names:
+            continue
+        setup = setups[side]
+        with progress.group(f"Running the {len(names)} stage(s) only {side} has once"):
+            result = round_fn(setup.python, setup.checkout, list(names), out / "one-sided" / side, label=f"{side}-only",
+                              pytest_args=plan.pytest_args, env=setup.env, timeout=plan.timeout,
+                              memory_mb=plan.memory_mb)
+        errors = {name: why for name, why in result.failed.items() if name in names}
+        if result.error and not result.records and not errors:
+            errors = {name: result.error for name in names}  # the whole round failed before any of them ran
+        if errors:
+            failed[side] = errors
+    return failed
 
 
 def measure_sizes(settings: Settings, setups: dict[str, SideSetup], out: Path, names: list[str],
