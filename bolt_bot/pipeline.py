@@ -17,8 +17,10 @@ from bolt_bot.report import output
 from bolt_bot.measure import sandbox
 from bolt_bot.decide import walltime as walltime_verdicts
 from bolt_bot.decide.compare import build_results
-from bolt_bot.decide.measured import judge_measured
-from bolt_bot.model import REGRESSED, CommitRef, Results
+from bolt_bot.decide.measured import add_sizes, judge_measured
+from bolt_bot.decide.paired import flagged
+from bolt_bot.measure.timing import PAIRED, measure_sizes
+from bolt_bot.model import INSTRUCTIONS, REGRESSED, CommitRef, Results
 from bolt_bot.profiling.regressions import profile_stages
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings, settings_from_pyproject
@@ -77,6 +79,10 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                 setups[side] = SideSetup(python=env.python, checkout=tree.path,
                                          env=sandbox.side_environ(env.python, settings.pass_env))
         judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge))
+        moved = flagged(judged.stages, INSTRUCTIONS)
+        if moved and settings.walltime_engine == PAIRED:
+            # How much wall time the counted changes moved, shown beside the count (which still decides).
+            add_sizes(judged, measure_sizes(settings, setups, out, moved, progress))
         regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
         profiles = {}
         if regressed and settings.profile:

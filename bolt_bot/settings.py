@@ -18,6 +18,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MEASURES = ("auto", "walltime", "instructions")
+# How wall time is measured: "paired" (base and head alternating in short blocks on one CPU, bolt_bot.measure.paired)
+# or "rounds" (whole interleaved pytest rounds, bolt_bot.measure.walltime).
+WALLTIME_ENGINES = ("paired", "rounds")
 COMMENT_MODES = ("always", "on-change", "never")
 APPROVERS = ("write", "admin")
 
@@ -35,6 +38,8 @@ class Settings:
     round_timeout: float = 600.0  # seconds before one round is stopped
     round_memory_mb: int = 4096  # address space of one round's process (0: no limit)
     measure: str = "auto"
+    # The default engine is this one line; issue 15's detection benchmark decides which it stays.
+    walltime_engine: str = "paired"
     walltime_stages: list[str] = field(default_factory=list)  # fnmatch patterns of stages always timed (I/O, threads)
     benchmarks: list[str] = field(default_factory=list)  # paths given to pytest
     pytest_args: list[str] = field(default_factory=list)
@@ -73,6 +78,9 @@ class Settings:
     def check(self, source: str) -> None:
         if self.measure not in MEASURES:
             raise BoltError(f"{source}: measure must be one of {', '.join(MEASURES)}, not {self.measure!r}")
+        if self.walltime_engine not in WALLTIME_ENGINES:
+            raise BoltError(f"{source}: walltime-engine must be one of {', '.join(WALLTIME_ENGINES)}, "
+                            f"not {self.walltime_engine!r}")
         if self.comment not in COMMENT_MODES:
             raise BoltError(f"{source}: comment must be one of {', '.join(COMMENT_MODES)}, not {self.comment!r}")
         if self.approvers not in APPROVERS:

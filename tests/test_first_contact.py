@@ -18,7 +18,7 @@ from tests.conftest import commit, git
 IDNA = Path(__file__).parent / "data" / "idna"
 WORK = {"parse": 20000, "join": 15000}
 # Few short rounds: these tests are about paths and exit codes, not about detection.
-QUICK = ["--measure", "walltime", "--rounds", "2", "--budget", "0", "--no-profile", "--quiet"]
+QUICK = ["--measure", "walltime", "--walltime-engine", "rounds", "--rounds", "2", "--budget", "0", "--no-profile", "--quiet"]
 
 
 def bolt(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from bolt_bot.decide.paired import flagged, paired_stages, sizes
+from bolt_bot.decide.paired import flagged, noise_notice, paired_stages, sizes
 from bolt_bot.measure.paired import PairedRun, PairSample
 from bolt_bot.model import (ADDED, FAILED, IMPROVED, INCONCLUSIVE, INSTRUCTIONS, REGRESSED, REMOVED, UNCHANGED,
                             StageComparison)
@@ -115,3 +115,17 @@ def test_sizes_of_counted_stages():
     stages = [StageComparison("x", REGRESSED, measure=INSTRUCTIONS), StageComparison("y", UNCHANGED, measure=INSTRUCTIONS),
               StageComparison("z", IMPROVED, measure="walltime"), StageComparison("w", IMPROVED, measure=INSTRUCTIONS)]
     assert flagged(stages, INSTRUCTIONS) == ["x", "w"]
+
+
+def test_many_inconclusive_stages_get_a_notice_with_the_block_and_pair_spread():
+    quiet = run_of({f"t::s{i}": [1.0] * 6 for i in range(5)})
+    assert noise_notice(quiet, paired_stages(quiet, THRESHOLD, ALPHA)) == []
+    busy = run_of({f"t::s{i}": [1.0] * 6 for i in range(5)}, between=0.08)
+    for samples in busy.stages.values():  # other work on the CPU: one block in a pair runs much longer
+        for sample in samples:
+            sample.log_ratios = [r + (0.5 if k % 3 == 0 else -0.5 if k % 3 == 1 else 0) for k, r in
+                                 enumerate(sample.log_ratios)]
+    stages = paired_stages(busy, THRESHOLD, ALPHA)
+    (notice,) = noise_notice(busy, stages)
+    assert notice.startswith(f"{sum(s.verdict == INCONCLUSIVE for s in stages)} of 5 stages timed in pairs are inconclusive")
+    assert "between adjacent blocks on one CPU by ±4" in notice and "and between process pairs by ±" in notice

@@ -859,7 +859,7 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
         seen.append(kw.get("memory_mb"))
         return RoundResult(error="no suite")
 
-    settings = Settings().updated({"round-memory-mb": "512", "rounds": 1, "measure": "walltime"}, "test")
+    settings = Settings().updated({"round-memory-mb": "512", "rounds": 1, "measure": "walltime", "walltime-engine": "rounds"}, "test")
     setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
     from bolt_bot.measure.walltime import measure_walltime
 
@@ -968,7 +968,7 @@ def test_worktrees_and_temporary_folders_are_removed_on_every_way_out(tmp_path, 
 
     repo, sha = _tiny_repo(tmp_path)
     _fake_env(monkeypatch)
-    plan = runner.Plan(repo, CommitRef("main", sha), CommitRef("head", sha), Settings(measure="walltime", rounds=1))
+    plan = runner.Plan(repo, CommitRef("main", sha), CommitRef("head", sha), Settings(measure="walltime", rounds=1, walltime_engine="rounds"))
     if way_out == "missing-head-commit":  # the base worktree is made, then the head's commit is not there
         plan.head = CommitRef("gone", "0" * 40)
     elif way_out == "keyboard-interrupt":
@@ -1004,7 +1004,7 @@ def test_a_real_run_interrupted_mid_round_leaves_nothing_behind(tmp_path, privat
         runner.compile_bytecode = lambda python, checkout: None
         from bolt_bot.cli import main
         main(["run", "--quiet", "--repo", {str(repo)!r}, "--base", "HEAD~1", "--head", "HEAD",
-              "--measure", "walltime", "--rounds", "1", "--out", {str(tmp_path / "out")!r}])
+              "--measure", "walltime", "--walltime-engine", "rounds", "--rounds", "1", "--out", {str(tmp_path / "out")!r}])
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)

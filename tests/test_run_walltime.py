@@ -43,7 +43,7 @@ def test_finds_both_slowdowns_and_flags_nothing_else(tmp_path):
     for attempt in (1, 2):
         out = tmp_path / f"out{attempt}"
         code, output = run_cli("--repo", str(repo), "--base", base, "--head", head, "--measure", "walltime",
-                               "--out", str(out))
+                               "--walltime-engine", "rounds", "--out", str(out))
         assert code == 0, output
         results = json.loads((out / "results.json").read_text())
         verdicts = {s["name"].split("[")[1].rstrip("]"): s["verdict"] for s in results["stages"]}
@@ -143,7 +143,7 @@ def test_a_stage_that_vanishes_before_confirmation_is_kept_and_marked(tmp_path):
     head = commit(repo, {"minipipe.py": projects.pipeline_module(dict(work, join=75000))}, "head: join 3x the work")
     out = tmp_path / "out"
     code, output = run_cli("--repo", str(repo), "--base", "HEAD~1", "--head", head, "--measure", "walltime",
-                           "--rounds", "4", "--budget", "0", "--no-profile", "--out", str(out))
+                           "--walltime-engine", "rounds", "--rounds", "4", "--budget", "0", "--no-profile", "--out", str(out))
     assert code == 0, output
     results = json.loads((out / "results.json").read_text())
     stages = {s["name"]: s for s in results["stages"]}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bolt_bot.decide.counts import counts_to_stages
+from bolt_bot.decide.paired import noise_notice, paired_stages, sizes
+from bolt_bot.measure.paired import PairedRun
 from bolt_bot.decide.walltime import walltime_stages
 from bolt_bot.measure.plan import Measured
 from bolt_bot.model import FAILED, WALLTIME, StageComparison
@@ -35,14 +37,40 @@ def judge_measured(measured: Measured) -> Judged:
                 failed[stage.name] = stage
             else:
                 stages.append(stage)
+    wall: list[StageComparison] = []
+    if measured.paired is not None:
+        run = measured.paired
+        if measured.one_sided_failed:  # a stage only one side has, which failed there when run once
+            one_sided = {side: {**run.failed.get(side, {}), **errors} for side, errors in measured.one_sided_failed.items()}
+            run = replace(run, failed={**run.failed, **one_sided})
+        wall += paired_stages(run, *measured.paired_rule)
+        notices += noise_notice(run, wall)
     if measured.walltime is not None:
-        wall, wall_notices = walltime_stages(measured.walltime, measured.wall_plan)
-        stages += _fell_back(wall, measured.fallback, failed, notices, environment)
+        rounds, wall_notices = walltime_stages(measured.walltime, measured.wall_plan)
+        too_long = measured.paired.too_long if measured.paired is not None else {}
+        for stage in rounds:
+            if stage.name in too_long:
+                why = f"timed by whole rounds, not paired blocks: {too_long[stage.name]}"
+                stage.note = f"{why}; {stage.note}" if stage.note else why
+        wall += rounds
         notices += wall_notices
+    if measured.walltime is not None or measured.paired is not None:
+        stages += _fell_back(wall, measured.fallback, failed, notices, environment)
     kinds = {s.measure for s in stages}
     name = MIXED if len(kinds) > 1 else (kinds.pop() if kinds else WALLTIME)
     stages.sort(key=lambda s: s.name)
     return Judged(stages, name, environment, notices)
+
+
+def add_sizes(judged: Judged, run: PairedRun) -> None:
+    """The paired wall-time change of each stage `run` timed (counted stages that moved), beside the count:
+    the count still decides."""
+    found = sizes(run)
+    for stage in judged.stages:
+        if stage.name in found:
+            stage.wall_size = found[stage.name]
+    judged.notices += run.notices
+    judged.environment["sizes"] = {"engine": "paired", "stages": len(found), "seconds": round(run.seconds, 1)}
 
 
 def _fell_back(wall: list[StageComparison], fallback: dict[str, str], failed_counts: dict[str, StageComparison],

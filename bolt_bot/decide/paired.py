@@ -123,6 +123,27 @@ def paired_stages(run: PairedRun, threshold: float, alpha: float) -> list[StageC
     return comparisons
 
 
+INCONCLUSIVE_SHARE = 0.1  # issue 15's target: at most this share of unchanged stages inconclusive
+
+
+def noise_notice(run: PairedRun, stages: Sequence[StageComparison]) -> list[str]:
+    """When many paired stages are inconclusive, how far their blocks and their process pairs disagreed: wide
+    blocks mean other work shared the CPU, wide pairs that the processes differ (layout, allocator)."""
+    paired = [s for s in stages if s.name in run.stages]
+    unclear = [s for s in paired if s.verdict == INCONCLUSIVE]
+    if not paired or len(unclear) <= INCONCLUSIVE_SHARE * len(paired):
+        return []
+    blocks = [statistics.stdev(s.log_ratios) for samples in run.stages.values() for s in samples
+              if len(s.log_ratios) > 1]
+    values = ([v for v in map(pair_value, samples) if v is not None] for samples in run.stages.values())
+    pairs = [statistics.stdev(v) for v in values if len(v) > 1]
+    spread = [f"{what} by ±{statistics.median(sd) * 100:.1f} %" for what, sd in
+              (("adjacent blocks on one CPU", blocks), ("process pairs", pairs)) if sd]
+    return [f"{len(unclear)} of {len(paired)} stages timed in pairs are inconclusive"
+            + (f"; their log-ratios differed between {' and between '.join(spread)} (median standard deviations)"
+               if spread else "")]
+
+
 def sizes(run: PairedRun) -> dict[str, WallSize]:
     """stage → its paired wall-time change, for stages another measure decided (instruction counts): the
     size of the change beside the count, never a verdict."""

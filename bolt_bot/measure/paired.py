@@ -81,6 +81,7 @@ class _Pair:
         self.index, self.cpu, self.workers, self.plan, self.run = index, cpu, workers, plan, run
         self.finished: set[str] = set()  # sides whose pytest session ended
         self.failures: dict[str, dict[str, str]] = {BASE: {}, HEAD: {}}
+        self.told: set[str] = set()  # sides whose early end is already a notice
 
     def _event(self, side: str, name: str) -> dict | None:
         """The worker's next message about `name`; failures are noted on the way; None once it finished."""
@@ -158,15 +159,26 @@ class _Pair:
                 failed = True
         if measured is not None and not failed:
             self.run.stages.setdefault(name, []).append(measured)
+        elif not failed and name not in self.run.too_long:
+            early = [side for side in (BASE, HEAD) if announced[side] is None and side in self.finished]
+            for side in set(early) - self.told:  # pytest stopped (-x, an internal error): one notice, not one per stage
+                self.told.add(side)
+                _notice(self.run, f"the {side} worker's pytest session ended early: stages from {name} on "
+                                  f"were not measured in pair {self.index + 1}")
+            skipped = [side for side in (BASE, HEAD) if announced[side] is None and side not in early]
+            if skipped:  # pytest.skip() inside the test, before its benchmark call
+                _notice(self.run, f"{name} called no benchmark on {' and '.join(skipped)}: not measured")
 
     def _measure(self, name: str) -> PairSample | None:
         """Calibrate one number of calls for both sides, then alternate blocks A B B A A B ..."""
         plan = self.plan
         single = {side: self.block(side, 1)[0] for side in (BASE, HEAD)}  # also the warm-up call
+        if max(single.values()) * 1000 > plan.max_call_ms:  # a cold first call (imports, caches) gets a second chance
+            single = {side: min(took, self.block(side, 1)[0]) for side, took in single.items()}
         longest = max(single.values())
         if longest * 1000 > plan.max_call_ms:
-            self.run.too_long.setdefault(name, f"one call takes {longest * 1000:.0f} ms, longer than the "
-                                               f"{plan.max_call_ms:g} ms a block of calls may take per call")
+            self.run.too_long.setdefault(name, f"one call takes {longest * 1000:.0f} ms, too long for blocks of "
+                                               f"calls (limit {plan.max_call_ms:g} ms)")
             return None
         target = plan.block_ms / 1000
         calls = 1
@@ -198,8 +210,9 @@ class _Pair:
 
 
 def _command(setup: SideSetup, plan: PairedPlan) -> list[str]:
-    return [str(setup.python), "-m", "pytest", *pytestcmd.pytest_args(plan.pytest_args, plugin=PLUGIN,
-                                                                      targets=plan.targets)]
+    # A file that fails to import on one side fails its stages there; the other files are still measured.
+    return [str(setup.python), "-m", "pytest", *pytestcmd.pytest_args(
+        plan.pytest_args, plugin=PLUGIN, targets=plan.targets, bolt_flags=["--continue-on-collection-errors"])]
 
 
 def _start(side: str, index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path) -> Worker:
@@ -216,19 +229,26 @@ def _hello(worker: Worker) -> dict:
     return message
 
 
-def _collected(worker: Worker) -> list[dict]:
-    errors = []
+def _collected(worker: Worker) -> tuple[list[dict], dict[str, str]]:
+    """(the benchmark tests it collected, {file or node it could not collect: why})."""
+    errors: dict[str, str] = {}
     while True:
         message = worker.recv()
         if message.get("ev") == "collect_error":
-            errors.append(f"{message.get('nodeid')}: {message.get('excerpt')}")
+            errors[str(message.get("nodeid") or "")] = str(message.get("excerpt") or "could not be collected")
         elif message.get("ev") == "collected":
-            if errors:
-                worker.stage = None
-                worker.fail(f"could not collect {errors[0][:300]}")
-            return list(message.get("items") or [])
+            return list(message.get("items") or []), errors
         elif message.get("ev") == "finished":
-            worker.fail("ended before collecting its benchmarks")
+            first = next(iter(errors.items()), None)
+            worker.fail("ended before collecting its benchmarks", first and f"{first[0]}: {first[1]}"[:300])
+
+
+def _under(nodeid: str, errors: dict[str, str]) -> str | None:
+    """Why `nodeid` could not be collected, when it lives in a file or node that failed to collect."""
+    for where, why in errors.items():
+        if not where or nodeid == where or nodeid.startswith((where + "::", where + "/")):
+            return f"{where}: {why}" if where else why
+    return None
 
 
 def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path,
@@ -243,10 +263,19 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
                          "aslr_off": bool(hello.get("aslr_off")), "pytest_benchmark": hello.get("pytest_benchmark")})
             if hello.get("cpus") != [cpu]:
                 _notice(run, f"the workers could not be pinned to one CPU (they may run on {hello.get('cpus')})")
-        items = {side: _collected(worker) for side, worker in workers.items()}
+        collected = {side: _collected(worker) for side, worker in workers.items()}
+        items = {side: found for side, (found, _) in collected.items()}
         names = {side: [item["nodeid"] for item in items[side]] for side in items}
         for side, other in ((BASE, HEAD), (HEAD, BASE)):
-            alone = [n for n in names[side] if n not in set(names[other]) and (wanted is None or n in wanted)]
+            alone = []
+            for name in names[side]:
+                if name in set(names[other]) or (wanted is not None and name not in wanted):
+                    continue
+                why = _under(name, collected[other][1])
+                if why is None:
+                    alone.append(name)
+                else:  # in a file the other side cannot import: failed there, not added or removed
+                    run.failed.setdefault(other, {}).setdefault(name, why)
             if alone:
                 run.only[side] = sorted(set(run.only.get(side, [])) | set(alone))
             for item in items[side]:
@@ -259,8 +288,7 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
         for name in order:
             pair.stage(name)
         for side, worker in workers.items():
-            while side not in pair.finished:
-                pair._event(side, "")
+            pair._await_end(side, "")  # to the end of its session
             worker.finish()
     finally:
         for worker in workers.values():

@@ -68,9 +68,10 @@ class Worker:
         event_read, event_write = os.pipe()
         self._write, self._read = cmd_write, event_read
         self.proc: subprocess.Popen | None = None
+        self.since = process.generation()
         try:
             self.proc = process._live.start(
-                process.generation(), cmd, cwd=cwd, env={**env, ENV_FDS: f"{cmd_read},{event_write}"},
+                self.since, cmd, cwd=cwd, env={**env, ENV_FDS: f"{cmd_read},{event_write}"},
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 pass_fds=(cmd_read, event_write), preexec_fn=_preexec(cpu, aslr_off, memory_mb))
         except OSError as exc:
@@ -135,10 +136,11 @@ class Worker:
         except (OSError, ValueError):
             return ""
 
-    def fail(self, what: str) -> NoReturn:
+    def fail(self, what: str, excerpt: str | None = None) -> NoReturn:
         where = f" in {self.stage}" if self.stage else ""
-        excerpt = process.error_line(self.output())
+        excerpt = excerpt or process.error_line(self.output())
         self.close()
+        process._live.check(self.since)  # killed by stop_all(): the interruption propagates, not this
         raise BoltError(f"paired timing: the {self.label} worker {what}{where}: {excerpt}")
 
     def finish(self, wait: float = 10.0) -> int | None:

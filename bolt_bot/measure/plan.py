@@ -32,6 +32,8 @@ from bolt_bot.measure.counts import (
 )
 from bolt_bot.model import INSTRUCTIONS, WALLTIME
 from bolt_bot.progress import Progress
+from bolt_bot.measure.paired import PairedPlan, PairedRun, measure_paired
+from bolt_bot.measure.timing import Engines, measure_timed
 from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.settings import Settings
 from bolt_bot.measure.walltime import BASE, HEAD, Judge, SideSetup, WalltimePlan, WalltimeRun, measure_walltime
@@ -62,8 +64,12 @@ class Measured:
 
     counts: CountRun | None = None
     count_plan: CountPlan | None = None
-    walltime: WalltimeRun | None = None
+    walltime: WalltimeRun | None = None  # whole rounds: every timed stage, or those too long for paired blocks
     wall_plan: WalltimePlan | None = None
+    paired: PairedRun | None = None  # the paired engine (walltime_engine "paired")
+    paired_plan: PairedPlan | None = None
+    paired_rule: tuple[float, float] = (3.0, 0.05)  # (floor in percent, alpha) for the paired verdicts
+    one_sided_failed: dict[str, dict[str, str]] = field(default_factory=dict)  # side → stage → error (paired)
     fallback: dict[str, str] = field(default_factory=dict)  # stage → why its count failed: timed instead
     environment: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
@@ -82,7 +88,8 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
             round_fn: Callable[..., RoundResult] = run_round,
             walltime_fn: Callable[..., object] = measure_walltime,
             counts_fn: Callable[..., InstructionRun] = measure_instructions,
-            valgrind: Callable[[], str | None] = valgrind_available) -> Measured:
+            valgrind: Callable[[], str | None] = valgrind_available,
+            paired_fn: Callable[..., PairedRun] | None = None) -> Measured:
     """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind.
 
     `judge(plan)` is the deciding layer's opinion the wall-time loop plans its extra rounds by."""
@@ -96,8 +103,9 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         notices.append("valgrind is not installed, so every stage was measured by wall time instead of instruction counts")
         progress.warn(notices[-1])
         mode = WALLTIME
+    engines = Engines(walltime_fn, paired_fn or measure_paired, round_fn)
     if mode == WALLTIME:
-        return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)
+        return _walltime_only(settings, setups, out, progress, engines, judge, notices)
     plan = CountPlan(threshold=settings.instr_threshold, warning=settings.instr_warning,
                      pytest_args=[*settings.benchmarks, *settings.pytest_args], timeout=settings.round_timeout)
     environment: dict = {}
@@ -108,7 +116,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
             split = discover(settings, setups, out / "discovery", progress, round_fn)
         if not split.counted and not split.timed:
             # Discovery found nothing: let the wall-time path report what is wrong with the suite.
-            return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)
+            return _walltime_only(settings, setups, out, progress, engines, judge, notices)
         environment["discovery"] = {"instructions": len(split.counted), "walltime": len(split.timed),
                                     "walltime_reasons": split.reasons}
         counted, timed = split.counted, split.timed
@@ -132,7 +140,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
                            "were measured by wall time instead")
             progress.warn(notices[-1])
             if counted is None:
-                return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)
+                return _walltime_only(settings, setups, out, progress, engines, judge, notices)
             fallback.update({name: f"instruction counts failed on both sides: {exc}" for name in counted})
         else:
             measured.counts, measured.count_plan = run, plan
@@ -145,10 +153,13 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
                 if name not in fallback and name not in names:
                     fallback[name] = "no instruction count was recorded"
     if timed or fallback:
-        wall = _walltime(settings, setups, out, progress, walltime_fn, judge, targets=list(settings.benchmarks),
+        wall = _walltime(settings, setups, out, progress, engines, judge, targets=list(settings.benchmarks),
                          extra_args=_deselect(counted_ok))
         measured.walltime, measured.wall_plan = wall.walltime, wall.wall_plan
+        measured.paired, measured.paired_plan, measured.paired_rule = wall.paired, wall.paired_plan, wall.paired_rule
+        measured.one_sided_failed = wall.one_sided_failed
         environment.update(wall.environment)
+        notices += wall.notices
     return measured
 
 
@@ -297,19 +308,16 @@ def _count_environment(run: CountRun, counted: int, timed: int) -> dict:
     }
 
 
-def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, walltime_fn, judge,
+def _walltime(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, engines: Engines, judge,
               targets: list[str], extra_args: list[str] = ()) -> Measured:
-    plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
-                        timeout=settings.round_timeout, memory_mb=settings.round_memory_mb, targets=targets,
-                        pytest_args=[*settings.pytest_args, *extra_args])
-    with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
-        run = walltime_fn(setups, plan, out / "rounds", progress, judge=judge(plan))
-    environment = {"rounds": settings.rounds, "plan": "interleaved", "extra_rounds": run.extra_pairs,
-                   "confirmation_rounds": run.confirm_pairs}
-    return Measured(walltime=run, wall_plan=plan, environment=environment)
+    timed = measure_timed(settings, setups, out, progress, engines, judge, targets, extra_args)
+    return Measured(walltime=timed.walltime, wall_plan=timed.wall_plan, paired=timed.paired,
+                    paired_plan=timed.paired_plan, paired_rule=(settings.threshold, settings.alpha),
+                    one_sided_failed=timed.one_sided_failed,
+                    environment=timed.environment, notices=timed.notices)
 
 
-def _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices) -> Measured:
-    wall = _walltime(settings, setups, out, progress, walltime_fn, judge, targets=list(settings.benchmarks))
-    wall.notices = notices
+def _walltime_only(settings, setups, out, progress, engines, judge, notices) -> Measured:
+    wall = _walltime(settings, setups, out, progress, engines, judge, targets=list(settings.benchmarks))
+    wall.notices = [*notices, *wall.notices]
     return wall

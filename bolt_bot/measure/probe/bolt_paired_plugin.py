@@ -96,6 +96,12 @@ def _excerpt_of(exc: BaseException) -> str:
 
 
 def _report_excerpt(report) -> str:
+    # The crash line names the exception and its message ("AssertionError: the result changed");
+    # the "E" lines of a rewritten assert end with its diff, which says less.
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    message = getattr(crash, "message", None)
+    if message:
+        return " | ".join(line.strip() for line in message.splitlines() if line.strip())[:_EXCERPT]
     text = getattr(report, "longreprtext", "") or str(getattr(report, "longrepr", "") or "")
     lines = [line for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in lines if line.lstrip().startswith("E ")]
