@@ -26,6 +26,7 @@ from detection.run import DEFAULT_RULES, QUICK_PAIRED, check_counts, main, make_
 
 from bolt_bot.measure.counts import valgrind_available
 from bolt_bot.measure.paired import PairedRun, PairSample
+from bolt_bot.settings import Settings
 
 
 def test_plan_prs_cycles_sizes_and_rotates_stages():
@@ -140,9 +141,9 @@ def test_quick_mode_runs_the_paired_rule_with_a_short_plan():
     paired = rules["paired"]
     assert isinstance(paired, BoltPaired)
     assert (paired.plan.pairs, paired.plan.blocks) == (QUICK_PAIRED["pairs"], QUICK_PAIRED["blocks"]) == (3, 6)
-    assert paired.rounds.plan.rounds == 3  # too-long stages go to the same short rounds plan as the bolt rule
+    assert paired.settings.rounds == 3 and paired.settings.budget == 5.0  # too-long stages: the bolt rule's short rounds
     full = make_rules(["paired"], quick=False, rounds=None)["paired"]
-    assert full.plan.pairs == 6 and full.threshold == 3.0 and full.alpha == 0.05  # PairedPlan() and Settings()
+    assert full.settings == Settings() and full.plan.pairs == 6 and (full.threshold, full.alpha) == (3.0, 0.05)
 
 
 def _fake_paired(ratios: dict[str, float], pairs: int = 4, too_long: dict | None = None) -> dict:
@@ -310,6 +311,15 @@ def test_tiny_single_shot_run(tmp_path):
     assert rec["suite"] == "single-shot" and "error" not in rec["rules"]["naive"], rec
     _check_paired(rec, {"cpu_sum", "dict_lookup"})
     assert "| paired | quiet-single-shot | 1 |" in table.render([rec])
+
+    # Every stage "too long for blocks": bolt run's wall-time step times them by whole rounds, and the record says so.
+    rules = {"paired": BoltPaired(rules["paired"].settings, {**QUICK_PAIRED, "max_call_ms": 1e-6})}
+    rec = run_pr(python, repo, prs[0], stages, rules, tmp_path / "long", "quiet", single_shot=True)
+    paired = rec["rules"]["paired"]
+    assert "error" not in paired, paired
+    assert paired["detail"]["fallback"]["stages"] == ["cpu_sum", "dict_lookup"] and not paired["detail"]["run"]["stages"]
+    assert set(paired["verdicts"]) == {"cpu_sum", "dict_lookup"} and paired["detail"]["fallback"]["rounds"]["base"] >= 2
+    assert replay_paired(paired)["verdicts"] == paired["verdicts"]
 
 
 def test_vm_phase_checker_reports_every_cpu():

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from bolt_bot.decide import walltime as wall_verdicts
 from bolt_bot.decide.counts import counts_to_stages
+from bolt_bot.decide.measured import judge_measured
 from bolt_bot.decide.paired import paired_stages
-from bolt_bot.measure.paired import PairedPlan, PairedRun, PairSample, measure_paired
-from bolt_bot.measure.plan import REPEAT, CountPlan, measure_counts
+from bolt_bot.measure.paired import PairedRun, PairSample, measure_paired
+from bolt_bot.measure.timing import PAIRED, Engines, measure_timed, paired_plan
+from bolt_bot.measure.plan import REPEAT, CountPlan, Measured, measure_counts
 from bolt_bot.measure.counts import valgrind_available
 from bolt_bot.model import IMPROVED, REGRESSED
 from bolt_bot.progress import Progress
@@ -218,47 +220,61 @@ class BoltInstructions:
 
 
 class BoltPaired:
-    """Bolt's paired wall-time engine (issue 15): measure_paired on the two checkouts with the default PairedPlan
-    (K fresh process pairs, base and head worker pinned to one CPU, alternating blocks of calls, blocks whose speed
-    probes disagree dropped), judged by decide.paired.paired_stages with Settings' floor and alpha. Stages too long
-    for blocks are measured by the rounds engine (the `bolt` rule's plan, those stages only) and judged as it judges
-    them, as `bolt run` does. Its time covers both. The kept blocks go to the record, so the decision can be
-    replayed from raw data (`replay_paired`)."""
+    """Bolt's wall-time step as `bolt run` takes it with the default `walltime-engine = "paired"` (issue 15):
+    `measure.timing.measure_timed` on the two checkouts with Settings' defaults, i.e. measure_paired with the default
+    PairedPlan (K fresh process pairs, base and head worker pinned to one CPU, alternating blocks of calls, blocks
+    whose speed probes disagree dropped) and whole rounds for the stages too long for blocks, judged by
+    `decide.measured.judge_measured` (decide.paired.paired_stages for the pairs, the rounds verdicts for the rest).
+    Its time covers both. The kept blocks go to the record, so the decision can be replayed (`replay_paired`).
+    A run where the paired engine could not start (bolt run then times everything by rounds) is an error here:
+    the row must not show the rounds engine under the paired engine's name."""
 
     name = "paired"
     label = "Bolt, wall time, paired (base and head on one CPU, alternating blocks, K process pairs)"
 
-    def __init__(self, plan: PairedPlan | None = None, rounds: BoltWalltime | None = None):
-        settings = Settings()
-        self.plan = plan or PairedPlan()
-        self.rounds = rounds or BoltWalltime()
-        self.threshold, self.alpha = settings.threshold, settings.alpha
+    def __init__(self, settings: Settings | None = None, plan_changes: dict | None = None):
+        self.settings = settings or Settings()
+        self.plan_changes = dict(plan_changes or {})  # --quick: fewer pairs and blocks than the default plan
+        self.plan = dataclasses.replace(paired_plan(self.settings, []), **self.plan_changes)
+        self.threshold, self.alpha = self.settings.threshold, self.settings.alpha
 
     def available(self) -> str | None:
         return None if hasattr(os, "sched_setaffinity") else "no CPU affinity control on this system"
 
+    def _paired_engine(self):
+        changes = self.plan_changes
+        if not changes:
+            return measure_paired
+
+        def shortened(setups, plan, workdir, progress=None, only=None):
+            return measure_paired(setups, dataclasses.replace(plan, **changes), workdir, progress, only=only)
+        return shortened
+
     def run(self, ctx: PrContext) -> RuleOutcome:
         setups = {side: SideSetup(python=ctx.python, checkout=ctx.trees[side], env=environ(ctx.python)) for side in (BASE, HEAD)}
-        progress = Progress(quiet=not ctx.verbose)
+        settings = dataclasses.replace(self.settings, walltime_engine=PAIRED)
         started = time.monotonic()
-        run = measure_paired(setups, self.plan, ctx.workdir / "paired", progress)
-        paired_seconds = time.monotonic() - started
-        stages = [s for s in paired_stages(run, self.threshold, self.alpha) if s.name not in run.too_long]
+        timed = measure_timed(settings, setups, ctx.workdir / "paired", Progress(quiet=not ctx.verbose),
+                              Engines(paired=self._paired_engine()), wall_verdicts.judge, targets=[])
+        seconds = time.monotonic() - started
+        if timed.paired is None:
+            raise RuntimeError(f"the paired engine did not run: {'; '.join(timed.notices)}"[:400])
+        judged = judge_measured(Measured(walltime=timed.walltime, wall_plan=timed.wall_plan, paired=timed.paired,
+                                         paired_plan=timed.paired_plan, paired_rule=(self.threshold, self.alpha),
+                                         one_sided_failed=timed.one_sided_failed, environment=timed.environment,
+                                         notices=timed.notices))
+        run = timed.paired
+        outcome = _outcome(judged.stages, seconds)
         fallback = None
-        if run.too_long:
-            plan = dataclasses.replace(self.rounds.plan, targets=sorted(run.too_long))
-            long_run = measure_walltime(setups, plan, ctx.workdir / "paired-rounds", progress, judge=wall_verdicts.judge(plan))
-            long_stages, _ = wall_verdicts.walltime_stages(long_run, plan)
-            long_stages = [s for s in long_stages if s.name in run.too_long]
-            stages += long_stages
-            fallback = {"stages": sorted(stage_of(n) for n in run.too_long), "seconds": long_run.seconds,
-                        "rounds": long_run.rounds, "outcome": _outcome(long_stages, long_run.seconds).to_dict()}
-        outcome = _outcome(stages, time.monotonic() - started)
-        written = ctx.workdir / "paired" / "paired.json"  # measure_paired's own copy, with each worker's CPU and ASLR state
+        if timed.walltime is not None:
+            long_stages = [s for s in judged.stages if s.name in run.too_long]
+            fallback = {"stages": sorted(stage_of(n) for n in run.too_long), "seconds": timed.walltime.seconds,
+                        "rounds": timed.walltime.rounds, "outcome": _outcome(long_stages, timed.walltime.seconds).to_dict()}
+        written = ctx.workdir / "paired" / "paired" / "paired.json"  # measure_paired's copy: each worker's CPU and ASLR
         workers = json.loads(written.read_text()).get("workers") if written.is_file() else None
-        outcome.detail = {"run": dataclasses.asdict(run), "workers": workers, "paired_seconds": paired_seconds,
-                          "fallback": fallback,
-                          "notes": {stage_of(s.name): s.note for s in stages if s.note},
+        outcome.detail = {"run": dataclasses.asdict(run), "workers": workers, "paired_seconds": run.seconds,
+                          "fallback": fallback, "notices": judged.notices, "environment": judged.environment,
+                          "notes": {stage_of(s.name): s.note for s in judged.stages if s.note},
                           "plan": dataclasses.asdict(self.plan), "threshold": self.threshold, "alpha": self.alpha}
         return outcome
 

@@ -11,7 +11,8 @@ For every condition (quiet; a CPU hog pinned to the other core) and every PR (a 
 project that slows some stages down by 0, 2, 5 or 10 %): one plain pytest-benchmark run of the base with default
 settings (the yardstick for wall time, and the naive rule's base run), the naive rule's head run, Bolt's
 wall-time measurement with rounds (measure_walltime on two worktrees, Bolt's default settings), with the paired
-engine (measure_paired, the default PairedPlan; too-long stages by rounds) and Bolt's instruction-count
+engine (bolt run's wall-time step, measure.timing.measure_timed: the default PairedPlan, too-long stages by
+rounds) and Bolt's instruction-count
 measurement (instrplan.measure_counts: callgrind, base, head, head again; skipped without valgrind, or with
 --rules naive,bolt). The order of Bolt's rules and the naive pair alternates between PRs. Writes the markdown table to --out and one JSON line per PR next to it
 (--out with the suffix .jsonl), flushed as each PR finishes.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import shutil
 import statistics
@@ -35,7 +37,8 @@ from bolt_bot.measure import gitrepo
 from bolt_bot.measure.walltime import BASE, HEAD
 from detection import suite, table
 from detection.hog import cpu_hog, other_core
-from detection.rules import RULES, BoltPaired, BoltWalltime, NaiveCompareFail, PairedPlan, PrContext, plain_run, replay_paired
+from bolt_bot.settings import Settings
+from detection.rules import RULES, BoltPaired, BoltWalltime, NaiveCompareFail, PrContext, plain_run, replay_paired
 
 DEFAULT_RULES = "naive,bolt,paired,instructions"
 DEFAULT_PRS = 8  # per condition; see benchmarks/README.md for the time estimate
@@ -94,8 +97,11 @@ def make_rules(names: list[str], quick: bool, rounds: int | None, plain_args: li
             raise SystemExit(f"unknown rule {name!r}; known: {', '.join(RULES)}")
         if name == "bolt":
             rules[name] = _rounds_rule(quick, rounds)
-        elif name == "paired":  # its too-long stages go to the same rounds plan as the `bolt` rule's
-            rules[name] = BoltPaired(PairedPlan(**QUICK_PAIRED) if quick else None, _rounds_rule(quick, rounds))
+        elif name == "paired":  # bolt run's wall-time step; its too-long stages get the `bolt` rule's rounds plan
+            settings = Settings()
+            settings = dataclasses.replace(settings, rounds=rounds or (3 if quick else settings.rounds),
+                                           budget=5.0 if quick else settings.budget)
+            rules[name] = BoltPaired(settings, QUICK_PAIRED if quick else None)
         elif name == "naive":
             rules[name] = NaiveCompareFail(plain_args)
         else:
