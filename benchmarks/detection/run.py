@@ -1,7 +1,7 @@
 """Bolt's detection-quality benchmark: synthetic PRs with injected slowdowns, judged by Bolt and by the naive rule.
 
     python benchmarks/detection/run.py                       # the full run: quiet, then with a CPU hog
-    python benchmarks/detection/run.py --quick               # smoke test, under ~2 minutes
+    python benchmarks/detection/run.py --quick               # smoke test, ~4-7 minutes
     python benchmarks/detection/run.py --prs 12 --no-hog --out quiet.md
     python benchmarks/detection/run.py --from-raw quiet.jsonl hog.jsonl --out both.md   # re-render only
     python benchmarks/detection/run.py --single-shot --out single.md   # the microsecond-scale pedantic(rounds=1) suite
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rules", default=DEFAULT_RULES,
                    help=f"comma-separated, from {', '.join(RULES)} (default {DEFAULT_RULES}; without valgrind the "
                         "instruction-count rule is skipped with a message)")
-    p.add_argument("--no-instructions", action="store_true", help="leave the instruction-count rule out (as --rules naive,bolt)")
+    p.add_argument("--no-instructions", action="store_true", help="leave the instruction-count rule out (as --rules naive,bolt,paired)")
     p.add_argument("--stages", help=f"comma-separated stage names (default all {len(suite.STAGES)}; quick {','.join(suite.QUICK_STAGES)})")
     p.add_argument("--changed", type=int, default=CHANGED_PER_PR, help="stages slowed down in each non-zero PR")
     p.add_argument("--rounds", type=int, help="Bolt's rounds per side (default Bolt's own default; quick 3)")
