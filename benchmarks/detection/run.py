@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, from {', '.join(RULES)} (default {DEFAULT_RULES}; without valgrind the "
                         "instruction-count rule is skipped with a message)")
     p.add_argument("--no-instructions", action="store_true", help="leave the instruction-count rule out (as --rules naive,bolt,paired)")
-    p.add_argument("--stages", help=f"comma-separated stage names (default all {len(suite.STAGES)}; quick {','.join(suite.QUICK_STAGES)})")
+    p.add_argument("--stages", help=f"comma-separated stage names (default all {len(suite.STAGES)}, single-shot all but {','.join(suite.SINGLE_SHOT_LEFT_OUT)}; quick {','.join(suite.QUICK_STAGES)})")
     p.add_argument("--changed", type=int, default=CHANGED_PER_PR, help="stages slowed down in each non-zero PR")
     p.add_argument("--rounds", type=int, help="Bolt's rounds per side (default Bolt's own default; quick 3)")
     p.add_argument("--seed", type=int, default=1)
