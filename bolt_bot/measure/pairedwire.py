@@ -54,13 +54,16 @@ def _preexec(cpu: int | None, aslr_off: bool, memory_mb: int | None):
 
 
 class Worker:
-    """One pytest worker process: its pipe, its log, its deadline."""
+    """One pytest worker process: its pipe, its log, how long it may stay silent.
+
+    `timeout` bounds each wait for an answer, not the worker's life: a worker serves a whole suite, two
+    sides' worth of blocks, and a suite of thousands of stages must not be cut off for its size.
+    """
 
     def __init__(self, label: str, cmd: list[str], cwd: Path, env: dict[str, str], *, log: Path, timeout: float,
                  cpu: int | None, aslr_off: bool, memory_mb: int | None):
         self.label = label
         self.stage: str | None = None  # what it was doing, for the error line
-        self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self._buf = b""
         self._log = open(log, "w+b")
@@ -93,11 +96,12 @@ class Worker:
             self.fail("stopped answering")
 
     def recv(self) -> dict:
-        """The worker's next message; one clear BoltError if it dies, hangs past its deadline or talks nonsense."""
+        """The worker's next message; one clear BoltError if it dies, stays silent too long or talks nonsense."""
+        deadline = time.monotonic() + self.timeout
         while b"\n" not in self._buf:
-            left = self.deadline - time.monotonic()
+            left = deadline - time.monotonic()
             if left <= 0:
-                self.fail(f"timed out after {self.timeout:.0f} s")
+                self.fail(f"timed out: no answer for {self.timeout:.0f} s")
             ready, _, _ = select.select([self._read], [], [], left)
             if not ready:
                 continue

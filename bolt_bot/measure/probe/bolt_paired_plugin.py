@@ -232,13 +232,13 @@ def _serve(fixture, fn, arguments, teardown, per_call):
         if kind == "block":
             before = speed_probe()
             try:
-                seconds, result = _block(fn, arguments, teardown, per_call, int(command["calls"]),
+                seconds, wall, result = _block(fn, arguments, teardown, per_call, int(command["calls"]),
                                          bool(getattr(fixture, "_disable_gc", False)))
             except Exception as exc:
                 fixture.has_error = True
                 wire.send(ev="error", name=fixture.fullname, excerpt=_excerpt_of(exc))
                 raise
-            wire.send(ev="block", seconds=seconds, probe=[before, speed_probe()])
+            wire.send(ev="block", seconds=seconds, wall=wall, probe=[before, speed_probe()])
         elif kind == "done" and result is not _NOTHING:
             return result
         else:  # skip, or done before any block: one plain call, as pytest-benchmark's disabled mode does
@@ -250,7 +250,7 @@ def _serve(fixture, fn, arguments, teardown, per_call):
 
 
 def _block(fn, arguments, teardown, per_call, calls, disable_gc):
-    """(seconds spent in the calls, the last call's value)."""
+    """(seconds spent in the calls, seconds of the whole block with setup and teardown, the last call's value)."""
     gc_was_on = gc.isenabled()
     if disable_gc:
         gc.disable()
@@ -260,8 +260,10 @@ def _block(fn, arguments, teardown, per_call, calls, disable_gc):
             started = time.perf_counter()
             for _ in range(calls):
                 result = fn(*args, **kwargs)
-            return time.perf_counter() - started, result
+            spent = time.perf_counter() - started
+            return spent, spent, result
         spent = 0.0
+        began = time.perf_counter()
         for _ in range(calls):
             args, kwargs = arguments()
             started = time.perf_counter()
@@ -269,7 +271,7 @@ def _block(fn, arguments, teardown, per_call, calls, disable_gc):
             spent += time.perf_counter() - started
             if teardown is not None:
                 teardown(*args, **kwargs)
-        return spent, result
+        return spent, time.perf_counter() - began, result
     finally:
         if disable_gc and gc_was_on:
             gc.enable()
