@@ -198,7 +198,7 @@ def _our_processes(root: Path) -> list[int]:
     return left
 
 
-DIES = '''import os
+DIES = '''import os, sys
 
 def test_ok(benchmark):
     benchmark(sum, range(10))
@@ -206,7 +206,7 @@ def test_ok(benchmark):
 def test_dies(benchmark):
     def stage():
         if "SIDE" == "head":
-            print("Fatal: the stage pulled the plug")
+            print("Fatal: the stage pulled the plug", file=sys.stderr)
             os._exit(3)
         return 1
     benchmark(stage)
@@ -220,6 +220,7 @@ def test_a_worker_that_dies_mid_stage_is_one_clear_error_and_leaves_no_process(t
     message = str(caught.value)
     assert len(message.splitlines()) == 1, message
     assert "head" in message and "exited with code 3" in message and "test_dies" in message, message
+    assert message.endswith("Fatal: the stage pulled the plug"), message
     assert not _our_processes(tmp_path)
 
 
@@ -255,6 +256,7 @@ def test_only_measures_the_stages_asked_for_and_a_stage_skipped_in_its_test_is_a
                          only=["test_suite.py::test_b", "test_suite.py::test_c"])
     assert list(run.stages) == ["test_suite.py::test_b"] and len(run.stages["test_suite.py::test_b"][0].log_ratios) == 3
     assert run.notices == ["test_suite.py::test_c called no benchmark on head: not measured"] and not run.failed
+    assert not _our_processes(tmp_path)  # every worker reaped
 
 
 def test_a_file_head_cannot_import_fails_its_stages_on_head_and_the_others_are_measured(tmp_path):

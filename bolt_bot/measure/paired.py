@@ -216,8 +216,9 @@ class _Pair:
 
 def _command(setup: SideSetup, plan: PairedPlan) -> list[str]:
     # A file that fails to import on one side fails its stages there; the other files are still measured.
+    # `-s`: what a stage prints before it kills its worker reaches the log, for the error line.
     return [str(setup.python), "-m", "pytest", *pytestcmd.pytest_args(
-        plan.pytest_args, plugin=PLUGIN, targets=plan.targets, bolt_flags=["--continue-on-collection-errors"])]
+        plan.pytest_args, plugin=PLUGIN, targets=plan.targets, bolt_flags=["--continue-on-collection-errors", "-s"])]
 
 
 def _start(side: str, index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path) -> Worker:

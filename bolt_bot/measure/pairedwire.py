@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from bolt_bot.measure import process
 ENV_FDS = "BOLT_PAIRED_FDS"  # the plugin's name for it too
 PLUGIN = "bolt_paired_plugin"
 ADDR_NO_RANDOMIZE = 0x0040000
+_PROGRESS = re.compile(r"[.FEsxXp]*( *\[ *\d+%\])?")
 _QUERY_PERSONALITY = 0xFFFFFFFF
 
 try:  # loaded before any fork: the child's preexec_fn only calls it
@@ -145,7 +147,9 @@ class Worker:
         excerpt = excerpt or process.error_line(self.output())
         self.close()
         process._live.check(self.since)  # killed by stop_all(): the interruption propagates, not this
-        raise BoltError(f"paired timing: the {self.label} worker {what}{where}: {excerpt}")
+        if _PROGRESS.fullmatch(excerpt) or excerpt == "no output":
+            excerpt = ""  # pytest's progress dots say nothing
+        raise BoltError(f"paired timing: the {self.label} worker {what}{where}" + (f": {excerpt}" if excerpt else ""))
 
     def finish(self, wait: float = 10.0) -> int | None:
         """Wait a little for a worker that has said it finished, then close it."""
