@@ -312,3 +312,11 @@ def test_a_pedantic_setup_is_not_timed_and_its_blocks_stay_short(tmp_path):
     sample = run.stages["test_suite.py::test_setup"][0]
     assert all(t < 0.5e-3 for t in sample.base + sample.head), sample  # the 2 ms sleep is not in the calls' time
     assert sample.calls <= 5  # calibrated by the block's span, setup included: about 5 ms
+
+
+def test_stages_in_another_order_on_head_are_still_paired(tmp_path):
+    a, b = "def test_a(benchmark):\n    benchmark(sum, [1])\n", "def test_b(benchmark):\n    benchmark(sum, [2])\n"
+    setups = _local_suite(tmp_path, a + "\n" + b)
+    (setups["head"].checkout / "test_suite.py").write_text(b + "\n" + a)
+    run = measure_paired(setups, PairedPlan(pairs=1, blocks=2), tmp_path / "work")
+    assert sorted(run.stages) == ["test_suite.py::test_a", "test_suite.py::test_b"] and not run.notices, run

@@ -136,9 +136,9 @@ def _collected_group(item):
     return marker.kwargs.get("group") if marker is not None else None
 
 
-@pytest.hookimpl(hookwrapper=True, trylast=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    yield
+    yield  # the outermost wrapper: Bolt's order is the last word
     if _wire is None:
         return
     # Only tests that use the `benchmark` fixture are stages; Bolt picks which run, and in what order.
