@@ -272,10 +272,11 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
         collected = {side: _collected(worker) for side, worker in workers.items()}
         items = {side: found for side, (found, _) in collected.items()}
         names = {side: [item["nodeid"] for item in items[side]] for side in items}
+        present = {side: set(found) for side, found in names.items()}
         for side, other in ((BASE, HEAD), (HEAD, BASE)):
             alone = []
             for name in names[side]:
-                if name in set(names[other]) or (wanted is not None and name not in wanted):
+                if name in present[other] or (wanted is not None and name not in wanted):
                     continue
                 why = _under(name, collected[other][1])
                 if why is None:
@@ -286,8 +287,7 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
                 run.only[side] = sorted(set(run.only.get(side, [])) | set(alone))
             for item in items[side]:
                 run.groups.setdefault(item["nodeid"], {"group": item.get("group"), "params": item.get("params")})
-        head_names = set(names[HEAD])
-        order = [n for n in names[BASE] if n in head_names and (wanted is None or n in wanted) and n not in skip]
+        order = [n for n in names[BASE] if n in present[HEAD] and (wanted is None or n in wanted) and n not in skip]
         for worker in workers.values():
             worker.send(cmd="select", stages=order)
         pair = _Pair(index, cpu, workers, plan, run)
