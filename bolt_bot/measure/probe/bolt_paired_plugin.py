@@ -21,8 +21,9 @@ pytest-benchmark. Bolt ending the pipe ends the worker at once.
 Garbage collection is left as pytest-benchmark leaves it: on, unless the fixture was told to disable
 it (`--benchmark-disable-gc` or the `benchmark(disable_gc=True)` marker), and then off only around
 the timed calls. A change that makes more garbage costs its users collection time, and pytest-benchmark's
-numbers (what users read) include it; the collector's noise falls inside a pair of adjacent blocks and
-averages out over many blocks, where between processes it did not.
+numbers (what users read) include it. Not measured yet: the collector's noise should fall within pairs
+of adjacent blocks and average out over many of them (Bolt's rounds engine turns GC off instead,
+measurement-facts.md); the detection benchmark can tell.
 """
 
 from __future__ import annotations
