@@ -198,7 +198,7 @@ def _our_processes(root: Path) -> list[int]:
     return left
 
 
-DIES = '''import os
+DIES = '''import os, sys
 
 def test_ok(benchmark):
     benchmark(sum, range(10))
@@ -206,7 +206,7 @@ def test_ok(benchmark):
 def test_dies(benchmark):
     def stage():
         if "SIDE" == "head":
-            print("Fatal: the stage pulled the plug")
+            print("Fatal: the stage pulled the plug", file=sys.stderr)
             os._exit(3)
         return 1
     benchmark(stage)
@@ -220,6 +220,7 @@ def test_a_worker_that_dies_mid_stage_is_one_clear_error_and_leaves_no_process(t
     message = str(caught.value)
     assert len(message.splitlines()) == 1, message
     assert "head" in message and "exited with code 3" in message and "test_dies" in message, message
+    assert message.endswith("Fatal: the stage pulled the plug"), message
     assert not _our_processes(tmp_path)
 
 
@@ -234,7 +235,7 @@ def test_a_hanging_worker_times_out_with_one_clear_error_and_leaves_no_process(t
     setups = _local_suite(tmp_path, HANGS)
     with pytest.raises(BoltError) as caught:
         measure_paired(setups, PairedPlan(pairs=1, blocks=4, timeout=8), tmp_path / "work")
-    assert "timed out after 8 s" in str(caught.value) and "test_hangs" in str(caught.value)
+    assert "timed out: no answer for 8 s" in str(caught.value) and "test_hangs" in str(caught.value)
     assert not _our_processes(tmp_path)
 
 
@@ -255,6 +256,7 @@ def test_only_measures_the_stages_asked_for_and_a_stage_skipped_in_its_test_is_a
                          only=["test_suite.py::test_b", "test_suite.py::test_c"])
     assert list(run.stages) == ["test_suite.py::test_b"] and len(run.stages["test_suite.py::test_b"][0].log_ratios) == 3
     assert run.notices == ["test_suite.py::test_c called no benchmark on head: not measured"] and not run.failed
+    assert not _our_processes(tmp_path)  # every worker reaped
 
 
 def test_a_file_head_cannot_import_fails_its_stages_on_head_and_the_others_are_measured(tmp_path):
@@ -296,3 +298,25 @@ def test_a_session_that_stops_early_on_one_side_is_one_notice(tmp_path):
     assert list(run.failed["head"]) == ["test_suite.py::test_a"] and not run.stages
     assert run.notices == ["the head worker's pytest session ended early: stages from test_suite.py::test_b on "
                            "were not measured in pair 1"]
+
+
+SETUP = '''import time
+
+def test_setup(benchmark):
+    benchmark.pedantic(sum, setup=lambda: time.sleep(0.002) or (([1, 2],), {}))
+'''
+
+
+def test_a_pedantic_setup_is_not_timed_and_its_blocks_stay_short(tmp_path):
+    run = measure_paired(_local_suite(tmp_path, SETUP), PairedPlan(pairs=1, blocks=3), tmp_path / "work")
+    sample = run.stages["test_suite.py::test_setup"][0]
+    assert all(t < 0.5e-3 for t in sample.base + sample.head), sample  # the 2 ms sleep is not in the calls' time
+    assert sample.calls <= 5  # calibrated by the block's span, setup included: about 5 ms
+
+
+def test_stages_in_another_order_on_head_are_still_paired(tmp_path):
+    a, b = "def test_a(benchmark):\n    benchmark(sum, [1])\n", "def test_b(benchmark):\n    benchmark(sum, [2])\n"
+    setups = _local_suite(tmp_path, a + "\n" + b)
+    (setups["head"].checkout / "test_suite.py").write_text(b + "\n" + a)
+    run = measure_paired(setups, PairedPlan(pairs=1, blocks=2), tmp_path / "work")
+    assert sorted(run.stages) == ["test_suite.py::test_a", "test_suite.py::test_b"] and not run.notices, run

@@ -114,13 +114,15 @@ class _Pair:
             elif message.get("ev") == "end" and message.get("nodeid") == name:
                 return
 
-    def block(self, side: str, calls: int) -> tuple[float, list[float]]:
+    def block(self, side: str, calls: int) -> tuple[float, list[float], float]:
+        """(seconds in the calls, the probes around the block, seconds of the whole block with any setup)."""
         worker = self.workers[side]
         worker.send(cmd="block", calls=calls)
         while True:
             message = worker.recv()
             if message.get("ev") == "block":
-                return float(message["seconds"]), [float(p) for p in message.get("probe") or []]
+                seconds = float(message["seconds"])
+                return seconds, [float(p) for p in message.get("probe") or []], float(message.get("wall") or seconds)
             if message.get("ev") == "error":
                 raise _StageError(side, message.get("excerpt") or "failed")
             if message.get("ev") == "failed" and message.get("nodeid"):
@@ -182,8 +184,11 @@ class _Pair:
             return None
         target = plan.block_ms / 1000
         calls = 1
-        while True:  # grow tenfold until a block is long enough to estimate one call (as pytest-benchmark does)
-            took = {side: self.block(side, calls)[0] for side in (BASE, HEAD)}
+        # Grow tenfold until a block is long enough to estimate one call (as pytest-benchmark does). By
+        # the block's whole span: a pedantic setup runs inside it too, and the span is what must stay
+        # shorter than a phase.
+        while True:
+            took = {side: self.block(side, calls)[2] for side in (BASE, HEAD)}
             if min(took.values()) >= CALIBRATE_SHARE * target or calls >= 10 ** 7:
                 break
             calls *= 10
@@ -195,7 +200,7 @@ class _Pair:
             order = (BASE, HEAD) if attempt % 2 == 0 else (HEAD, BASE)  # A B, B A, A B, ...
             attempt += 1
             got = {side: self.block(side, calls) for side in order}
-            probes = [p for _, around in got.values() for p in around]
+            probes = [p for _, around, _ in got.values() for p in around]
             if not probes or min(probes) <= 0 or max(probes) > plan.probe_tolerance * min(probes):
                 sample.dropped += 1  # a phase switch inside this pair of blocks: drop, never scale
                 continue
@@ -211,8 +216,9 @@ class _Pair:
 
 def _command(setup: SideSetup, plan: PairedPlan) -> list[str]:
     # A file that fails to import on one side fails its stages there; the other files are still measured.
+    # `-s`: what a stage prints before it kills its worker reaches the log, for the error line.
     return [str(setup.python), "-m", "pytest", *pytestcmd.pytest_args(
-        plan.pytest_args, plugin=PLUGIN, targets=plan.targets, bolt_flags=["--continue-on-collection-errors"])]
+        plan.pytest_args, plugin=PLUGIN, targets=plan.targets, bolt_flags=["--continue-on-collection-errors", "-s"])]
 
 
 def _start(side: str, index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path) -> Worker:
@@ -266,10 +272,11 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
         collected = {side: _collected(worker) for side, worker in workers.items()}
         items = {side: found for side, (found, _) in collected.items()}
         names = {side: [item["nodeid"] for item in items[side]] for side in items}
+        present = {side: set(found) for side, found in names.items()}
         for side, other in ((BASE, HEAD), (HEAD, BASE)):
             alone = []
             for name in names[side]:
-                if name in set(names[other]) or (wanted is not None and name not in wanted):
+                if name in present[other] or (wanted is not None and name not in wanted):
                     continue
                 why = _under(name, collected[other][1])
                 if why is None:
@@ -280,8 +287,7 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
                 run.only[side] = sorted(set(run.only.get(side, [])) | set(alone))
             for item in items[side]:
                 run.groups.setdefault(item["nodeid"], {"group": item.get("group"), "params": item.get("params")})
-        head_names = set(names[HEAD])
-        order = [n for n in names[BASE] if n in head_names and (wanted is None or n in wanted) and n not in skip]
+        order = [n for n in names[BASE] if n in present[HEAD] and (wanted is None or n in wanted) and n not in skip]
         for worker in workers.values():
             worker.send(cmd="select", stages=order)
         pair = _Pair(index, cpu, workers, plan, run)

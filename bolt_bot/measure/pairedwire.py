@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from bolt_bot.measure import process
 ENV_FDS = "BOLT_PAIRED_FDS"  # the plugin's name for it too
 PLUGIN = "bolt_paired_plugin"
 ADDR_NO_RANDOMIZE = 0x0040000
+_PROGRESS = re.compile(r"[.FEsxXp]*( *\[ *\d+%\])?")
 _QUERY_PERSONALITY = 0xFFFFFFFF
 
 try:  # loaded before any fork: the child's preexec_fn only calls it
@@ -54,13 +56,16 @@ def _preexec(cpu: int | None, aslr_off: bool, memory_mb: int | None):
 
 
 class Worker:
-    """One pytest worker process: its pipe, its log, its deadline."""
+    """One pytest worker process: its pipe, its log, how long it may stay silent.
+
+    `timeout` bounds each wait for an answer, not the worker's life: a worker serves a whole suite, two
+    sides' worth of blocks, and a suite of thousands of stages must not be cut off for its size.
+    """
 
     def __init__(self, label: str, cmd: list[str], cwd: Path, env: dict[str, str], *, log: Path, timeout: float,
                  cpu: int | None, aslr_off: bool, memory_mb: int | None):
         self.label = label
         self.stage: str | None = None  # what it was doing, for the error line
-        self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self._buf = b""
         self._log = open(log, "w+b")
@@ -93,11 +98,12 @@ class Worker:
             self.fail("stopped answering")
 
     def recv(self) -> dict:
-        """The worker's next message; one clear BoltError if it dies, hangs past its deadline or talks nonsense."""
+        """The worker's next message; one clear BoltError if it dies, stays silent too long or talks nonsense."""
+        deadline = time.monotonic() + self.timeout
         while b"\n" not in self._buf:
-            left = self.deadline - time.monotonic()
+            left = deadline - time.monotonic()
             if left <= 0:
-                self.fail(f"timed out after {self.timeout:.0f} s")
+                self.fail(f"timed out: no answer for {self.timeout:.0f} s")
             ready, _, _ = select.select([self._read], [], [], left)
             if not ready:
                 continue
@@ -141,7 +147,9 @@ class Worker:
         excerpt = excerpt or process.error_line(self.output())
         self.close()
         process._live.check(self.since)  # killed by stop_all(): the interruption propagates, not this
-        raise BoltError(f"paired timing: the {self.label} worker {what}{where}: {excerpt}")
+        if _PROGRESS.fullmatch(excerpt) or excerpt == "no output":
+            excerpt = ""  # pytest's progress dots say nothing
+        raise BoltError(f"paired timing: the {self.label} worker {what}{where}" + (f": {excerpt}" if excerpt else ""))
 
     def finish(self, wait: float = 10.0) -> int | None:
         """Wait a little for a worker that has said it finished, then close it."""

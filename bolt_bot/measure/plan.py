@@ -1,7 +1,7 @@
 """`bolt run`'s measure step: each stage's measure (instruction counts or wall time), and the count passes.
 
 `measure()` is what pipeline.py calls: it returns what both measures measured (decide/measured.py gives
-the verdicts).
+the verdicts). Wall time is bolt_bot/measure/timing.py's step (the paired engine, or whole rounds).
 Counts come from bolt_bot.measure.counts (callgrind via pytest-codspeed): base once, head once, then head
 again to show that the counts repeat. `--measure auto` first times one short discovery round per side and
 sends only short, single-threaded stages that do not wait to callgrind (measurement-facts.md: counts miss

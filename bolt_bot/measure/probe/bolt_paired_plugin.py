@@ -21,8 +21,9 @@ pytest-benchmark. Bolt ending the pipe ends the worker at once.
 Garbage collection is left as pytest-benchmark leaves it: on, unless the fixture was told to disable
 it (`--benchmark-disable-gc` or the `benchmark(disable_gc=True)` marker), and then off only around
 the timed calls. A change that makes more garbage costs its users collection time, and pytest-benchmark's
-numbers (what users read) include it; the collector's noise falls inside a pair of adjacent blocks and
-averages out over many blocks, where between processes it did not.
+numbers (what users read) include it. Not measured yet: the collector's noise should fall within pairs
+of adjacent blocks and average out over many of them (Bolt's rounds engine turns GC off instead,
+measurement-facts.md); the detection benchmark can tell.
 """
 
 from __future__ import annotations
@@ -136,9 +137,9 @@ def _collected_group(item):
     return marker.kwargs.get("group") if marker is not None else None
 
 
-@pytest.hookimpl(hookwrapper=True, trylast=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    yield
+    yield  # the outermost wrapper: Bolt's order is the last word
     if _wire is None:
         return
     # Only tests that use the `benchmark` fixture are stages; Bolt picks which run, and in what order.
@@ -232,13 +233,13 @@ def _serve(fixture, fn, arguments, teardown, per_call):
         if kind == "block":
             before = speed_probe()
             try:
-                seconds, result = _block(fn, arguments, teardown, per_call, int(command["calls"]),
+                seconds, wall, result = _block(fn, arguments, teardown, per_call, int(command["calls"]),
                                          bool(getattr(fixture, "_disable_gc", False)))
             except Exception as exc:
                 fixture.has_error = True
                 wire.send(ev="error", name=fixture.fullname, excerpt=_excerpt_of(exc))
                 raise
-            wire.send(ev="block", seconds=seconds, probe=[before, speed_probe()])
+            wire.send(ev="block", seconds=seconds, wall=wall, probe=[before, speed_probe()])
         elif kind == "done" and result is not _NOTHING:
             return result
         else:  # skip, or done before any block: one plain call, as pytest-benchmark's disabled mode does
@@ -250,7 +251,7 @@ def _serve(fixture, fn, arguments, teardown, per_call):
 
 
 def _block(fn, arguments, teardown, per_call, calls, disable_gc):
-    """(seconds spent in the calls, the last call's value)."""
+    """(seconds spent in the calls, seconds of the whole block with setup and teardown, the last call's value)."""
     gc_was_on = gc.isenabled()
     if disable_gc:
         gc.disable()
@@ -260,8 +261,10 @@ def _block(fn, arguments, teardown, per_call, calls, disable_gc):
             started = time.perf_counter()
             for _ in range(calls):
                 result = fn(*args, **kwargs)
-            return time.perf_counter() - started, result
+            spent = time.perf_counter() - started
+            return spent, spent, result
         spent = 0.0
+        began = time.perf_counter()
         for _ in range(calls):
             args, kwargs = arguments()
             started = time.perf_counter()
@@ -269,7 +272,7 @@ def _block(fn, arguments, teardown, per_call, calls, disable_gc):
             spent += time.perf_counter() - started
             if teardown is not None:
                 teardown(*args, **kwargs)
-        return spent, result
+        return spent, time.perf_counter() - began, result
     finally:
         if disable_gc and gc_was_on:
             gc.enable()
