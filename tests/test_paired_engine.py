@@ -320,3 +320,34 @@ def test_stages_in_another_order_on_head_are_still_paired(tmp_path):
     (setups["head"].checkout / "test_suite.py").write_text(b + "\n" + a)
     run = measure_paired(setups, PairedPlan(pairs=1, blocks=2), tmp_path / "work")
     assert sorted(run.stages) == ["test_suite.py::test_a", "test_suite.py::test_b"] and not run.notices, run
+
+
+THREADED = '''import threading
+
+def _spin(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+def _in_threads():
+    workers = [threading.Thread(target=_spin, args=(20000,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+def test_threads(benchmark):
+    benchmark(_in_threads)
+
+def test_plain(benchmark):
+    benchmark(_spin, 2000)
+'''
+
+
+def test_a_stage_whose_work_runs_on_other_threads_is_left_to_whole_rounds(tmp_path):
+    # Pinned to one CPU, a stage's threads would queue behind each other: its parallel speed-up could not show.
+    setups = _local_suite(tmp_path, THREADED)
+    run = measure_paired(setups, PairedPlan(pairs=1, blocks=3), tmp_path / "work")
+    assert list(run.stages) == ["test_suite.py::test_plain"]
+    assert re.match(r"\d+% of its CPU time is spent on other threads", run.too_long["test_suite.py::test_threads"])

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bolt_bot.errors import BoltError
 from bolt_bot.measure import pytestcmd, sandbox
+from bolt_bot.measure.routing import OTHER_THREADS
 from bolt_bot.measure.pairedwire import PLUGIN, Worker
 from bolt_bot.measure.sides import BASE, HEAD
 from bolt_bot.measure.walltime import SideSetup
@@ -82,6 +83,7 @@ class _Pair:
         self.finished: set[str] = set()  # sides whose pytest session ended
         self.failures: dict[str, dict[str, str]] = {BASE: {}, HEAD: {}}
         self.told: set[str] = set()  # sides whose early end is already a notice
+        self.other_threads: dict[str, float] = {}  # side → largest share of CPU on other threads, this stage
 
     def _event(self, side: str, name: str) -> dict | None:
         """The worker's next message about `name`; failures are noted on the way; None once it finished."""
@@ -122,6 +124,7 @@ class _Pair:
             message = worker.recv()
             if message.get("ev") == "block":
                 seconds = float(message["seconds"])
+                self.other_threads[side] = max(self.other_threads.get(side, 0.0), _other_threads(message.get("cpu")))
                 return seconds, [float(p) for p in message.get("probe") or []], float(message.get("wall") or seconds)
             if message.get("ev") == "error":
                 raise _StageError(side, message.get("excerpt") or "failed")
@@ -174,6 +177,7 @@ class _Pair:
     def _measure(self, name: str) -> PairSample | None:
         """Calibrate one number of calls for both sides, then alternate blocks A B B A A B ..."""
         plan = self.plan
+        self.other_threads = {}
         single = {side: self.block(side, 1)[0] for side in (BASE, HEAD)}  # also the warm-up call
         if max(single.values()) * 1000 > plan.max_call_ms:  # a cold first call (imports, caches) gets a second chance
             single = {side: min(took, self.block(side, 1)[0]) for side, took in single.items()}
@@ -192,6 +196,11 @@ class _Pair:
             if min(took.values()) >= CALIBRATE_SHARE * target or calls >= 10 ** 7:
                 break
             calls *= 10
+        threaded = max(self.other_threads.get(BASE, 0.0), self.other_threads.get(HEAD, 0.0))
+        if threaded >= OTHER_THREADS:  # the share --measure auto routes by  # pinned to one CPU, its threads would queue: whole rounds time it
+            self.run.too_long.setdefault(name, f"{threaded:.0%} of its CPU time is spent on other threads, which "
+                                               "one CPU would serialise")
+            return None
         per_call = math.sqrt(max(took[BASE], 1e-9) * max(took[HEAD], 1e-9)) / calls
         calls = max(1, round(target / per_call))
         sample = PairSample(cpu=self.cpu, calls=calls, base=[], head=[], log_ratios=[])
@@ -299,6 +308,15 @@ def _one_pair(index: int, cpu: int, setups: dict[str, SideSetup], plan: PairedPl
     finally:
         for worker in workers.values():
             worker.close()
+
+
+def _other_threads(cpu: object) -> float:
+    """The share of a block's process CPU time spent on other threads, from the worker's [thread, process]."""
+    try:
+        thread, process = (float(x) for x in cpu)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, process - thread) / process if process > 0 else 0.0
 
 
 def _notice(run: PairedRun, text: str) -> None:

@@ -76,8 +76,8 @@ def measure_timed(settings: Settings, setups: dict[str, SideSetup], out: Path, p
     if run.too_long:
         shown = ", ".join(f"{name} ({why})" for name, why in sorted(run.too_long.items())[:5])
         more = f" and {len(run.too_long) - 5} more" if len(run.too_long) > 5 else ""
-        timed.notices.append(f"{len(run.too_long)} stage(s) were timed by whole rounds instead of paired blocks, "
-                             f"one call being too long for a block: {shown}{more}")
+        timed.notices.append(f"{len(run.too_long)} stage(s) were timed by whole rounds instead of paired blocks "
+                             f"on one CPU: {shown}{more}")
         progress.note(timed.notices[-1])
         # Rounds run only the stages too long for blocks: every other stage the paired engine saw is
         # deselected, never named (a node id missing on one side is a pytest usage error there).
