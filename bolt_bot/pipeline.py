@@ -131,7 +131,7 @@ def _shard(plan: Plan, spec: sharding.ShardSpec, durations: sharding.Durations |
         discovered = None
         if durations is None and settings.measure == "auto" and valgrind_available() is not None:
             discovered = discover(settings, setups, out / "discovery", progress)
-            durations = sharding.Durations(sharding.durations_from_discovery(discovered, settings.rounds),
+            durations = sharding.Durations(sharding.durations_from_discovery(discovered),
                                            sharding.DISCOVERY)
         shard_plan = sharding.plan_shard(spec, stages, durations)
         progress.note(f"shard {spec}: {len(shard_plan.share)} of {len(stages)} stages, balanced by {shard_plan.source}")

@@ -88,16 +88,21 @@ def test_without_durations_the_shares_differ_by_at_most_one_stage():
 
 
 def test_discovery_timings_are_quantised_so_small_differences_agree():
-    """Two machines' discovery rounds differ by a few percent: the weights (whole decades) do not."""
+    """Two runners' discovery rounds differ by up to 15 %: the short stages weigh one unit each whatever
+    they took, the long ones their call's decade, so the partition is the same."""
+    calls = [0.0004, 0.003, 0.009, 0.05, 0.08] * 4 + [0.2, 0.5, 4.0]
+
     def split(scale):
         return Split(counted=STAGES[:10], timed=STAGES[10:],
-                     seconds={"base": {n: 0.003 * (1 + i % 4) * scale for i, n in enumerate(STAGES)}})
-    here = sharding.Durations(sharding.durations_from_discovery(split(1.0), 10), sharding.DISCOVERY)
-    there = sharding.Durations(sharding.durations_from_discovery(split(1.04), 10), sharding.DISCOVERY)
-    assert here.seconds != there.seconds
+                     seconds={"base": {n: c * scale for n, c in zip(STAGES, calls)},
+                              "head": {n: c * scale * 0.97 for n, c in zip(STAGES, calls)}})
+    here = sharding.Durations(sharding.durations_from_discovery(split(1.0)), sharding.DISCOVERY)
+    there = sharding.Durations(sharding.durations_from_discovery(split(1.15)), sharding.DISCOVERY)
     a = sharding.plan_shard(sharding.ShardSpec(1, 3), STAGES, here)
     b = sharding.plan_shard(sharding.ShardSpec(1, 3), STAGES, there)
     assert a.shares == b.shares and a.record()["inputs"] == b.record()["inputs"]
+    assert [a.weights[n] for n in STAGES[-3:]] == [30.0, 30.0, 300.0]
+    assert {a.weights[n] for n in STAGES[:-3]} == {1.0}
 
 
 def test_stages_without_a_duration_weigh_the_median():
