@@ -91,8 +91,9 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: shar
                 results = _empty_shard(plan, shard_plan)
                 output.write_results_dir(results, out, settings.template_dir)
                 return results
-        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge,
-                                                  discovered=discovered))
+        # A shard's discovery round of the whole suite is passed on (only then: measuring times its own).
+        more = {"discovered": discovered} if discovered is not None else {}
+        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge, **more))
         regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
         profiles = {}
         if regressed and settings.profile:
