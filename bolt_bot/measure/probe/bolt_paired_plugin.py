@@ -35,6 +35,7 @@ import sys
 import time
 
 import pytest
+from bolt_shard_select import keep_shard  # PYTHONPATH holds this folder
 from bolt_speed_probe import speed_probe  # PYTHONPATH holds this folder
 
 ENV_FDS = "BOLT_PAIRED_FDS"
@@ -142,6 +143,7 @@ def pytest_collection_modifyitems(session, config, items):
     yield  # the outermost wrapper: Bolt's order is the last word
     if _wire is None:
         return
+    keep_shard(config, items)  # a shard's worker sees only its share (BOLT_SHARD_SELECT)
     # Only tests that use the `benchmark` fixture are stages; Bolt picks which run, and in what order.
     stages = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
     _wire.send(ev="collected", items=[{"nodeid": item.nodeid, "group": _collected_group(item),
