@@ -40,7 +40,7 @@ def test_the_setting_is_read_from_flags_tool_bolt_and_action_inputs(tmp_path, mo
     assert "walltime-engine" in load_action()["inputs"]
     repo, sha = _tiny_repo(tmp_path)
     plans = []
-    monkeypatch.setattr(pipeline, "execute", lambda plan, out, progress=None: plans.append(plan) or Results([], "unchanged"))
+    monkeypatch.setattr(pipeline, "execute", lambda plan, out, progress=None, **_: plans.append(plan) or Results([], "unchanged"))
     args = ["run", "--quiet", "--repo", str(repo), "--base", sha, "--head", sha, "--out", str(tmp_path / "out")]
     CliRunner().invoke(main, [*args, "--walltime-engine", "rounds"])
     assert [p.settings.walltime_engine for p in plans] == ["rounds"]

@@ -883,7 +883,7 @@ def test_memory_limit_has_a_cli_flag_and_refuses_a_negative_size(tmp_path, monke
 
     repo, sha = _tiny_repo(tmp_path)
     plans = []
-    monkeypatch.setattr(runner, "execute", lambda plan, out, progress=None: plans.append(plan) or _no_results())
+    monkeypatch.setattr(runner, "execute", lambda plan, out, progress=None, **_: plans.append(plan) or _no_results())
     args = ["run", "--quiet", "--repo", str(repo), "--base", sha, "--head", sha, "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(main, [*args, "--round-memory-mb", "512"])
     assert plans and plans[0].settings.round_memory_mb == 512, result.output
