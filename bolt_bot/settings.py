@@ -19,6 +19,7 @@ else:  # pragma: no cover
 
 MEASURES = ("auto", "walltime", "instructions")
 COMMENT_MODES = ("always", "on-change", "never")
+REPORT_MODES = ("status", "check", "both")  # the commit status bolt/performance, the check run Bolt, or both
 APPROVERS = ("write", "admin")
 
 
@@ -43,6 +44,7 @@ class Settings:
     python: str | None = None  # interpreter version for the environments, e.g. "3.11"
     fail_on_regression: bool = False
     comment: str = "on-change"
+    report: str = "status"  # status | check | both: a check run needs `checks: write` and an App token
     perf_label: str = "perf"
     approval_label: str = "perf-approved"
     regression_label: str = "perf-regression"
@@ -75,6 +77,8 @@ class Settings:
             raise BoltError(f"{source}: measure must be one of {', '.join(MEASURES)}, not {self.measure!r}")
         if self.comment not in COMMENT_MODES:
             raise BoltError(f"{source}: comment must be one of {', '.join(COMMENT_MODES)}, not {self.comment!r}")
+        if self.report not in REPORT_MODES:
+            raise BoltError(f"{source}: report must be one of {', '.join(REPORT_MODES)}, not {self.report!r}")
         if self.approvers not in APPROVERS:
             raise BoltError(f"{source}: approvers must be one of {', '.join(APPROVERS)}, not {self.approvers!r}")
         if not 0 <= self.threshold < 100:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bolt_bot.errors import EXIT_OK, EXIT_REGRESSION, BoltError, PublishError
-from bolt_bot.github import commands, events
-from bolt_bot.github.artifact import refuse, validate_artifact
+from bolt_bot.github import checkrun, commands, events
+from bolt_bot.github.artifact import SHA, refuse, validate_artifact
 from bolt_bot.github.client import Client, ClientOptions, ReadOnlyToken
 from bolt_bot.github.commands import PROFILE_MODULE
 from bolt_bot.github.events import (
@@ -156,8 +156,18 @@ def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
         base = config.input("base") or (before if before.strip("0") else None)
         head_label, base_label = config.environ.get("GITHUB_REF_NAME"), None
     out = config.results_dir
-    results, settings = runtime.measure(MeasureRequest(config.workspace, base, head, config.overrides, out,
-                                                       base_label=base_label, head_label=head_label))
+    client = None
+    started = False
+    if not fork and config.token and checkrun.wants_check(project_settings(config, base)) and SHA.match(head):
+        client = runtime.client_factory(config)
+        started = _start_check_run(client, head, config, runtime)
+    try:
+        results, settings = runtime.measure(MeasureRequest(config.workspace, base, head, config.overrides, out,
+                                                           base_label=base_label, head_label=head_label))
+    except BoltError as exc:
+        if started:
+            _fail_check_run(client, head, str(exc), config, runtime)
+        raise
     results.pull_request = number
     results.repository = config.repository
     results.write(out / "results.json")
@@ -166,19 +176,49 @@ def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
         (out / "pr.json").write_text(json.dumps({"number": number, "head_sha": results.head.sha,
                                                  "repository": config.repository}) + "\n", encoding="utf-8")
     common = {"results": results, "environ": config.environ, "run_url": config.run_url,
-              "results_dir_output": config.results_dir_input, "stdout": runtime.stdout}
+              "results_dir_output": config.results_dir_input, "stdout": runtime.stdout,
+              "read_file": _head_files(config, results.head.sha)}
     if fork or not config.token:
         reason = "the pull request comes from a fork" if fork else "no token was given"
         publish(out, None, config.repository, number, settings, **common)
         _artifact_instructions(config, reason, runtime)
         return EXIT_OK
-    client = runtime.client_factory(config)
+    client = client or runtime.client_factory(config)
     try:
         outcome = publish(out, client, config.repository, number, settings, **common)
     except ReadOnlyToken as exc:
         _artifact_instructions(config, str(exc), runtime)
         return EXIT_OK
     return _exit_code(results, settings, outcome.approval)
+
+
+def _start_check_run(client: Any, head: str, config: ActionConfig, runtime: Runtime) -> bool:
+    """The check run `Bolt`, in progress, before measuring. Measuring matters more than the check run: when
+    GitHub refuses it (a read-only token, no `checks: write`) a warning says so and publishing tries again."""
+    try:
+        checkrun.start(client, head, config.run_url)
+        return True
+    except PublishError as exc:
+        notice(f"could not start the Bolt check run: {exc}", runtime.stdout or sys.stdout, command="warning")
+        return False
+
+
+def _fail_check_run(client: Any, head: str, reason: str, config: ActionConfig, runtime: Runtime) -> None:
+    """A measurement that stopped with an error completes its check run as failed, never leaves it running."""
+    results = Results(stages=[], verdict=FAILED)
+    results.head.sha = head
+    try:
+        checkrun.complete(client, results, "failure", f"measurement failed: {reason}",
+                          f"Bolt could not measure {head[:7]}: {reason}", config.run_url)
+    except PublishError as exc:
+        notice(f"could not complete the Bolt check run: {exc}", runtime.stdout or sys.stdout, command="warning")
+
+
+def _head_files(config: ActionConfig, sha: str | None) -> Callable[[str], str | None] | None:
+    """Reads a file of the head commit from the workspace's git (never runs it): for annotations' lines."""
+    if not sha or not (config.workspace / ".git").exists():
+        return None
+    return lambda path: gitrepo.file_at(config.workspace, sha, path)
 
 
 def _artifact_instructions(config: ActionConfig, reason: str, runtime: Runtime) -> None:
@@ -226,7 +266,8 @@ def _publish_activity(config: ActionConfig, settings: Settings, runtime: Runtime
                       f"but pull request #{number} is at {actual[:7]}")
     results.pull_request, results.repository = number, config.repository
     outcome = publish(folder, client, config.repository, number, settings, results=results, environ=config.environ,
-                      run_url=config.run_url, results_dir_output=config.results_dir_input, stdout=runtime.stdout)
+                      run_url=config.run_url, results_dir_output=config.results_dir_input, stdout=runtime.stdout,
+                      read_file=_head_files(config, actual))
     return _exit_code(results, settings, outcome.approval)
 
 

@@ -1,0 +1,153 @@
+"""The check run `Bolt` through the GitHub double: in_progress while measuring, completed with the verdict,
+the summary and annotations; found again rather than made twice; a setting chooses status, check or both."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("github")
+
+from bolt_bot.errors import EXIT_PUBLISH, EXIT_REGRESSION
+from bolt_bot.github import checkrun
+from bolt_bot.github.action import read_config, run_action, Runtime
+from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
+from bolt_bot.settings import Settings
+from tests.conftest import commit, make_repo
+from tests.test_action import FakeMeasure, pr_event, runner_env
+from tests.test_publish import Env, make_results, results_dir, run_publish
+
+CHECK = Settings(report="check")
+BOTH = Settings(report="both")
+
+
+def only_run(gh, pr):
+    runs = gh.check_runs(pr.repo, pr.head_sha, "Bolt")
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+# ------------------------------------------------------------------------------------ publish
+
+
+def test_publish_completes_one_check_run_with_conclusion_summary_and_annotations(gh, tmp_path):
+    pr = gh.seed_pr()
+    env = Env(tmp_path)
+    results = make_results(pr.head_sha, pr.base_sha, names=("tests/bench.py::test_parse", "bench/io.py::test_read"))
+    source = {"tests/bench.py": "import x\n\n\ndef test_parse(benchmark):\n    pass\n"}
+    outcome, _ = run_publish(gh, pr, results_dir(tmp_path, results), env, BOTH,
+                             run_url="https://github.com/o/r/actions/runs/1", read_file=source.get)
+    run = only_run(gh, pr)
+    # A comment exists that can hold an approval: a regression asks a maintainer to act.
+    assert (outcome.check_run, run.status, run.conclusion) == ("action_required", "completed", "action_required")
+    assert run.history == [("completed", "action_required")]
+    assert run.output["title"] == "2 stages slower: test_parse +9.2 %, test_read +9.2 %"
+    assert "2 stages slower" in run.output["summary"] and run.output["summary"] in env.summary
+    assert run.details_url == "https://github.com/o/r/actions/runs/1"
+    assert sorted((a["path"], a["start_line"], a["end_line"], a["annotation_level"]) for a in run.annotations) == [
+        ("bench/io.py", 1, 1, "warning"), ("tests/bench.py", 4, 4, "warning")]
+    assert "test_parse is +9.2 % slower" in next(a["message"] for a in run.annotations if a["start_line"] == 4)
+    # beside the status, with the setting "both"
+    assert [s.state for s in gh.statuses(pr.repo, pr.head_sha)] == ["failure"]
+    # a second publish updates the same check run
+    run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha, pr.base_sha, verdict=UNCHANGED), "b"), env, BOTH)
+    run = only_run(gh, pr)
+    assert run.conclusion == "success" and run.output["title"] == "no regression: 2 stages unchanged"
+
+
+@pytest.mark.parametrize("verdict, comment, expected", [
+    (REGRESSED, "never", "failure"),  # no comment keeps an approval: nothing a maintainer can do here
+    (FAILED, "always", "failure"),
+    (UNCHANGED, "always", "success"),
+    (IMPROVED, "always", "success"),
+    (INCONCLUSIVE, "always", "neutral"),
+])
+def test_conclusion_follows_the_gate(gh, tmp_path, verdict, comment, expected):
+    pr = gh.seed_pr()
+    outcome, _ = run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha, verdict=verdict)), Env(tmp_path),
+                             Settings(report="check", comment=comment))
+    assert outcome.check_run == expected and only_run(gh, pr).conclusion == expected
+    assert gh.statuses(pr.repo, pr.head_sha) == []  # "check": no commit status
+
+
+def test_setting_status_makes_no_check_run(gh, tmp_path):
+    pr = gh.seed_pr()
+    outcome, _ = run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha)), Env(tmp_path), Settings())
+    assert Settings().report == "status"  # the documented default
+    assert outcome.check_run is None and gh.check_runs(pr.repo) == []
+    assert gh.requests_matching("*", "/repos/*/*/check-runs*") == []
+    assert [s.state for s in gh.statuses(pr.repo, pr.head_sha)] == ["failure"]
+
+
+def test_more_than_50_annotations_go_in_batches_and_the_last_carries_the_conclusion(gh, tmp_path):
+    pr = gh.seed_pr()
+    names = tuple(f"tests/bench_{i:03}.py::test_{i}" for i in range(120))
+    run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha, names=names)), Env(tmp_path), CHECK)
+    run = only_run(gh, pr)
+    assert len(run.annotations) == 120 and len({a["path"] for a in run.annotations}) == 120
+    assert run.history == [("in_progress", None), ("in_progress", None), ("completed", "action_required")]
+    writes = gh.requests_matching("POST", "/repos/*/*/check-runs") + gh.requests_matching("PATCH", "/repos/*/*/check-runs/*")
+    assert [len(r.body["output"].get("annotations", [])) for r in writes] == [50, 50, 20]
+
+
+def test_a_summary_beyond_65535_characters_is_cut_to_fit(gh, tmp_path):
+    pr = gh.seed_pr()
+    names = tuple(f"tests/bench.py::test_{'x' * 150}_{i}" for i in range(2000))
+    run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha, names=names)), Env(tmp_path), CHECK)
+    run = only_run(gh, pr)
+    assert 1000 < len(run.output["summary"]) <= 65535
+    assert len(run.annotations) == checkrun.MAX_ANNOTATIONS
+
+
+# ------------------------------------------------------------------------------------ faults
+
+
+def test_a_502_after_the_check_run_was_created_does_not_create_a_second(gh, tmp_path):
+    pr = gh.seed_pr()
+    gh.fail("POST", "/repos/*/*/check-runs", 502, after_action=True)
+    outcome, _ = run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha)), Env(tmp_path), CHECK)
+    run = only_run(gh, pr)
+    assert outcome.check_run == "action_required" and run.conclusion == "action_required"
+    assert len(gh.requests_matching("POST", "/repos/*/*/check-runs")) == 1
+    assert len(gh.requests_matching("GET", "/repos/*/*/commits/*/check-runs")) >= 1
+
+
+def test_a_502_before_acting_creates_it_on_the_second_attempt(gh, tmp_path):
+    pr = gh.seed_pr()
+    gh.fail("POST", "/repos/*/*/check-runs", 502)
+    run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha)), Env(tmp_path), CHECK)
+    assert only_run(gh, pr).conclusion == "action_required"
+    assert len(gh.requests_matching("POST", "/repos/*/*/check-runs")) == 2
+
+
+def test_another_apps_check_run_called_bolt_is_not_bolts(gh, tmp_path):
+    pr = gh.seed_pr()
+    gh.add_token("ghs_other_app", "other-app[bot]", app=True)
+    gh.client("ghs_other_app").get_repo(pr.repo).create_check_run(
+        "Bolt", pr.head_sha, status="completed", conclusion="success", output={"title": "fake", "summary": "fake"})
+    run_publish(gh, pr, results_dir(tmp_path, make_results(pr.head_sha)), Env(tmp_path), CHECK)
+    runs = gh.check_runs(pr.repo, pr.head_sha, "Bolt")
+    assert [(r.app_slug, r.conclusion) for r in runs] == [("other-app", "success"), ("github-actions", "action_required")]
+
+
+@pytest.mark.parametrize("fault", ["html", "truncated"])
+def test_a_malformed_answer_is_one_line_and_exit_3(gh, tmp_path, fault):
+    from click.testing import CliRunner
+
+    from bolt_bot.cli import main
+
+    pr = gh.seed_pr()
+    folder = results_dir(tmp_path, make_results(pr.head_sha))
+    (folder / "pr.json").write_text(json.dumps({"number": pr.number, "head_sha": pr.head_sha}), encoding="utf-8")
+    getattr(gh, f"answer_{fault}")("POST", "/repos/*/*/check-runs")
+    env = {"GITHUB_TOKEN": pr.token, "GITHUB_API_URL": gh.base_url, "BOLT_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+           "BOLT_GITHUB_SECONDS_BETWEEN_WRITES": "0", "BOLT_GITHUB_BACKOFF": "0", "BOLT_GITHUB_RETRIES": "1"}
+    result = CliRunner().invoke(main, ["publish", str(folder), "--repo", pr.repo, "--report", "check"], env=env)
+    assert result.exit_code == EXIT_PUBLISH, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "/check-runs" in lines[0], lines
+    assert ("HTML page?" if fault == "html" else "cut short?") in lines[0]
+    assert len(gh.requests_matching("POST", "/repos/*/*/check-runs")) == 1  # never posted again
