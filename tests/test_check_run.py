@@ -14,7 +14,7 @@ pytest.importorskip("github")
 from bolt_bot.errors import EXIT_PUBLISH, EXIT_REGRESSION
 from bolt_bot.github import checkrun
 from bolt_bot.github.action import read_config, run_action, Runtime
-from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
+from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, Results
 from bolt_bot.settings import Settings
 from tests.conftest import commit, make_repo
 from tests.test_action import FakeMeasure, pr_event, runner_env
@@ -151,3 +151,164 @@ def test_a_malformed_answer_is_one_line_and_exit_3(gh, tmp_path, fault):
     assert len(lines) == 1 and "/check-runs" in lines[0], lines
     assert ("HTML page?" if fault == "html" else "cut short?") in lines[0]
     assert len(gh.requests_matching("POST", "/repos/*/*/check-runs")) == 1  # never posted again
+
+
+# ------------------------------------------------------------------------------------ the Action
+
+
+class WatchingMeasure(FakeMeasure):
+    """A measurement that looks at the check runs while it runs (or fails, as a suite that does not import)."""
+
+    def __init__(self, gh, pr, verdict: str = REGRESSED, error: str | None = None):
+        super().__init__(verdict)
+        self.gh, self.pr, self.error, self.seen = gh, pr, error, []
+
+    def __call__(self, request):
+        self.seen = [(r.status, r.conclusion) for r in self.gh.check_runs(self.pr.repo, self.pr.head_sha, "Bolt")]
+        if self.error:
+            from bolt_bot.errors import BoltError
+            raise BoltError(self.error)
+        return super().__call__(request)
+
+
+def test_the_action_starts_the_check_run_before_measuring_and_completes_it(gh, tmp_path):
+    pr = gh.seed_pr()
+    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, report="check",
+                     **{"fail-on-regression": "true"})
+    measure = WatchingMeasure(gh, pr)
+    code, _ = run_in(env, measure)
+    assert code == EXIT_REGRESSION
+    assert measure.seen == [("in_progress", None)]  # in progress while measuring
+    run = only_run(gh, pr)
+    assert run.history == [("in_progress", None), ("completed", "action_required")]
+    assert run.details_url == f"https://github.com/{pr.repo}/actions/runs/4242"
+    assert [a["path"] for a in run.annotations] == ["tests/bench.py"]
+    assert gh.statuses(pr.repo, pr.head_sha) == [] and len(gh.comments(pr.repo, pr.number)) == 1
+
+
+def test_a_measurement_that_fails_completes_its_check_run_as_failed(gh, tmp_path):
+    from bolt_bot.errors import BoltError
+
+    pr = gh.seed_pr()
+    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, report="both")
+    with pytest.raises(BoltError, match="no benchmark collected"):
+        run_in(env, WatchingMeasure(gh, pr, error="no benchmark collected"))
+    run = only_run(gh, pr)
+    assert run.history == [("in_progress", None), ("completed", "failure")]
+    assert run.output["title"] == "measurement failed: no benchmark collected"
+
+
+def test_a_token_that_may_not_write_checks_still_measures_and_says_so(gh, tmp_path):
+    pr = gh.seed_pr()
+    gh.fail("POST", "/repos/*/*/check-runs", 403, times=None,
+            body={"message": "Resource not accessible by integration", "documentation_url": "x"})
+    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, report="both")
+    with pytest.raises(Exception) as err:
+        run_in(env, FakeMeasure())
+    # The comment and the status were written: the token is not read-only, it lacks `checks: write`.
+    assert getattr(err.value, "exit_code", None) == EXIT_PUBLISH and "checks: write" in str(err.value)
+    assert len(gh.comments(pr.repo, pr.number)) == 1 and gh.check_runs(pr.repo) == []
+
+
+def run_in(env, measure):
+    out = io.StringIO()
+    code = run_action(read_config(env), Runtime(measure=measure, environ=dict(env), stdout=out, stderr=io.StringIO()))
+    return code, out.getvalue()
+
+
+# ------------------------------------------------------------------------------------ shards and merge
+
+SHARD_STAGES = {1: ["tests/bench.py::test_a", "tests/bench.py::test_b"],
+                2: ["tests/bench.py::test_c", "tests/bench.py::test_d"],
+                3: ["tests/bench.py::test_e"]}
+
+
+class ShardMeasure(FakeMeasure):
+    """Stands in for `bolt run --shard K/N`: the shard's share, with the record bolt merge checks."""
+
+    def __call__(self, request):
+        from bolt_bot import __version__
+        from bolt_bot.report.output import write_results_dir
+        from tests.test_publish import stage
+
+        self.requests.append(request)
+        index, count = request.shard.index, request.shard.count
+        share = SHARD_STAGES[index]
+        stages = [stage(n, REGRESSED if n.endswith("_c") else UNCHANGED, 1.092 if n.endswith("_c") else 1.001)
+                  for n in share]
+        results = make_results(request.head, request.base or "0" * 40)
+        results.stages = stages
+        results.verdict = REGRESSED if any(s.verdict == REGRESSED for s in stages) else UNCHANGED
+        every = [n for k in sorted(SHARD_STAGES) for n in SHARD_STAGES[k]]
+        results.environment["shard"] = {"index": index, "count": count, "stages": every,
+                                        "partition": [SHARD_STAGES[k] for k in sorted(SHARD_STAGES)],
+                                        "bolt_version": __version__}
+        write_results_dir(results, request.out)
+        return results, Settings().updated(request.overrides, "inputs")
+
+
+def test_three_shards_and_a_merge_publish_one_comment_and_one_completed_check_run(gh, tmp_path):
+    pr = gh.seed_pr()
+    measure = ShardMeasure()
+    for k in (1, 2, 3):
+        env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, report="both", shard=f"{k}/3",
+                         **{"results-dir": f"shards/bolt-results-{k}"})
+        code, stdout = run_in(env, measure)
+        assert code == 0 and f"shard {k}/3" in stdout
+        # the shards publish nothing; the first one started the check run
+        assert gh.comments(pr.repo, pr.number) == [] and gh.statuses(pr.repo, pr.head_sha) == []
+        assert [(r.status, r.conclusion) for r in gh.check_runs(pr.repo)] == [("in_progress", None)]
+    assert [str(r.shard) for r in measure.requests] == ["1/3", "2/3", "3/3"]
+    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, report="both", mode="merge",
+                     **{"merge-from": "shards/*", "results-dir": "bolt-merged", "fail-on-regression": "true"})
+    code, stdout = run_in(env, FakeMeasure())
+    assert code == EXIT_REGRESSION
+    merged = Results.read(tmp_path / "workspace" / "bolt-merged" / "results.json")
+    assert merged.pull_request == pr.number and len(merged.stages) == 5
+    assert [s.name for s in merged.regressions] == ["tests/bench.py::test_c"]
+    comments = gh.comments(pr.repo, pr.number)
+    assert len(comments) == 1 and "test_c" in comments[0].body
+    run = only_run(gh, pr)
+    assert run.history == [("in_progress", None), ("completed", "action_required")]
+    assert "1 stage slower" in run.output["title"] and len(run.annotations) == 1
+    assert [s.state for s in gh.statuses(pr.repo, pr.head_sha)] == ["failure"]
+    assert json.loads((tmp_path / "workspace" / "bolt-merged" / "pr.json").read_text())["number"] == pr.number
+
+
+def test_merge_mode_with_a_shard_missing_is_one_line_and_publishes_nothing(gh, tmp_path):
+    from bolt_bot.errors import BoltError
+
+    pr = gh.seed_pr()
+    for k in (1, 3):
+        env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, shard=f"{k}/3",
+                         **{"results-dir": f"shards/bolt-results-{k}"})
+        run_in(env, ShardMeasure())
+    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, mode="merge",
+                     **{"merge-from": "shards/*", "results-dir": "bolt-merged"})
+    with pytest.raises(BoltError) as err:
+        run_in(env, FakeMeasure())
+    assert err.value.exit_code == 2 and "shard 2/3 is missing" in str(err.value)
+    assert gh.comments(pr.repo, pr.number) == [] and gh.statuses(pr.repo, pr.head_sha) == []
+    with pytest.raises(BoltError, match="matched no directory"):
+        run_in({**env, "INPUT_MERGE-FROM": "nothing-here/*"}, FakeMeasure())
+
+
+def fork_event(pr) -> dict:
+    event = pr_event(pr)
+    event["pull_request"]["head"]["repo"]["full_name"] = pr.head_repo
+    return event
+
+
+def test_merge_mode_on_a_fork_keeps_the_merged_directory_for_workflow_run(gh, tmp_path):
+    pr = gh.seed_pr(fork=True)
+    for k in (1, 2, 3):
+        env = runner_env(gh, tmp_path, "pull_request", fork_event(pr), pr.read_token,
+                         shard=f"{k}/3", report="both", **{"results-dir": f"shards/r{k}"})
+        run_in(env, ShardMeasure())
+    env = runner_env(gh, tmp_path, "pull_request", fork_event(pr), pr.read_token, mode="merge",
+                     report="both", **{"merge-from": "shards/*", "results-dir": "bolt-merged"})
+    code, stdout = run_in(env, FakeMeasure())
+    assert code == 0 and "mode: publish" in stdout
+    assert gh.requests == []  # no client was made for a fork's pull request
+    folder = tmp_path / "workspace" / "bolt-merged"
+    assert json.loads((folder / "pr.json").read_text())["head_sha"] == pr.head_sha
