@@ -160,8 +160,9 @@ def merge_results(shards: list[Shard]) -> Results:
             shown = ", ".join(s.name for s in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
             notices.append(f"shard {shard.index}/{shard.count} failed: {len(lost)} stage(s) unmeasured: {shown}")
         stages += lost
-        if shard.share:  # an empty shard's only notice is that it had no stages
-            notices += [n for n in shard.results.notices if n not in notices]
+        # Each shard's own notice that it measured a part of the suite says nothing of the whole.
+        own = shard.results.environment["shard"].get("notice")
+        notices += [n for n in shard.results.notices if n not in notices and n != own]
     stages.sort(key=lambda s: s.name)
     settings = first.settings
     redecide(stages, float(settings.get("threshold", 3.0)), float(settings.get("alpha", 0.05)))

@@ -180,6 +180,8 @@ class ShardPlan:
 
 
 def plan_shard(spec: ShardSpec, stages: list[str], durations: Durations | None) -> ShardPlan:
+    """The whole partition of `stages` (in any order) into `spec.count` shares, and this shard's."""
+    stages = sorted(set(stages))
     stage_weights = weights(stages, durations)
     source = durations.source if durations is not None and durations.seconds else COUNT
     return ShardPlan(spec, stages, stage_weights, partition(stage_weights, spec.count), source)
