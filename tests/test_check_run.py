@@ -210,6 +210,33 @@ def test_a_token_that_may_not_write_checks_still_measures_and_says_so(gh, tmp_pa
     assert len(gh.comments(pr.repo, pr.number)) == 1 and gh.check_runs(pr.repo) == []
 
 
+def test_an_approval_turns_the_check_run_green_as_it_does_the_status(gh, tmp_path):
+    from tests.ghdouble.webhooks import load_event
+
+    pr = gh.seed_pr()
+    code, _ = run_in(runner_env(gh, sub(tmp_path, "measure"), "pull_request", pr_event(pr), pr.token, report="check"),
+                     FakeMeasure())
+    assert only_run(gh, pr).conclusion == "action_required"
+    body = "/bolt approve the new parser is worth it"
+    comment = gh.add_comment(pr.repo, pr.number, body, user=pr.maintainer)
+    event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
+                       commenter=pr.maintainer, body=body)
+    event["comment"]["id"] = comment.id
+    code, _ = run_in(runner_env(gh, sub(tmp_path, "approve"), "issue_comment", event, pr.token, report="check"),
+                     FakeMeasure())
+    assert code == 0
+    run = only_run(gh, pr)
+    assert run.history[-1] == ("completed", "success")
+    assert run.output["title"] == "approved by maintainer: the new parser is worth it"
+    assert "1 stage slower" in run.output["summary"]  # the measurement's summary stays
+    assert gh.statuses(pr.repo, pr.head_sha) == []
+
+
+def sub(tmp_path: Path, name: str) -> Path:
+    (tmp_path / name).mkdir(exist_ok=True)
+    return tmp_path / name
+
+
 def run_in(env, measure):
     out = io.StringIO()
     code = run_action(read_config(env), Runtime(measure=measure, environ=dict(env), stdout=out, stderr=io.StringIO()))
@@ -280,15 +307,20 @@ def test_merge_mode_with_a_shard_missing_is_one_line_and_publishes_nothing(gh, t
 
     pr = gh.seed_pr()
     for k in (1, 3):
-        env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, shard=f"{k}/3",
+        env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, shard=f"{k}/3", report="both",
                          **{"results-dir": f"shards/bolt-results-{k}"})
         run_in(env, ShardMeasure())
-    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, mode="merge",
+    env = runner_env(gh, tmp_path, "pull_request", pr_event(pr), pr.token, mode="merge", report="both",
                      **{"merge-from": "shards/*", "results-dir": "bolt-merged"})
     with pytest.raises(BoltError) as err:
         run_in(env, FakeMeasure())
     assert err.value.exit_code == 2 and "shard 2/3 is missing" in str(err.value)
     assert gh.comments(pr.repo, pr.number) == [] and gh.statuses(pr.repo, pr.head_sha) == []
+    assert not (tmp_path / "workspace" / "bolt-merged" / "results.json").exists()
+    # the check run shard 1 started does not stay in progress: it fails with the same line
+    run = only_run(gh, pr)
+    assert run.history == [("in_progress", None), ("completed", "failure")]
+    assert "shard 2/3 is missing" in run.output["title"]
     with pytest.raises(BoltError, match="matched no directory"):
         run_in({**env, "INPUT_MERGE-FROM": "nothing-here/*"}, FakeMeasure())
 
@@ -312,3 +344,66 @@ def test_merge_mode_on_a_fork_keeps_the_merged_directory_for_workflow_run(gh, tm
     assert gh.requests == []  # no client was made for a fork's pull request
     folder = tmp_path / "workspace" / "bolt-merged"
     assert json.loads((folder / "pr.json").read_text())["head_sha"] == pr.head_sha
+
+
+# ------------------------------------------------------------------------------------ must show, measured for real
+
+BASE_WORK = {"ingest": 20000, "parse": 40000, "clean": 8000, "join": 30000, "render": 15000, "export": 60000}
+HEAD_WORK = dict(BASE_WORK, parse=44000, join=27000)  # parse +10 %, join -10 %
+
+
+def _verdicts(folder: Path) -> tuple[str, dict[str, str]]:
+    data = json.loads((folder / "results.json").read_text())
+    return data["verdict"], {s["name"]: s["verdict"] for s in data["stages"]}
+
+
+@pytest.mark.slow
+def test_a_never_seen_repository_in_three_shards_merged_by_the_action_is_one_run_one_comment_one_check(gh, tmp_path):
+    """The issue's must-show, through `bolt action` with the real measurement: shards 1/3, 2/3, 3/3 and the merge
+    give the verdicts of one `bolt run`, one comment, and a check run that went from in_progress to completed."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from bolt_bot.cli import main
+    from bolt_bot.measure.counts import valgrind_available
+    from tests import projects
+
+    if valgrind_available() is None or shutil.which("uv") is None:
+        pytest.skip("valgrind and uv are needed to count instructions")
+    root, base, head = projects.pipeline_repo(tmp_path / "never-seen", BASE_WORK, HEAD_WORK, strings=("clean", "render"))
+    pr = gh.seed_pr(head_sha=head, base_sha=base)
+    inputs = {"report": "both", "measure": "instructions", "profile": "false"}
+    seen = []
+    for k in (1, 2, 3):
+        env = runner_env(gh, sub(tmp_path, f"job{k}"), "pull_request", pr_event(pr), pr.token, shard=f"{k}/3",
+                         **inputs, **{"results-dir": f"bolt-shards/bolt-shard-{k}"})
+        env["GITHUB_WORKSPACE"] = str(root)
+        code, stdout = run_in(env, action_measure())
+        assert code == 0, stdout
+        seen.append([(r.status, r.conclusion) for r in gh.check_runs(pr.repo, head, "Bolt")])
+        assert gh.comments(pr.repo, pr.number) == []
+    assert seen == [[("in_progress", None)]] * 3
+    env = runner_env(gh, sub(tmp_path, "merge"), "pull_request", pr_event(pr), pr.token, mode="merge", **inputs,
+                     **{"merge-from": "bolt-shards/*", "results-dir": "bolt-results"})
+    env["GITHUB_WORKSPACE"] = str(root)
+    code, stdout = run_in(env, action_measure())
+    assert code == 0, stdout
+    single = tmp_path / "single"
+    result = CliRunner().invoke(main, ["run", "--quiet", "--repo", str(root), "--base", base, "--head", head,
+                                       "--measure", "instructions", "--no-profile", "--out", str(single)])
+    assert result.exit_code == 0, result.output
+    merged = _verdicts(root / "bolt-results")
+    assert merged == _verdicts(single)
+    assert {k.split("[")[-1].rstrip("]"): v for k, v in merged[1].items() if v != "unchanged"} == {
+        "parse": "regressed", "join": "improved"}
+    assert len(gh.comments(pr.repo, pr.number)) == 1
+    run = only_run(gh, pr)
+    assert run.history[0] == ("in_progress", None) and run.history[-1] == ("completed", "action_required")
+    assert [a["path"] for a in run.annotations] == [n.split("::")[0] for n, v in merged[1].items() if v == "regressed"]
+
+
+def action_measure():
+    from bolt_bot.github.action import measure_with_runner
+
+    return measure_with_runner

@@ -219,7 +219,17 @@ def _merge_activity(config: ActionConfig, settings: Settings, runtime: Runtime) 
     environ = runtime.environ if runtime.environ is not None else os.environ
     configure_safe_directory(config.workspace, environ)
     config, target = event_target(config, environ)
-    results, pr_info = merge_shards(config.workspace, config.input("merge-from"), config.results_dir)
+    try:
+        results, pr_info = merge_shards(config.workspace, config.input("merge-from"), config.results_dir)
+    except BoltError as exc:
+        # Nothing is published, but the check run the first shard started must not stay in progress.
+        if config.token and not target.fork and SHA.match(target.head) and checkrun.wants_check(settings):
+            try:
+                checkrun.fail_in_progress(runtime.client_factory(config), target.head, str(exc))
+            except PublishError as error:
+                notice(f"could not complete the Bolt check run: {error}", runtime.stdout or sys.stdout,
+                       command="warning")
+        raise
     number = target.number if target.number is not None else (pr_info or {}).get("number")
     if pr_info is not None and (pr_info.get("number"), pr_info.get("head_sha")) != (number, results.head.sha):
         raise BoltError(f"the shards' pr.json names #{pr_info.get('number')} at {str(pr_info.get('head_sha'))[:7]}, "

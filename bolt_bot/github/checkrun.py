@@ -134,3 +134,14 @@ def reconclude(client: Client, sha: str, conclusion: str, title: str) -> Any | N
     summary = str(getattr(run.output, "summary", None) or title)
     return client.update_check_run(run, status="completed", conclusion=conclusion, completed_at=_now(),
                                    output={"title": title[:TITLE_LIMIT], "summary": summary[:OUTPUT_LIMIT]})
+
+
+def fail_in_progress(client: Client, sha: str, reason: str) -> Any | None:
+    """Bolt's check run on `sha`, when one is still in progress (a first shard started it), completed as failed
+    with the one line that stopped the run: a merge that refuses its shards must not leave it running."""
+    existing = client.own_check_runs(sha, CHECK_NAME)
+    if not existing or existing[0].status == "completed":
+        return None
+    title = reason[:TITLE_LIMIT]
+    return client.update_check_run(existing[0], status="completed", conclusion="failure", completed_at=_now(),
+                                   output={"title": title, "summary": f"Bolt could not merge the shards: {reason}"})
