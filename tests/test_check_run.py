@@ -232,6 +232,28 @@ def test_an_approval_turns_the_check_run_green_as_it_does_the_status(gh, tmp_pat
     assert gh.statuses(pr.repo, pr.head_sha) == []
 
 
+def test_workflow_run_publishes_a_forks_results_as_a_completed_check_run(gh, tmp_path):
+    from tests.test_action import invoke, make_artifact, run_event
+
+    pr = gh.seed_pr(fork=True, workflow_run=True)
+    make_artifact(tmp_path, pr)
+    env = runner_env(gh, tmp_path, "workflow_run", run_event(pr), pr.token, report="check")
+    result = invoke(env)
+    assert result.exit_code == 0, result.output
+    run = only_run(gh, pr)  # nobody could start it while the fork's code was measured: created completed
+    assert run.history == [("completed", "action_required")] and len(run.annotations) == 1
+    assert len(gh.comments(pr.repo, pr.number)) == 1 and gh.statuses(pr.repo, pr.head_sha) == []
+
+
+def test_the_report_setting_is_checked_in_one_line(tmp_path):
+    from bolt_bot.errors import BoltError
+
+    assert Settings().updated({"report": "both"}, "inputs").report == "both"
+    with pytest.raises(BoltError) as err:
+        Settings().updated({"report": "checks"}, "pyproject.toml [tool.bolt]")
+    assert str(err.value) == "pyproject.toml [tool.bolt]: report must be one of status, check, both, not 'checks'"
+
+
 def sub(tmp_path: Path, name: str) -> Path:
     (tmp_path / name).mkdir(exist_ok=True)
     return tmp_path / name
