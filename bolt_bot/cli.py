@@ -297,7 +297,10 @@ def profile(repo, ref, filter_, out, quiet, **kw):
 @click.option("--token-env", default="GITHUB_TOKEN", show_default=True, help="Environment variable holding the token.")
 @click.option("--comment", type=click.Choice(["always", "on-change", "never"]), default=None,
               help="When to write the sticky comment [default: results.json's setting, else on-change].")
-def publish(directory: Path, repository, pr_number, token_env, comment):
+@click.option("--report", type=click.Choice(["status", "check", "both"]), default=None,
+              help="The commit status, the check run Bolt (an App token with checks: write), or both "
+                   "[default: results.json's setting, else status].")
+def publish(directory: Path, repository, pr_number, token_env, comment, report):
     """Post DIR/results.json to GitHub: the sticky comment, the commit status, the label."""
     from bolt_bot.github.client import Client, ClientOptions
     from bolt_bot.model import Results
@@ -312,11 +315,11 @@ def publish(directory: Path, repository, pr_number, token_env, comment):
         pr_number = results.pull_request
     if pr_number is None and (directory / "pr.json").is_file():
         pr_number = _pr_number(directory / "pr.json")
-    settings = settings_from_results(results, {"comment": comment})
+    settings = settings_from_results(results, {"comment": comment, "report": report})
     client = Client(os.environ.get(token_env, ""), repository, ClientOptions.from_env(os.environ))
     outcome = publish_results(directory, client, repository, pr_number, settings, results=results)
     click.echo(f"{results.verdict}: comment {outcome.comment}{' ' + outcome.comment_url if outcome.comment_url else ''}, "
-               f"status {outcome.status or 'not set'}")
+               f"status {outcome.status or 'not set'}, check run {outcome.check_run or 'none'}")
 
 
 def _pr_number(path: Path) -> int:

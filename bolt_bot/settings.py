@@ -22,6 +22,7 @@ MEASURES = ("auto", "walltime", "instructions")
 # or "rounds" (whole interleaved pytest rounds, bolt_bot.measure.walltime).
 WALLTIME_ENGINES = ("paired", "rounds")
 COMMENT_MODES = ("always", "on-change", "never")
+REPORT_MODES = ("status", "check", "both")  # the commit status bolt/performance, the check run Bolt, or both
 APPROVERS = ("write", "admin")
 
 
@@ -48,6 +49,7 @@ class Settings:
     python: str | None = None  # interpreter version for the environments, e.g. "3.11"
     fail_on_regression: bool = False
     comment: str = "on-change"
+    report: str = "status"  # status | check | both: a check run needs `checks: write` and an App token
     perf_label: str = "perf"
     approval_label: str = "perf-approved"
     regression_label: str = "perf-regression"
@@ -83,6 +85,8 @@ class Settings:
                             f"not {self.walltime_engine!r}")
         if self.comment not in COMMENT_MODES:
             raise BoltError(f"{source}: comment must be one of {', '.join(COMMENT_MODES)}, not {self.comment!r}")
+        if self.report not in REPORT_MODES:
+            raise BoltError(f"{source}: report must be one of {', '.join(REPORT_MODES)}, not {self.report!r}")
         if self.approvers not in APPROVERS:
             raise BoltError(f"{source}: approvers must be one of {', '.join(APPROVERS)}, not {self.approvers!r}")
         if not 0 <= self.threshold < 100:

@@ -398,7 +398,8 @@ def test_documented_workflows_match_githubs_schema_and_the_docs():
     tool = shutil.which("check-jsonschema") or shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
     if tool is None:
         pytest.skip("check-jsonschema is not installed")
-    assert {p.name for p in WORKFLOWS} == {"bolt.yml", "bolt-measure.yml", "bolt-publish.yml", "bolt-profile.yml"}
+    assert {p.name for p in WORKFLOWS} == {"bolt.yml", "bolt-measure.yml", "bolt-publish.yml", "bolt-profile.yml",
+                                           "bolt-sharded.yml"}
     proc = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -407,12 +408,15 @@ def test_documented_workflows_match_githubs_schema_and_the_docs():
     declared = set(load_action()["inputs"])
     from ruamel.yaml import YAML
 
+    sharding = (WORKFLOWS[0].parent.parent / "sharding.md").read_text(encoding="utf-8")
     for path in WORKFLOWS:
         text = path.read_text(encoding="utf-8")
-        assert f"```yaml\n{text}```" in docs, f"docs/action.md does not show {path.name} as it is"
-        assert f"```yaml\n{text}```" in readme, f"README.md does not show {path.name} as it is"
+        sharded = path.name == "bolt-sharded.yml"  # shown in docs/sharding.md, which README links to
+        for shown, where in ((sharding, "docs/sharding.md"),) if sharded else ((docs, "docs/action.md"), (readme, "README.md")):
+            assert f"```yaml\n{text}```" in shown, f"{where} does not show {path.name} as it is"
         steps = [s for job in YAML(typ="safe", pure=True).load(text)["jobs"].values() for s in job["steps"]]
         bolt = [s for s in steps if str(s.get("uses", "")).startswith("OWNER/bolt@")]
-        assert len(bolt) == 1, path.name
-        assert set(bolt[0].get("with") or {}) <= declared, (path.name, set(bolt[0]["with"]) - declared)
+        assert len(bolt) == (2 if sharded else 1), path.name  # the shards' step and the merge's
+        for step in bolt:
+            assert set(step.get("with") or {}) <= declared, (path.name, set(step["with"]) - declared)
         assert not any("checkout" in str(s.get("uses")) for s in steps) or path.name != "bolt-publish.yml"

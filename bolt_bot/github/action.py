@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bolt_bot.errors import EXIT_OK, EXIT_REGRESSION, BoltError, PublishError
-from bolt_bot.github import commands, events
-from bolt_bot.github.artifact import refuse, validate_artifact
+from bolt_bot.github import checkrun, commands, events
+from bolt_bot.github.merging import merge_shards
+from bolt_bot.github.artifact import SHA, refuse, validate_artifact
 from bolt_bot.github.client import Client, ClientOptions, ReadOnlyToken
 from bolt_bot.github.commands import PROFILE_MODULE
 from bolt_bot.github.events import (
@@ -28,6 +29,7 @@ from bolt_bot.github.publish import publish
 from bolt_bot.github.workflow import append_summary, escape_data, notice, write_outputs
 from bolt_bot.measure import gitrepo
 from bolt_bot.measure.sandbox import forbidden
+from bolt_bot.measure.shard import ShardSpec, parse_shard, read_durations
 from bolt_bot.model import FAILED, Results
 from bolt_bot.pipeline import execute, make_plan
 from bolt_bot.progress import Progress
@@ -49,6 +51,8 @@ class MeasureRequest:
     out: Path
     base_label: str | None = None  # e.g. the PR's base branch, for the comment
     head_label: str | None = None
+    shard: ShardSpec | None = None  # the `shard` input: measure only this share of the stages
+    durations: Path | None = None  # the `durations` input: expected seconds per stage, to balance the shards
 
 
 def measure_with_runner(request: MeasureRequest) -> tuple[Results, Settings]:
@@ -64,7 +68,8 @@ def measure_with_runner(request: MeasureRequest) -> tuple[Results, Settings]:
         plan.base.ref = request.base_label if base == base_sha else f"merge-base with {request.base_label}"
     if request.head_label:
         plan.head.ref = request.head_label
-    return execute(plan, request.out, Progress()), plan.settings
+    durations = read_durations(request.durations, plan.settings.rounds) if request.durations else None
+    return execute(plan, request.out, Progress(), shard=request.shard, durations=durations), plan.settings
 
 
 Measure = Callable[[MeasureRequest], "tuple[Results, Settings]"]
@@ -104,6 +109,8 @@ def run_action(config: ActionConfig, runtime: Runtime | None = None) -> int:
         return _measure_activity(config, runtime)
     if activity == "publish":
         return _publish_activity(config, settings, runtime)
+    if activity == "merge":
+        return _merge_activity(config, settings, runtime)
     if activity == "profile":
         return _profile_activity(config, runtime)
     if activity == "command" and request is not None:
@@ -129,56 +136,169 @@ def _exit_code(results: Results, settings: Settings, approval: Mapping[str, Any]
 # measure (pull_request, push)
 
 
+@dataclass
+class Target:
+    """What the event asks to measure: the pull request (or push), its commits, and whether it is a fork's."""
+
+    number: int | None
+    head: str
+    base: str | None
+    head_label: str | None
+    base_label: str | None
+    fork: bool
+
+
+def event_target(config: ActionConfig, environ: MutableMapping[str, str]) -> tuple[ActionConfig, Target]:
+    """The event's target; for a fork's pull request the config comes back without its token, and every token
+    variable is removed from Bolt's environment, before any of the fork's code runs."""
+    event = config.event
+    pr = event.get("pull_request") if isinstance(event.get("pull_request"), dict) else None
+    if pr is None:
+        before = str(event.get("before") or "")
+        return config, Target(None, str(event.get("after") or config.environ.get("GITHUB_SHA") or "HEAD"),
+                              config.input("base") or (before if before.strip("0") else None),
+                              config.environ.get("GITHUB_REF_NAME"), None, False)
+    head_repo = ((pr["head"].get("repo") or {}).get("full_name"))
+    fork = head_repo != ((pr["base"].get("repo") or {}).get("full_name") or config.repository)
+    if fork:
+        # Decided before any of the fork's code runs: no client is made and no token is kept for it. The
+        # measured processes start from an allow-list anyway (bolt_bot.measure.sandbox); this is one more wall.
+        config = dataclasses.replace(config, token="")
+        for name in [name for name in environ if forbidden(name)]:
+            del environ[name]
+    return config, Target(int(event.get("number") or pr.get("number")), pr["head"]["sha"],
+                          config.input("base") or pr["base"]["sha"], pr["head"].get("ref"), pr["base"].get("ref"), fork)
+
+
 def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
     """Measure the pull request (or push) and publish; the measurement's settings are the plan's (the measured
-    project's [tool.bolt] and the inputs), read once by the pipeline."""
-    event = config.event
+    project's [tool.bolt] and the inputs), read once by the pipeline. With the `shard` input, measure that share
+    only and publish nothing: `mode: merge` publishes the merged shards."""
     environ = runtime.environ if runtime.environ is not None else os.environ
     configure_safe_directory(config.workspace, environ)
-    pr = event.get("pull_request") if isinstance(event.get("pull_request"), dict) else None
-    number: int | None = None
-    fork = False
-    if pr is not None:
-        number = int(event.get("number") or pr.get("number"))
-        head, base = pr["head"]["sha"], config.input("base") or pr["base"]["sha"]
-        head_label, base_label = pr["head"].get("ref"), pr["base"].get("ref")
-        head_repo = ((pr["head"].get("repo") or {}).get("full_name"))
-        fork = head_repo != ((pr["base"].get("repo") or {}).get("full_name") or config.repository)
-        if fork:
-            # Decided before any of the fork's code runs: no client is made and no token is kept for it. The
-            # measured processes start from an allow-list anyway (bolt_bot.measure.sandbox); this is one more wall.
-            config = dataclasses.replace(config, token="")
-            for name in [name for name in environ if forbidden(name)]:
-                del environ[name]
-    else:
-        head = str(event.get("after") or config.environ.get("GITHUB_SHA") or "HEAD")
-        before = str(event.get("before") or "")
-        base = config.input("base") or (before if before.strip("0") else None)
-        head_label, base_label = config.environ.get("GITHUB_REF_NAME"), None
+    shard = parse_shard(config.input("shard") or "") if config.input("shard") else None
+    durations = config.input("durations")
+    if durations and shard is None:
+        raise BoltError("the durations input balances shards: give the shard input (K/N) too")
+    config, target = event_target(config, environ)
+    number, head = target.number, target.head
     out = config.results_dir
-    results, settings = runtime.measure(MeasureRequest(config.workspace, base, head, config.overrides, out,
-                                                       base_label=base_label, head_label=head_label))
+    client = None
+    started = False
+    # One check run for all shards: the first shard starts it, the merge completes it.
+    if not target.fork and config.token and (shard is None or shard.index == 1) and SHA.match(head) \
+            and checkrun.wants_check(project_settings(config, target.base)):
+        client = runtime.client_factory(config)
+        started = _start_check_run(client, head, config, runtime)
+    try:
+        results, settings = runtime.measure(MeasureRequest(
+            config.workspace, target.base, head, config.overrides, out, base_label=target.base_label,
+            head_label=target.head_label, shard=shard, durations=config.workspace / durations if durations else None))
+    except BoltError as exc:
+        if started:
+            _fail_check_run(client, head, str(exc), config, runtime)
+        raise
     results.pull_request = number
     results.repository = config.repository
     results.write(out / "results.json")
+    write_pr_json(out, number, results, config)
+    if shard is not None:
+        write_outputs(config.environ, {"verdict": "", "regressions": "", "comment-url": "",
+                                       "results-dir": config.results_dir_input})
+        notice(f"shard {shard}: {len(results.stages)} stage(s) measured into {config.results_dir_input}/; upload it "
+               "and merge every shard's directory with `mode: merge` (docs/sharding.md)", runtime.stdout or sys.stdout)
+        return EXIT_OK
+    return publish_measured(config, results, settings, target.fork, client, runtime)
+
+
+def _merge_activity(config: ActionConfig, settings: Settings, runtime: Runtime) -> int:
+    """`mode: merge`: the shards' directories (the `merge-from` input) merged into `results-dir`, decided once,
+    and published like one measurement: one comment and the check run the first shard started. A fork's pull
+    request keeps the merged directory for the workflow_run publisher, as a measurement does. The settings
+    are this workflow's and the base's, like measuring's; the shards' own are checked against each other."""
+    environ = runtime.environ if runtime.environ is not None else os.environ
+    configure_safe_directory(config.workspace, environ)
+    config, target = event_target(config, environ)
+    try:
+        results, pr_info = merge_shards(config.workspace, config.input("merge-from"), config.results_dir)
+    except BoltError as exc:
+        # Nothing is published, but the check run the first shard started must not stay in progress.
+        if config.token and not target.fork and SHA.match(target.head) and checkrun.wants_check(settings):
+            try:
+                checkrun.fail_in_progress(runtime.client_factory(config), target.head, str(exc))
+            except PublishError as error:
+                notice(f"could not complete the Bolt check run: {error}", runtime.stdout or sys.stdout,
+                       command="warning")
+        raise
+    number = target.number if target.number is not None else (pr_info or {}).get("number")
+    if pr_info is not None and (pr_info.get("number"), pr_info.get("head_sha")) != (number, results.head.sha):
+        raise BoltError(f"the shards' pr.json names #{pr_info.get('number')} at {str(pr_info.get('head_sha'))[:7]}, "
+                        f"but they measured #{number} at {str(results.head.sha)[:7]}")
+    if target.number is not None and results.head.sha != target.head:
+        raise BoltError(f"the shards measured {str(results.head.sha)[:7]}, but this pull request's event is for "
+                        f"{target.head[:7]}: merge the shards of this run")
+    results.pull_request = number
+    results.repository = config.repository
+    results.write(config.results_dir / "results.json")
+    write_pr_json(config.results_dir, number, results, config)
+    return publish_measured(config, results, settings, target.fork, None, runtime)
+
+
+def write_pr_json(out: Path, number: int | None, results: Results, config: ActionConfig) -> None:
+    """For a second, privileged workflow (fork PRs): which PR and commit these results belong to."""
     if number is not None:
-        # For a second, privileged workflow (fork PRs): which PR and commit these results belong to.
         (out / "pr.json").write_text(json.dumps({"number": number, "head_sha": results.head.sha,
                                                  "repository": config.repository}) + "\n", encoding="utf-8")
+
+
+def publish_measured(config: ActionConfig, results: Results, settings: Settings, fork: bool, client: Any,
+                     runtime: Runtime) -> int:
+    """Publish results measured (or merged) in this job, or keep them for a workflow_run when it may not."""
+    out, number = config.results_dir, results.pull_request
     common = {"results": results, "environ": config.environ, "run_url": config.run_url,
-              "results_dir_output": config.results_dir_input, "stdout": runtime.stdout}
+              "results_dir_output": config.results_dir_input, "stdout": runtime.stdout,
+              "read_file": _head_files(config, results.head.sha)}
     if fork or not config.token:
         reason = "the pull request comes from a fork" if fork else "no token was given"
         publish(out, None, config.repository, number, settings, **common)
         _artifact_instructions(config, reason, runtime)
         return EXIT_OK
-    client = runtime.client_factory(config)
+    client = client or runtime.client_factory(config)
     try:
         outcome = publish(out, client, config.repository, number, settings, **common)
     except ReadOnlyToken as exc:
         _artifact_instructions(config, str(exc), runtime)
         return EXIT_OK
     return _exit_code(results, settings, outcome.approval)
+
+
+def _start_check_run(client: Any, head: str, config: ActionConfig, runtime: Runtime) -> bool:
+    """The check run `Bolt`, in progress, before measuring. Measuring matters more than the check run: when
+    GitHub refuses it (a read-only token, no `checks: write`) a warning says so and publishing tries again."""
+    try:
+        checkrun.start(client, head, config.run_url)
+        return True
+    except PublishError as exc:
+        notice(f"could not start the Bolt check run: {exc}", runtime.stdout or sys.stdout, command="warning")
+        return False
+
+
+def _fail_check_run(client: Any, head: str, reason: str, config: ActionConfig, runtime: Runtime) -> None:
+    """A measurement that stopped with an error completes its check run as failed, never leaves it running."""
+    results = Results(stages=[], verdict=FAILED)
+    results.head.sha = head
+    try:
+        checkrun.complete(client, results, "failure", f"measurement failed: {reason}",
+                          f"Bolt could not measure {head[:7]}: {reason}", config.run_url)
+    except PublishError as exc:
+        notice(f"could not complete the Bolt check run: {exc}", runtime.stdout or sys.stdout, command="warning")
+
+
+def _head_files(config: ActionConfig, sha: str | None) -> Callable[[str], str | None] | None:
+    """Reads a file of the head commit from the workspace's git (never runs it): for annotations' lines."""
+    if not sha or not (config.workspace / ".git").exists():
+        return None
+    return lambda path: gitrepo.file_at(config.workspace, sha, path)
 
 
 def _artifact_instructions(config: ActionConfig, reason: str, runtime: Runtime) -> None:
@@ -226,7 +346,8 @@ def _publish_activity(config: ActionConfig, settings: Settings, runtime: Runtime
                       f"but pull request #{number} is at {actual[:7]}")
     results.pull_request, results.repository = number, config.repository
     outcome = publish(folder, client, config.repository, number, settings, results=results, environ=config.environ,
-                      run_url=config.run_url, results_dir_output=config.results_dir_input, stdout=runtime.stdout)
+                      run_url=config.run_url, results_dir_output=config.results_dir_input, stdout=runtime.stdout,
+                      read_file=_head_files(config, actual))
     return _exit_code(results, settings, outcome.approval)
 
 

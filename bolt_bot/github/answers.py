@@ -12,6 +12,7 @@ from bolt_bot.errors import PublishError
 
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
 STATUS_STATES = ("error", "failure", "pending", "success")
+CHECK_STATUSES = ("queued", "in_progress", "completed", "waiting", "requested", "pending")
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -102,6 +103,21 @@ def _status(data: Any) -> str | None:
     return problem or (None if data["state"] in STATUS_STATES else f"state {data['state'][:40]!r}")
 
 
+def _check_run(data: Any) -> str | None:
+    """A check run: its id, name, head commit, status and the App that wrote it (how Bolt finds its own)."""
+    problem = _fields(data, id=int, name=str, head_sha=str, status=str, app=(dict, type(None)))
+    if problem:
+        return problem
+    if data["status"] not in CHECK_STATUSES:
+        return f"status {data['status'][:40]!r}"
+    return _fields(data["app"], slug=str) if data["app"] is not None else None
+
+
+def _check_runs(data: Any) -> str | None:
+    problem = _fields(data, total_count=int, check_runs=list)
+    return problem or _each(_check_run)(data["check_runs"])
+
+
 def _permission(data: Any) -> str | None:
     problem = _fields(data, permission=str)
     return problem or (None if data["permission"] in PERMISSIONS else f"permission {data['permission'][:40]!r}")
@@ -120,6 +136,9 @@ SHAPES: list[tuple[str, re.Pattern[str], Callable[[Any], str | None]]] = [
         ("GET", r"/issues/\d+/comments", _each(_listed_comment)),
         ("GET", r"/pulls/\d+", _pull),
         ("POST", r"/statuses/[^/]+", _status),
+        ("POST", r"/check-runs", _check_run),
+        ("PATCH", r"/check-runs/\d+", _check_run),
+        ("GET", r"/commits/[^/]+/check-runs", _check_runs),
         ("POST", r"/issues/\d+/labels", _each(_label)),
         ("PUT", r"/issues/\d+/labels", _each(_label)),
         ("GET", r"/issues/\d+/labels", _each(_label)),

@@ -21,7 +21,7 @@ def refuse(reason: str) -> BoltError:
     return BoltError(f"refusing to publish the artifact: {reason}")
 
 
-def _read_small(path: Path, limit: int) -> str:
+def read_small(path: Path, limit: int) -> str:
     size = path.lstat().st_size
     if size > limit:
         raise refuse(f"{path.name} is {size} bytes (at most {limit} allowed)")
@@ -35,8 +35,8 @@ def _read_small(path: Path, limit: int) -> str:
         raise refuse(f"{path.name} is not UTF-8 text") from None
 
 
-def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[Results, dict[str, Any]]:
-    """results.json and pr.json of a downloaded results directory, refusing symlinks, escapes and big files."""
+def check_tree(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> None:
+    """Refuse a downloaded directory holding symbolic links, paths that escape it, or files beyond the bound."""
     if folder.is_symlink():
         raise refuse(f"{folder.name} is a symbolic link")
     if not folder.is_dir():
@@ -52,17 +52,22 @@ def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[
                 raise refuse(f"{rel} lies outside the results directory")
             if path.is_file() and path.lstat().st_size > max_file:
                 raise refuse(f"{rel} is {path.lstat().st_size} bytes (at most {max_file} allowed)")
+
+
+def validate_artifact(folder: Path, max_file: int = MAX_ARTIFACT_FILE) -> tuple[Results, dict[str, Any]]:
+    """results.json and pr.json of a downloaded results directory, refusing symlinks, escapes and big files."""
+    check_tree(folder, max_file)
     for required in ("results.json", "pr.json"):
         if not (folder / required).is_file():
             raise refuse(f"{required} is missing from {folder.name}/")
-    _read_small(folder / "results.json", max_file)  # refuses a file that grew past the limit
+    read_small(folder / "results.json", max_file)  # refuses a file that grew past the limit
     try:
         # The same reader as everywhere: it refuses NaN, deep nesting and every malformed field in one line.
         results = Results.read(folder / "results.json")
     except BoltError as exc:
         raise refuse(str(exc)) from None
     try:
-        pr_info = json.loads(_read_small(folder / "pr.json", MAX_PR_JSON))
+        pr_info = json.loads(read_small(folder / "pr.json", MAX_PR_JSON))
     except (ValueError, RecursionError) as exc:
         raise refuse(f"pr.json is not valid JSON ({' '.join(str(exc).split())[:120]})") from None
     number = pr_info.get("number") if isinstance(pr_info, dict) else None

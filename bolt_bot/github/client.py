@@ -20,6 +20,12 @@ ACTIONS_BOT = "github-actions[bot]"
 __all__ = ["ACTIONS_BOT", "STATUS_CONTEXT", "Client", "ClientOptions", "ReadOnlyToken", "calling"]
 
 
+def checks_hint(message: str) -> str:
+    """A refused check-run write, with what fixes it."""
+    return (f"{message} (check runs need the job's GITHUB_TOKEN or a GitHub App token with `checks: write`; "
+            "a personal token cannot write them: set report to status)")
+
+
 class Client:
     """One repository on GitHub through PyGithub, with the options that made it (for messages and waits)."""
 
@@ -148,6 +154,58 @@ class Client:
                     return False
                 raise
         return True
+
+    # ------------------------------------------------------------------ check runs (GitHub Apps only)
+
+    def app_slug(self) -> str:
+        """The App whose check runs are Bolt's: the login Bolt writes as, without "[bot]" (github-actions for
+        the job's GITHUB_TOKEN, "<slug>" for an App configured with bot-login)."""
+        return self.whoami().lower().removesuffix("[bot]")
+
+    def own_check_runs(self, sha: str, name: str) -> list:
+        """Check runs called `name` on `sha` written by Bolt's App, newest first; anyone else's are not Bolt's."""
+        slug = self.app_slug()
+        with calling(f"listing the {name} check runs of {sha[:7]}", self.options):
+            runs = list(self.repo.get_commit(sha).get_check_runs(check_name=name, filter="all"))
+        found = [r for r in runs if r.name == name and r.head_sha == sha
+                 and str(getattr(r.app, "slug", "") or "").lower() == slug]
+        return sorted(found, key=lambda r: -r.id)
+
+    def create_check_run(self, sha: str, name: str, **fields: Any):
+        """POST once; after a failure whose outcome is unknown, look for Bolt's check run before posting again
+        (a second POST would make a second check run), and write the same fields to the one found."""
+        what = f"creating the {name} check run on {sha[:7]}"
+        try:
+            with calling(what, self.options):
+                return self.repo.create_check_run(name, sha, **fields)
+        except ReadOnlyToken as exc:
+            raise ReadOnlyToken(checks_hint(str(exc))) from None
+        except PublishError as first:
+            if "You must authenticate via a GitHub App" in str(first):
+                raise PublishError(checks_hint(str(first))) from None
+            self._before_second_attempt(first)
+            answered = getattr(first, "answered", True)
+        for look in range(1 if answered else 3):
+            if look:
+                self.sleep(min(self.options.timeout, 2.0))
+            existing = self.own_check_runs(sha, name)
+            if existing:
+                return self.update_check_run(existing[0], **fields)
+        if not answered:
+            raise PublishError(f"GitHub did not answer while {what}, and the check run has not appeared since; "
+                               "not posting it again, which could make a second one: run the job again")
+        with calling(what + " (second attempt)", self.options):
+            return self.repo.create_check_run(name, sha, **fields)
+
+    def update_check_run(self, run, **fields: Any):
+        """PATCH (retried on 5xx: writing the same status twice is harmless; a batch of annotations could
+        be appended twice, see docs/reliability.md)."""
+        try:
+            with calling(f"updating the {run.name} check run {run.id}", self.options):
+                run.edit(**fields)
+                return run
+        except ReadOnlyToken as exc:
+            raise ReadOnlyToken(checks_hint(str(exc))) from None
 
     def react(self, number: int, comment_id: int, content: str) -> None:
         with calling(f"reacting to comment {comment_id}", self.options):

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from bolt_bot.decide import gate as gates
 from bolt_bot.errors import EXIT_OK, BoltError, PublishError
-from bolt_bot.github import events
+from bolt_bot.github import checkrun, events
 from bolt_bot.github.client import Client
 from bolt_bot.github.events import ActionConfig, Request
 from bolt_bot.github.workflow import notice
@@ -70,8 +70,14 @@ class Handler:
         return gates.may_approve(role, approvers), role
 
     def _status(self, sha: str, state: Mapping[str, Any], gate: gates.Gate, url: str | None) -> None:
-        self.client.set_status(sha, *gates.status_for(gates.Measured.stored(state), gate, self.settings.perf_label),
-                               target_url=url)
+        measured = gates.Measured.stored(state)
+        status, description = gates.status_for(measured, gate, self.settings.perf_label)
+        if checkrun.wants_status(self.settings):
+            self.client.set_status(sha, status, description, target_url=url)
+        if checkrun.wants_check(self.settings):
+            # An approval (or its withdrawal) changes the check run's conclusion as it changes the status.
+            checkrun.reconclude(self.client, sha, checkrun.conclusion_for(status, measured.verdict, True),
+                                description)
 
     # ------------------------------------------------------------------ approvals
 

@@ -19,8 +19,9 @@ from bolt_bot.settings import Settings, load_settings, settings_from_pyproject
 
 DEFAULT_RESULTS_DIR = "bolt-results"
 # Inputs that steer the action itself rather than the measurement settings.
-ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter", "bot-login")
-MODES = ("measure", "label", "publish", "profile", "command")
+ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter", "bot-login", "shard", "durations",
+                 "merge-from")
+MODES = ("measure", "label", "publish", "profile", "command", "merge")
 PR_MEASURE_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 # A command is a line of its own that starts with /bolt; Bolt's replies quote commands in backticks,
 # so a reply can never be read as a command.
@@ -109,7 +110,7 @@ def read_config(environ: Mapping[str, str]) -> ActionConfig:
 class Choice(NamedTuple):
     """What `bolt action` does for this event, why, and for a command what it asks."""
 
-    activity: str  # measure | publish | profile | command | ignore | refuse
+    activity: str  # measure | merge | publish | profile | command | ignore | refuse
     why: str
     request: Request | None = None
 
@@ -129,13 +130,15 @@ def project_settings(config: ActionConfig, base: str | None = None) -> Settings:
 
 
 def choose_activity(config: ActionConfig, settings: Settings) -> tuple[str, str]:
-    """(activity, why): measure | publish | profile | command | ignore | refuse, from the event and mode alone."""
+    """(activity, why): measure | merge | publish | profile | command | ignore | refuse, from the event and mode."""
     name = config.event_name
     perf_label, approval_label = settings.perf_label, settings.approval_label  # as [tool.bolt] names them
     if config.mode == "publish":
         return "publish", "mode: publish"
     if config.mode == "profile":
         return "profile", "mode: profile"
+    if config.mode == "merge":
+        return "merge", "mode: merge"
     if config.mode == "command":
         return "command", "mode: command"
     if name in ("pull_request", "pull_request_target") and config.mode in ("", "measure", "label"):

@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 from bolt_bot.decide import gate as gates
 from bolt_bot.errors import BoltError, PublishError
-from bolt_bot.github.client import Client
+from bolt_bot.github import checkrun
+from bolt_bot.github.client import Client, ReadOnlyToken
 from bolt_bot.github.workflow import annotate, append_summary, escape_data, notice, write_outputs
 from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, Results
 from bolt_bot.report import messages, render
@@ -42,6 +43,7 @@ class Outcome:
     comment: str = "none"  # created | updated | skipped-quiet | skipped-never | skipped-stale | none
     comment_url: str = ""
     status: str | None = None  # the commit status state set, if any
+    check_run: str | None = None  # the conclusion of the check run Bolt completed, if any
     label: str | None = None  # added | removed | None
     notices: list[str] = field(default_factory=list)
     # The approval in force for these results (from Bolt's own comment, never from results.json): the caller's
@@ -63,12 +65,14 @@ def publish(
     state_extra: dict[str, Any] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     stdout: TextIO | None = None,
+    read_file: checkrun.ReadFile | None = None,
 ) -> Outcome:
     """Post `results_dir/results.json` (already on disk) to GitHub: comment, status, label.
 
     The job summary, the annotations and the step outputs are written first and last, so that a
     failing GitHub call (a PublishError, exit 3) still leaves them. `client` is None to write only the local
-    parts. `state_extra` adds keys to the comment's hidden state. `results` is read, never changed."""
+    parts. `state_extra` adds keys to the comment's hidden state. `results` is read, never changed. `read_file`
+    reads a file of the head commit (the check run's annotations point at the benchmark's line with it)."""
     environ = os.environ if environ is None else environ
     stdout = stdout or sys.stdout
     results = results if results is not None else Results.read(results_dir / "results.json")
@@ -80,7 +84,7 @@ def publish(
     annotate(results, stdout)
     try:
         if client is not None:
-            _publish_to_github(results, client, pr_number, settings, outcome, run_url, state_extra, now)
+            _publish_to_github(results, client, pr_number, settings, outcome, run_url, state_extra, now, read_file)
     finally:
         write_outputs(environ, {
             "verdict": results.verdict,
@@ -95,7 +99,7 @@ def publish(
 
 def _publish_to_github(results: Results, client: Client, pr_number: int | None, settings: Settings, outcome: Outcome,
                        run_url: str | None, state_extra: dict[str, Any] | None,
-                       now: Callable[[], datetime]) -> None:
+                       now: Callable[[], datetime], read_file: checkrun.ReadFile | None = None) -> None:
     head_sha = results.head.sha
     if not head_sha:
         raise BoltError("results.json names no head commit: cannot publish it")
@@ -106,17 +110,43 @@ def _publish_to_github(results: Results, client: Client, pr_number: int | None, 
         else:
             gate = _write_comment(results, client, pr_number, settings, outcome, state_extra, now)
             if outcome.comment == "skipped-stale":
+                if checkrun.wants_check(settings):
+                    _close_stale_check_run(results, client, outcome)
                 return
     outcome.approval = gate.in_force if gate is not None else None
     state, description = gates.status_for(results, gate, settings.perf_label)
-    client.set_status(head_sha, state, description, target_url=run_url)
-    outcome.status = state
+    if checkrun.wants_status(settings):
+        client.set_status(head_sha, state, description, target_url=run_url)
+        outcome.status = state
+    if checkrun.wants_check(settings):
+        conclusion = checkrun.conclusion_for(state, results.verdict, approvable=gate is not None)
+        summary = checkrun.summary_text(results, settings.template_dir)
+        try:
+            checkrun.complete(client, results, conclusion, description, summary, run_url,
+                              checkrun.annotations(results, read_file))
+        except ReadOnlyToken as exc:
+            if outcome.comment in ("created", "updated") or outcome.status:
+                # The token wrote the comment or the status: it is not read-only, it lacks `checks: write`.
+                raise PublishError(str(exc)) from None
+            raise
+        outcome.check_run = conclusion
     if pr_number is not None and settings.regression_label:
         if results.verdict == REGRESSED and results.regressions:
             client.add_label(pr_number, settings.regression_label)
             outcome.label = "added"
         elif client.remove_label(pr_number, settings.regression_label):
             outcome.label = "removed"
+
+
+def _close_stale_check_run(results: Results, client: Client, outcome: Outcome) -> None:
+    """A check run this job started for a head the pull request has left must not stay in progress."""
+    sha = str(results.head.sha)
+    for run in client.own_check_runs(sha, checkrun.CHECK_NAME)[:1]:
+        if run.status != "completed":
+            title = f"not published: the pull request moved on from {sha[:7]}"
+            client.update_check_run(run, status="completed", conclusion="neutral",
+                                    output={"title": title, "summary": " ".join(outcome.notices) or title})
+            outcome.check_run = "neutral"
 
 
 def _gate(results: Results, client: Client, pr_number: int, settings: Settings, old_state: dict[str, Any] | None,

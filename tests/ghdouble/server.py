@@ -39,6 +39,9 @@ PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
 _REPORTED = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read", "none": "none"}
 _WRITE_ROLES = {"admin", "maintain", "write"}
 STATUS_STATES = ("error", "failure", "pending", "success")
+CHECK_STATUSES = ("queued", "in_progress", "completed")
+CHECK_CONCLUSIONS = ("action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out")
+ANNOTATION_FIELDS = ("path", "start_line", "end_line", "annotation_level", "message")
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
 MAX_COMMENT = 65536
 SECONDARY_MESSAGE = (
@@ -194,6 +197,9 @@ class CheckRun:
     started_at: datetime | None
     completed_at: datetime | None
     app_owner: str
+    app_slug: str = "github-actions"  # the App that wrote it: an Actions token's is github-actions
+    annotations: list[dict[str, Any]] = field(default_factory=list)  # appended by every write, as on GitHub
+    history: list[tuple[str, str | None]] = field(default_factory=list)  # (status, conclusion) after each write
 
 
 @dataclass
@@ -324,6 +330,7 @@ ROUTES: list[_Route] = [
     _route("GET", "/repos/{owner}/{repo}/commits/{ref}/status", "combined_status"),
     _route("POST", "/repos/{owner}/{repo}/check-runs", "create_check_run"),
     _route("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}", "get_check_run"),
+    _route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", "list_check_runs"),
     _route("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}", "update_check_run"),
     _route("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", "get_permission"),
     _route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", "get_run"),
@@ -608,9 +615,12 @@ class GitHubDouble:
         with self._lock:
             return [s for s in self.repo(full_name).statuses if s.sha == sha]
 
-    def check_runs(self, full_name: str) -> list[CheckRun]:
+    def check_runs(self, full_name: str, head_sha: str | None = None, name: str | None = None) -> list[CheckRun]:
+        """Check runs of the repository (on ``head_sha``, named ``name``), oldest first; each keeps its
+        ``history`` of (status, conclusion) and every ``annotations`` item it was sent."""
         with self._lock:
-            return list(self.repo(full_name).check_runs.values())
+            return [r for r in self.repo(full_name).check_runs.values()
+                    if head_sha in (None, r.head_sha) and name in (None, r.name)]
 
     def requests_matching(self, method: str = "*", pattern: str = "*") -> list[RequestRecord]:
         """Recorded requests whose method and path (fnmatch pattern, no query) match."""
@@ -1134,6 +1144,7 @@ class GitHubDouble:
         prs = [self._pull_minimal_json(repo, i) for i in repo.issues.values()
                if i.is_pull and i.head_sha == run.head_sha and i.state == "open"]
         app_owner = run.app_owner
+        app_id = 15368 if run.app_slug == "github-actions" else 20000 + int(hashlib.sha1(run.app_slug.encode()).hexdigest()[:4], 16)
         stamp = _iso(datetime(2020, 1, 1, tzinfo=timezone.utc))
         return {
             "id": run.id, "node_id": _node_id("CheckRun", run.id), "head_sha": run.head_sha,
@@ -1143,11 +1154,12 @@ class GitHubDouble:
             "started_at": _iso(run.started_at) if run.started_at else None,
             "completed_at": _iso(run.completed_at) if run.completed_at else None,
             "output": {"title": run.output.get("title"), "summary": run.output.get("summary"),
-                       "text": run.output.get("text"), "annotations_count": 0,
+                       "text": run.output.get("text"), "annotations_count": len(run.annotations),
                        "annotations_url": f"{api}/check-runs/{run.id}/annotations"},
             "name": run.name, "check_suite": {"id": run.id + 1},
-            "app": {"id": 15368, "slug": "github-actions", "node_id": _node_id("App", 15368),
-                    "owner": self._user_json(app_owner), "name": "GitHub Actions",
+            "app": {"id": app_id, "slug": run.app_slug, "node_id": _node_id("App", app_id),
+                    "owner": self._user_json(app_owner),
+                    "name": "GitHub Actions" if run.app_slug == "github-actions" else run.app_slug,
                     "description": "Automate your workflow from idea to production",
                     "external_url": f"{self.html_base}/features/actions",
                     "html_url": f"{self.html_base}/apps/github-actions",
@@ -1444,6 +1456,31 @@ class GitHubDouble:
         }
 
     def _check_run_fields(self, run: CheckRun, body: dict[str, Any]) -> None:
+        """Apply a create/update body, refusing what GitHub refuses (422): a `completed` without a conclusion,
+        an output without title and summary, more than 50 annotations, an annotation without path or lines."""
+        def invalid(message: str) -> ApiError:
+            return ApiError(422, "Invalid request.\n\n" + message)
+        if "status" in body and body["status"] not in CHECK_STATUSES:
+            raise invalid(f"{body['status']!r} is not a member of {list(CHECK_STATUSES)}.")
+        if "conclusion" in body and body["conclusion"] is not None and body["conclusion"] not in CHECK_CONCLUSIONS:
+            raise invalid(f"{body['conclusion']!r} is not a member of {list(CHECK_CONCLUSIONS)}.")
+        if body.get("status") == "completed" and not body.get("conclusion") and run.conclusion is None:
+            raise invalid("conclusion wasn't supplied.")
+        output = body.get("output")
+        annotations: list[dict[str, Any]] = []
+        if output is not None:
+            if not isinstance(output, dict) or not isinstance(output.get("title"), str) \
+                    or not isinstance(output.get("summary"), str):
+                raise invalid("\"title\", \"summary\" wasn't supplied.")
+            if len(output["summary"]) > 65535 or len(output.get("text") or "") > 65535:
+                raise invalid("output.summary is too long (maximum is 65535 characters)")
+            annotations = output.get("annotations") or []
+            if not isinstance(annotations, list) or len(annotations) > 50:
+                raise invalid("Only 50 annotations are allowed per request.")
+            for item in annotations:
+                if not isinstance(item, dict) or not all(k in item for k in ANNOTATION_FIELDS) \
+                        or item["annotation_level"] not in ("notice", "warning", "failure"):
+                    raise invalid(f"an annotation needs {', '.join(ANNOTATION_FIELDS)}.")
         if "name" in body:
             run.name = body["name"]
         if "details_url" in body:
@@ -1452,9 +1489,9 @@ class GitHubDouble:
             run.external_id = body["external_id"]
         if "status" in body:
             run.status = body["status"]
-        if isinstance(body.get("output"), dict):
-            run.output.update({k: body["output"].get(k) for k in ("title", "summary", "text")
-                               if k in body["output"]})
+        if isinstance(output, dict):
+            run.output.update({k: output.get(k) for k in ("title", "summary", "text") if k in output})
+            run.annotations.extend(dict(item) for item in annotations)
         if "started_at" in body and body["started_at"]:
             run.started_at = datetime.fromisoformat(body["started_at"].replace("Z", "+00:00"))
         if body.get("conclusion"):
@@ -1464,6 +1501,7 @@ class GitHubDouble:
             run.completed_at = datetime.fromisoformat(body["completed_at"].replace("Z", "+00:00"))
         if run.status == "completed" and run.completed_at is None:
             run.completed_at = self.clock()
+        run.history.append((run.status, run.conclusion))
 
     def _h_create_check_run(self, ctx: _Ctx):
         repo = self._repo_for(ctx)
@@ -1478,7 +1516,7 @@ class GitHubDouble:
         run = CheckRun(id=self._next_id(), name=body["name"], head_sha=body["head_sha"],
                        status="queued", conclusion=None, output={}, details_url=None,
                        external_id=None, started_at=self.clock(), completed_at=None,
-                       app_owner="github")
+                       app_owner="github", app_slug=ctx.token.login.removesuffix("[bot]"))
         self.add_user("github", type="Organization")
         self._check_run_fields(run, body)
         repo.check_runs[run.id] = run
@@ -1489,6 +1527,23 @@ class GitHubDouble:
         if run is None:
             raise not_found()
         return run
+
+    def _h_list_check_runs(self, ctx: _Ctx):
+        """GET .../commits/{ref}/check-runs: newest first, filtered by check_name, status, app_id; paginated
+        inside {"total_count", "check_runs"} as GitHub does."""
+        repo = self._repo_for(ctx)
+        try:
+            sha = self._resolve_ref(repo, ctx.params["ref"])
+        except ApiError:
+            sha = ctx.params["ref"]
+        name, status = ctx.q("check_name"), ctx.q("status")
+        runs = [r for r in reversed(list(repo.check_runs.values())) if r.head_sha == sha
+                and name in (None, r.name) and status in (None, r.status)]
+        if ctx.q("filter", "latest") == "latest":  # the newest run per name (and App)
+            seen: set[tuple[str, str]] = set()
+            runs = [r for r in runs if (r.name, r.app_slug) not in seen and not seen.add((r.name, r.app_slug))]
+        status_code, page, headers = self._paginate(ctx, [self._check_run_json(repo, r) for r in runs])
+        return status_code, {"total_count": len(runs), "check_runs": page}, headers
 
     def _h_get_check_run(self, ctx: _Ctx):
         repo = self._repo_for(ctx)
