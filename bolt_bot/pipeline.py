@@ -111,7 +111,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: shar
                 "duration": time.monotonic() - started,
                 **({"shard": _shard_record(shard_plan)} if shard_plan else {}),
             },
-            notices=env_notices + judged.notices,
+            notices=env_notices + judged.notices + ([_shard_record(shard_plan)["notice"]] if shard_plan else []),
             profiles={name: (slot.lines, slot.note) for name, slot in profiles.items()},
         )
     # results.json once, everything measured, judged and profiled in it; then the markdown.
@@ -131,7 +131,7 @@ def _shard(plan: Plan, spec: sharding.ShardSpec, durations: sharding.Durations |
         discovered = None
         if durations is None and settings.measure == "auto" and valgrind_available() is not None:
             discovered = discover(settings, setups, out / "discovery", progress)
-            durations = sharding.Durations(sharding.durations_from_discovery(discovered, settings.rounds),
+            durations = sharding.Durations(sharding.durations_from_discovery(discovered),
                                            sharding.DISCOVERY)
         shard_plan = sharding.plan_shard(spec, stages, durations)
         progress.note(f"shard {spec}: {len(shard_plan.share)} of {len(stages)} stages, balanced by {shard_plan.source}")
@@ -140,12 +140,15 @@ def _shard(plan: Plan, spec: sharding.ShardSpec, durations: sharding.Durations |
 
 
 def _shard_record(shard_plan: sharding.ShardPlan) -> dict:
-    return {**shard_plan.record(), "bolt_version": __version__}
+    """environment.shard: the partition for `bolt merge`, and the notice that this is a part (merge drops it)."""
+    spec = shard_plan.spec
+    notice = (f"shard {spec} measured {len(shard_plan.share)} of the suite's {len(shard_plan.stages)} stages: "
+              "`bolt merge` the shards' directories for the verdict of the whole suite")
+    return {**shard_plan.record(), "bolt_version": __version__, "notice": notice}
 
 
 def _empty_shard(plan: Plan, shard_plan: sharding.ShardPlan) -> Results:
     """A shard left without stages (more shards than stages) measured nothing, and that is no failure."""
     return Results(stages=[], verdict=UNCHANGED, settings=plan.settings.to_dict(), base=plan.base, head=plan.head,
                    environment={"shard": _shard_record(shard_plan)},
-                   notices=[f"shard {shard_plan.spec} has no stages: the suite has {len(shard_plan.stages)} stage(s) "
-                            f"for {shard_plan.spec.count} shards"])
+                   notices=[_shard_record(shard_plan)["notice"]])

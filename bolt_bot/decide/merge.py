@@ -160,8 +160,9 @@ def merge_results(shards: list[Shard]) -> Results:
             shown = ", ".join(s.name for s in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
             notices.append(f"shard {shard.index}/{shard.count} failed: {len(lost)} stage(s) unmeasured: {shown}")
         stages += lost
-        if shard.share:  # an empty shard's only notice is that it had no stages
-            notices += [n for n in shard.results.notices if n not in notices]
+        # Each shard's own notice that it measured a part of the suite says nothing of the whole.
+        own = shard.results.environment["shard"].get("notice")
+        notices += [n for n in shard.results.notices if n not in notices and n != own]
     stages.sort(key=lambda s: s.name)
     settings = first.settings
     redecide(stages, float(settings.get("threshold", 3.0)), float(settings.get("alpha", 0.05)))
@@ -172,15 +173,14 @@ def merge_results(shards: list[Shard]) -> Results:
 
 
 def _environment(shards: list[Shard]) -> dict:
-    """The first shard's description of the machine, the longest shard's duration, and the shards themselves."""
-    env = {k: v for k, v in shards[0].results.environment.items() if k not in ("shard", "duration", "discovery")}
-    reasons: dict = {}
-    for shard in shards:
-        found = shard.results.environment.get("discovery")
-        if isinstance(found, dict) and isinstance(found.get("walltime_reasons"), dict):
-            reasons.update(found["walltime_reasons"])
-    if reasons:
-        env["discovery"] = {"walltime_reasons": reasons}
+    """The first shard's description of the machine, the shards' stage counts added up (discovery, counts),
+    the longest shard's duration, and the shards themselves."""
+    env = {k: v for k, v in shards[0].results.environment.items() if k not in ("shard", "duration")}
+    for key in ("discovery", "instructions"):
+        parts = [s.results.environment.get(key) for s in shards]
+        parts = [p for p in parts if isinstance(p, dict)]
+        if parts:
+            env[key] = _added(parts)
     durations = [s.results.environment.get("duration") for s in shards]
     if all(isinstance(d, (int, float)) for d in durations):
         env["duration"] = max(durations)
@@ -190,6 +190,20 @@ def _environment(shards: list[Shard]) -> dict:
     if env.get("runner"):
         env["runner"] = f"{len(shards)} shards, {env['runner']}"
     return env
+
+
+def _added(parts: list[dict]) -> dict:
+    """Dicts of the shards' environments as one: numbers added (seconds too), dicts likewise, anything else the first's."""
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if key not in out:
+                out[key] = dict(value) if isinstance(value, dict) else value
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(out[key], (int, float)):
+                out[key] += value
+            elif isinstance(value, dict) and isinstance(out[key], dict):
+                out[key] = _added([out[key], value])
+    return out
 
 
 def merge_dirs(dirs: list[Path], out: Path) -> Results:

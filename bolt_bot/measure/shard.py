@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bolt_bot.errors import BoltError
 from bolt_bot.measure import process, pytestcmd, sandbox
-from bolt_bot.measure.discovery import Split
+from bolt_bot.measure.discovery import SHORT_CALL, Split
 from bolt_bot.measure.probe.bolt_shard_select import LIST_VARIABLE, SELECT_VARIABLE
 from bolt_bot.measure.walltime import SideSetup
 from bolt_bot.model import INSTRUCTIONS, SCHEMA, Results
@@ -107,33 +107,39 @@ def durations_from_results(results: Results, rounds: int) -> dict[str, float]:
     return out
 
 
-def durations_from_discovery(split: Split, rounds: int) -> dict[str, float]:
-    """Expected durations from `--measure auto`'s discovery round (the slower side's call)."""
-    counted = set(split.counted)
+def durations_from_discovery(split: Split) -> dict[str, float]:
+    """Weights from `--measure auto`'s discovery round (the slower side's call), coarse enough to agree
+    between runners: each shard times it on its own machine, and one round moves by up to 15 %.
+
+    Every short stage (a call under discovery.SHORT_CALL, which is what instruction counts take) weighs one
+    unit: its wall-time rounds take pytest-benchmark's minimum time whatever its call, and its counts are
+    not timed at all. A longer stage costs about 100 times its call in units (wall-time rounds of at least
+    five calls), taken at the middle of its call's decade: 30 units for a call of 0.1-1 s, 300 for 1-10 s."""
     calls: dict[str, float] = {}
     for seconds in split.seconds.values():
         for name, took in seconds.items():
             calls[name] = max(calls.get(name, 0.0), took)
-    return {name: expected_seconds(took, name in counted, rounds) for name, took in calls.items()}
+    return {name: 1.0 if took < SHORT_CALL else 30.0 * 10.0 ** math.floor(math.log10(took / SHORT_CALL))
+            for name, took in calls.items()}
 
 
 def weights(stages: list[str], durations: Durations | None) -> dict[str, float]:
     """Each stage's weight in the partition: its expected seconds, quantised so every machine agrees.
 
     Durations read from a file are the same everywhere: two significant digits take float formatting out.
-    Discovery timings are this machine's: whole decades, so a few percent of noise or a faster runner
-    rarely moves a stage (merge refuses the shards when it did and a stage was measured twice or never).
-    Stages without a duration get the median of the others'; without any durations every stage weighs 1."""
+    Discovery's are this machine's and come quantised already (durations_from_discovery): a stage near a
+    boundary may still weigh otherwise on another runner, and merge refuses shards whose shares then
+    overlap or leave a stage out. Stages without a duration get the median of the others'; without any
+    durations every stage weighs 1."""
     if durations is None or not durations.seconds:
         return {name: 1.0 for name in stages}
-    coarse = durations.source == DISCOVERY
+    quantised = durations.source == DISCOVERY
     known = {n: max(s, MIN_SECONDS) for n, s in durations.seconds.items() if n in set(stages)}
     fill = statistics.median(known.values()) if known else 1.0
     out = {}
     for name in stages:
         value = known.get(name, fill)
-        digits = 0 if coarse else 1 - math.floor(math.log10(value))
-        out[name] = 10.0 ** round(math.log10(value)) if coarse else round(value, digits)
+        out[name] = value if quantised else round(value, 1 - math.floor(math.log10(value)))
     return out
 
 
@@ -180,6 +186,8 @@ class ShardPlan:
 
 
 def plan_shard(spec: ShardSpec, stages: list[str], durations: Durations | None) -> ShardPlan:
+    """The whole partition of `stages` (in any order) into `spec.count` shares, and this shard's."""
+    stages = sorted(set(stages))
     stage_weights = weights(stages, durations)
     source = durations.source if durations is not None and durations.seconds else COUNT
     return ShardPlan(spec, stages, stage_weights, partition(stage_weights, spec.count), source)
