@@ -25,7 +25,8 @@ What is counted: the ``totals:`` of the stage's dump less the instructions CPyth
 allocator (Objects/obmalloc.c) made in it (measure/dumpcost.py). pymalloc's cost per call depends on
 where its arenas lie, i.e. on everything the process did before (down to the hashes of the checkout's
 path), not on the stage's code: the same code in two checkouts counted 1.04 % apart, all of it there
-(docs/measurement.md). Without debug information nothing is attributed to that file and the total stays.
+(docs/measurement.md). Without line information the allocator is known by its functions' names; in a
+stripped interpreter nothing is known as the allocator's and the total stays.
 
 Determinism: ``PYTHONHASHSEED=0``, default allocator (``PYTHONMALLOC`` removed), bytecode compiled
 beforehand (checkout and the environment's site-packages), and one cheap collect-only run without
