@@ -21,6 +21,13 @@ How it works (see docs/measurement-facts.md, "Instruction counts"):
   and the uri computed with codspeed's own function, plus outcomes and collection errors, as JSON
   lines flushed after each event (so a crash loses nothing already reported).
 
+What is counted: the ``totals:`` of the stage's dump less the instructions CPython's small-object
+allocator (Objects/obmalloc.c) made in it (measure/dumpcost.py). pymalloc's cost per call depends on
+where its arenas lie, i.e. on everything the process did before (down to the hashes of the checkout's
+path), not on the stage's code: the same code in two checkouts counted 1.04 % apart, all of it there
+(docs/measurement.md). Without line information the allocator is known by its functions' names; in a
+stripped interpreter nothing is known as the allocator's and the total stays.
+
 Determinism: ``PYTHONHASHSEED=0``, default allocator (``PYTHONMALLOC`` removed), bytecode compiled
 beforehand (checkout and the environment's site-packages), and one cheap collect-only run without
 valgrind first, which also writes pytest's assertion-rewrite caches and catches collection errors
@@ -40,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.measure import process, pytestcmd, sandbox
+from bolt_bot.measure.dumpcost import allocator_share
 from bolt_bot.errors import BoltError
 
 CODSPEED_VERSION = "5.0.4"
@@ -70,12 +78,13 @@ print("BOLT-CODSPEED", version)
 
 @dataclass
 class InstructionRun:
-    counts: dict[str, int]  # stage fullname -> instructions for one call
+    counts: dict[str, int]  # stage fullname -> instructions for one call, the allocator's left out
     failed: dict[str, str]  # stage fullname -> short error excerpt (test failed or crashed)
     log_excerpt: str  # the tail of pytest/valgrind output when something went wrong
     dumps: dict[str, Path] = field(default_factory=dict)  # stage fullname -> its callgrind dump
     command: list[str] = field(default_factory=list)  # the valgrind command line that was run
     seconds: float = 0.0  # wall time of the valgrind run
+    allocator: dict[str, int] = field(default_factory=dict)  # stage fullname -> the allocator's instructions left out
 
 
 def valgrind_available() -> str | None:
@@ -215,12 +224,14 @@ def measure_instructions(
             else:
                 failed[nodeid] = f"not run: {reason}" + (f" during {current}" if current else "")
 
-    counts = {n: found[n][0] for n in items if n in found and n not in failed}
     dumps = {n: found[n][1] for n in items if n in found}
+    # The allocator's share depends on the heap layout, not on the code: left out (module docstring).
+    allocator = {n: allocator_share(dumps[n]) for n in items if n in found and n not in failed}
+    counts = {n: found[n][0] - allocator[n] for n in allocator}
     # Passed but never measured (benchmark fixture requested but not called): not a stage.
     log = _tail(res.output) if (failed or abnormal) else ""
     return InstructionRun(counts=counts, failed=failed, log_excerpt=log, dumps=dumps,
-                          command=cmd, seconds=res.seconds)
+                          command=cmd, seconds=res.seconds, allocator=allocator)
 
 
 def read_dump_header(path: Path) -> tuple[str | None, int | None]:
