@@ -14,6 +14,7 @@ from bolt_bot.cli import main
 from bolt_bot.errors import BoltError
 from bolt_bot.jsondata import Unsure, build, quick_builder
 from bolt_bot.model import ProfileLine, Results, SideSummary, StageComparison
+from bolt_bot.report import render
 from tests.test_fuzz import FUZZ, VALID_RESULTS, json_values, mutate
 
 VALID_STAGE = VALID_RESULTS["stages"][0]
@@ -81,3 +82,36 @@ def test_a_bad_value_deep_in_10000_stages_is_one_clear_line_exit_2(tmp_path):
     assert "stages[7777].head.values[3] is 'fast', expected a number" in result.stderr
     with pytest.raises(BoltError, match=r"stages\[7777\]\.head\.values\[3\] is 'fast'"):
         Results.from_dict(doc)
+
+
+def mixed_results() -> Results:
+    """10,000 stages: 50 regressed, 500 inconclusive with a note, the rest unchanged."""
+    results = big_results()
+    for i, stage in enumerate(results.stages):
+        if i < 50:
+            stage.verdict, stage.ratio, stage.ci = "regressed", 1.15 + i / 1000, [1.12, 1.2]
+        elif i < 550:
+            stage.verdict, stage.note = "inconclusive", f"+3.{i % 10} %, not significant (q = 0.{i % 97:02d})"
+    return results
+
+
+@pytest.mark.parametrize("name, limit", [("comment.md.j2", render.COMMENT_LIMIT), ("summary.md.j2", render.SUMMARY_LIMIT)])
+def test_10000_stages_fit_in_few_attempts_and_show_as_many_rows_as_fit(monkeypatch, name, limit):
+    results = mixed_results()
+    attempts = []
+    real = render.render_template
+
+    def counting(template, ctx, template_dir=None):
+        attempts.append({k: len(ctx[k]) for k in ("changed", "others", "unchanged")})
+        return real(template, ctx, template_dir)
+
+    monkeypatch.setattr(render, "render_template", counting)
+    text = render.render_limited(name, results, limit=limit)
+    monkeypatch.undo()
+    assert len(text) <= limit and len(attempts) <= 6, attempts  # 12 attempts before, each sorting every stage
+    shown = attempts[-1]
+    cut = "unchanged" if shown["unchanged"] else "others"
+    assert 0 < shown[cut] < {"unchanged": 9_450, "others": 500}[cut]
+    one_more = render.Limits(changed=shown["changed"], others=shown["others"], unchanged=shown["unchanged"])
+    setattr(one_more, cut, shown[cut] + 1)
+    assert len(real(name, render.context(results, one_more))) > limit  # the last row that fits is shown

@@ -307,8 +307,11 @@ def render_limited(
     """Render, shrinking what is shown (unchanged first, then profiles, then the rest) until it fits."""
     # A table row takes about 100 characters or more: never render more rows than could possibly fit.
     most = max(limit // 100, 1)
-    limits = Limits(changed=most, others=most, unchanged=most)
     sections = Sections.of(results)
+    # Each section at most `most` rows, and never more than it has: _shrink's size of a row is the text a
+    # section adds divided by its rows, so that count must be the rows actually shown.
+    limits = Limits(changed=min(most, len(sections.changed)), others=min(most, len(sections.others)),
+                    unchanged=min(most, len(sections.unchanged)))
     rendered: dict[tuple[int | None, int | None, int | None, bool], str] = {}
 
     def attempt() -> str:
@@ -319,9 +322,9 @@ def render_limited(
 
     # More rows never make a text shorter: when it is too long without the unchanged stages, rendering them
     # (the slowest attempt, up to `most` rows more) cannot fit and is skipped.
-    limits.unchanged = 0
+    shown, limits.unchanged = limits.unchanged, 0
     lean = attempt()
-    limits.unchanged = most
+    limits.unchanged = shown
     text = attempt() if len(lean) <= limit else lean
     if len(text) <= limit:
         return text
@@ -348,12 +351,17 @@ def _shrink(section: str, limits: Limits, attempt, limit: int) -> str:
     full = attempt()
     per_row = max((len(full) - len(empty)) / shown, 1.0)
     rows = min(shown, int((limit - len(empty)) / per_row))
+    tries = 0
     while rows > 0:
         setattr(limits, section, rows)
         text = attempt()
         if len(text) <= limit:
             return text
-        rows = int(rows * 0.97) - 1  # rows differ in length: step down a little and retry
+        # Rows differ in length: estimate again from the rows just rendered, which is usually right at
+        # the first retry; should it not be, step down by 3 % so that odd rows cannot cost many attempts.
+        tries += 1
+        per_row = max((len(text) - len(empty)) / rows, 1.0)
+        rows = min(int((limit - len(empty)) / per_row), rows - 1 if tries < 3 else int(rows * 0.97) - 1)
     setattr(limits, section, 0)
     return empty
 
