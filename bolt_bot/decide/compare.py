@@ -37,14 +37,17 @@ def summarize(records: Sequence[BenchmarkRound], error: str | None = None, value
     if not values:
         return SideSummary(error=error)
     center, spread = stats.center_and_spread(values)
+    n, ordered = len(values), sorted(values)
+    # statistics.median's own rule, without its overhead (20,000 calls for 10,000 stages).
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
     return SideSummary(
-        rounds=len(values),
+        rounds=n,
         center=center,
-        median=statistics.median(values),
-        mean=math.fsum(values) / len(values),
+        median=median,
+        mean=math.fsum(values) / n,
         rel_stddev=spread,
-        min=min(r.min for r in records),
-        max=max(r.max for r in records),
+        min=min([r.min for r in records]),
+        max=max([r.max for r in records]),
         unit=records[0].unit,
         values=values,
         error=error,
