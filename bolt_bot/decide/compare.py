@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import statistics
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -32,6 +32,9 @@ _URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
 SUITE_FAILED = "the benchmark suite failed before measuring anything on "
 
 
+_MIN, _MAX = operator.attrgetter("min"), operator.attrgetter("max")
+
+
 def summarize(records: Sequence[BenchmarkRound], error: str | None = None, values: list[float] | None = None) -> SideSummary:
     values = [r.median for r in records] if values is None else values
     if not values:
@@ -46,8 +49,8 @@ def summarize(records: Sequence[BenchmarkRound], error: str | None = None, value
         median=median,
         mean=math.fsum(values) / n,
         rel_stddev=spread,
-        min=min([r.min for r in records]),
-        max=max([r.max for r in records]),
+        min=min(map(_MIN, records)),
+        max=max(map(_MAX, records)),
         unit=records[0].unit,
         values=values,
         error=error,
