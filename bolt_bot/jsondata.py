@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a bulk of objects is built that stay alive (a 10,000-stage results
+    document is half a million dicts, lists and dataclasses): the collector would walk them again and again
+    for nothing, a third of the time to read one, a seventh of compare's."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def short(value: Any, limit: int = 60) -> str:

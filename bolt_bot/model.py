@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bolt_bot.errors import BoltError
-from bolt_bot.jsondata import Unsure, build, checked, field_names, json_default, plain, quick_builder
+from bolt_bot.jsondata import Unsure, build, checked, field_names, gc_paused, json_default, plain, quick_builder
 from bolt_bot.jsondata import short as _short  # bolt_bot.decide.benchjson imports it from here too
 
 SCHEMA = "bolt/results/v1"
@@ -199,13 +199,14 @@ class Results:
             raise BoltError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except UnicodeDecodeError:
             raise BoltError(f"{path}: not UTF-8 text") from None
-        try:
-            data = json.loads(text, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            raise BoltError(f"{path}: not valid JSON ({exc})") from None
-        except (ValueError, RecursionError) as exc:  # NaN/Infinity, or nesting deeper than any results.json
-            raise BoltError(f"{path}: not a Bolt results document ({exc})") from None
-        return cls.from_dict(data, str(path))
+        with gc_paused():
+            try:
+                data = json.loads(text, parse_constant=_refuse_constant)
+            except json.JSONDecodeError as exc:
+                raise BoltError(f"{path}: not valid JSON ({exc})") from None
+            except (ValueError, RecursionError) as exc:  # NaN/Infinity, or nesting deeper than any results.json
+                raise BoltError(f"{path}: not a Bolt results document ({exc})") from None
+            return cls.from_dict(data, str(path))
 
 
 _LINE = json.JSONEncoder(allow_nan=False, default=json_default)

@@ -1,8 +1,9 @@
-"""results.json at the scale of 10,000 stages: the quick reader agrees with the full check, the writer keeps the
-document, and a bad value deep in a big file is still refused in one clear line."""
+"""10,000 stages: the quick reader agrees with the full check, the writer keeps the document, a bad value deep in
+a big file is still refused in one clear line, and a comment is fitted in a few attempts with every row that fits."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bolt_bot import model
 from bolt_bot.cli import main
 from bolt_bot.errors import BoltError
 from bolt_bot.jsondata import Unsure, build, quick_builder
@@ -115,3 +117,20 @@ def test_10000_stages_fit_in_few_attempts_and_show_as_many_rows_as_fit(monkeypat
     one_more = render.Limits(changed=shown["changed"], others=shown["others"], unchanged=shown["unchanged"])
     setattr(one_more, cut, shown[cut] + 1)
     assert len(real(name, render.context(results, one_more))) > limit  # the last row that fits is shown
+
+
+def test_reading_pauses_the_garbage_collector_and_turns_it_back_on_even_after_an_error(tmp_path, monkeypatch):
+    seen = []
+    real = model.json.loads
+
+    def loads(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model.json, "loads", loads)
+    big_results(10).write(tmp_path / "results.json")
+    (tmp_path / "bad.json").write_text('{"schema": "bolt/results/v1", "stages": 7, "verdict": "unchanged"}')
+    assert isinstance(Results.read(tmp_path / "results.json"), Results) and gc.isenabled()
+    with pytest.raises(BoltError, match="stages is 7"):
+        Results.read(tmp_path / "bad.json")
+    assert seen == [False, False] and gc.isenabled()

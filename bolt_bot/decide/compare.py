@@ -10,6 +10,7 @@ from dataclasses import replace
 from bolt_bot.measure import speedgate
 from bolt_bot.measure.sides import SideRounds, columns  # noqa: F401  (columns: re-exported for callers)
 from bolt_bot.decide import stats
+from bolt_bot.jsondata import gc_paused
 from bolt_bot.model import (
     ADDED,
     FAILED,
@@ -65,6 +66,7 @@ def _within_run(base: Sequence[BenchmarkRound], head: Sequence[BenchmarkRound]) 
     return stats.estimate_within_run(b.data, h.data, (b.mean, b.stddev, b.samples), (h.mean, h.stddev, h.samples))
 
 
+@gc_paused()  # builds tens of thousands of objects that all stay alive (bolt_bot.jsondata.gc_paused)
 def compare_sides(
     base: SideRounds,
     head: SideRounds,
