@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,16 +135,12 @@ def counted(counts: list[tuple[int, str]]) -> str:
     return ", ".join([f"{n} stage{'s' if n != 1 else ''} {word}", *(f"{m} {w}" for m, w in rest)])
 
 
-def verdict_line(results: Results) -> str:
-    """⚡ 2 stages slower, 1 faster, 27 unchanged."""
-    return _verdict_line({verdict: results.count(verdict) for verdict, _ in _VERDICT_WORDS})
-
-
 _VERDICT_WORDS = ((REGRESSED, "slower"), (IMPROVED, "faster"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
                   (ADDED, "added"), (REMOVED, "removed"), (UNCHANGED, "unchanged"))
 
 
-def _verdict_line(count: dict[str, int]) -> str:
+def verdict_line(count: Mapping[str, int]) -> str:
+    """⚡ 2 stages slower, 1 faster, 27 unchanged: from the number of stages of each verdict."""
     line = counted([(count.get(verdict, 0), word) for verdict, word in _VERDICT_WORDS])
     return "⚡ " + (line or "no benchmarks measured")
 
@@ -240,7 +238,7 @@ class Sections:
         # The largest changes, in the table's order, when they do not all fit.
         largest = set(map(id, sorted(charted, key=lambda s: -abs(math.log(s.ratio)))[:CHART_BARS]))
         chart = [s for s in charted if id(s) in largest]
-        return cls(changed, others, unchanged, others_title, _verdict_line(count), chart,
+        return cls(changed, others, unchanged, others_title, verdict_line(count), chart,
                    chart_labels([s.name for s in chart]), len(charted),
                    max([abs((s.ratio or 1.0) - 1) * 100 for s in chart] + [1.0]) * 1.2)
 
@@ -394,7 +392,7 @@ def render_text(results: Results) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return verdict_line(results) + "\n\n" + "\n".join(lines) + "\n"
+    return verdict_line(collections.Counter(s.verdict for s in results.stages)) + "\n\n" + "\n".join(lines) + "\n"
 
 
 _ORDER = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, ADDED, REMOVED, UNCHANGED)
