@@ -94,7 +94,7 @@ def fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
 # Reading 10,000 stages through `checked` alone took seconds. The quick check takes only the exact types a
 # JSON parser returns and raises Unsure at anything else (an integer in a float field, a missing field, a
 # wrong type), so that it never accepts what `checked` refuses and returns what `checked` would; on Unsure
-# the caller runs `build`, which decides and words the error. tests/test_fuzz.py holds the two to that.
+# the caller runs `build`, which decides and words the error. tests/test_scale.py holds the two to that.
 
 class Unsure(Exception):
     """The quick check cannot vouch for a value: the full check decides."""
