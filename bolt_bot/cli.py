@@ -198,16 +198,46 @@ def overrides_from(kw: dict) -> dict:
 @click.option("--out", type=path_type(file_okay=False), default="bolt-results", show_default=True,
               help="Results directory: results.json, comment.md, summary.md (relative to the current folder).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--shard", "shard_text", default=None, envvar="BOLT_SHARD", metavar="K/N",
+              help="Measure only shard K of N (base and head of its share of the stages); merge the shards' "
+                   "directories with `bolt merge` [env: BOLT_SHARD].")
+@click.option("--durations", type=path_type(), default=None, envvar="BOLT_DURATIONS",
+              help="With --shard: expected seconds per stage to balance the shards by, a JSON object stage → "
+                   "seconds or an earlier run's results.json or results directory [env: BOLT_DURATIONS; "
+                   "default: the discovery round's timings, else the number of stages].")
 @measure_options
-def run(repo, base_ref, head_ref, out, quiet, **kw):
+def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, **kw):
     """Measure base and head on this machine and write the results directory."""
+    from bolt_bot.measure.shard import parse_shard, read_durations
     from bolt_bot.progress import Progress
     from bolt_bot.pipeline import execute, make_plan
 
+    shard = parse_shard(shard_text) if shard_text else None
+    if durations is not None and shard is None:
+        raise BoltError("--durations balances shards: give --shard K/N too")
     plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
-    results = execute(plan, out, Progress(quiet=quiet))
-    click.echo(f"{results.verdict}: {(out / 'comment.md')}")
+    expected = read_durations(durations, plan.settings.rounds) if durations is not None else None
+    results = execute(plan, out, Progress(quiet=quiet), shard=shard, durations=expected)
+    click.echo(f"{'shard ' + str(shard) + ': ' if shard else ''}{results.verdict}: {(out / 'comment.md')}")
     finish(results, plan.settings.fail_on_regression, out)
+
+
+@main.command()
+@click.argument("dirs", nargs=-1, required=True, type=path_type(file_okay=False))
+@click.option("--out", type=path_type(file_okay=False), default="bolt-results", show_default=True,
+              help="The merged results directory: results.json, comment.md, summary.md, profiles/.")
+@click.option("--fail-on-regression", is_flag=True, default=None,
+              help="Exit 1 when a stage regressed and nobody approved it, or the merged run failed "
+                   "[default: the shards' setting].")
+def merge(dirs, out, fail_on_regression):
+    """Merge the results directories of `bolt run --shard K/N` (every shard once) into one, decided once
+    over the whole suite. Shards that do not belong together (one missing, another commit, other settings
+    or Bolt, two overlapping) are refused with exit 2 and nothing is written."""
+    from bolt_bot.decide.merge import merge_dirs
+
+    results = merge_dirs(list(dirs), out)
+    click.echo(f"{results.verdict}: {(out / 'comment.md')}")
+    finish(results, bool(fail_on_regression or results.settings.get("fail_on_regression")), out)
 
 
 @main.command()

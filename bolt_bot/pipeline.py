@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bolt_bot import __version__
 from bolt_bot.measure import envs
+from bolt_bot.measure import shard as sharding
+from bolt_bot.measure.counts import valgrind_available
+from bolt_bot.measure.discovery import Split, discover
 from bolt_bot.measure.envs import compile_bytecode
 from bolt_bot.measure import gitrepo
 from bolt_bot.measure import plan as measuring
@@ -18,7 +22,7 @@ from bolt_bot.measure import sandbox
 from bolt_bot.decide import walltime as walltime_verdicts
 from bolt_bot.decide.compare import build_results
 from bolt_bot.decide.measured import judge_measured
-from bolt_bot.model import REGRESSED, CommitRef, Results
+from bolt_bot.model import REGRESSED, UNCHANGED, CommitRef, Results
 from bolt_bot.profiling.regressions import profile_stages
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings, settings_from_pyproject
@@ -51,8 +55,12 @@ def make_plan(repo: Path, base_ref: str | None, head_ref: str | None, overrides:
     return Plan(repo, CommitRef(base_ref, base_sha), CommitRef(head_ref, head_sha), settings)
 
 
-def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
-    """Measure, judge, profile the regressions, then write the results directory (results.json once)."""
+def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: sharding.ShardSpec | None = None,
+            durations: sharding.Durations | None = None) -> Results:
+    """Measure, judge, profile the regressions, then write the results directory (results.json once).
+
+    With `shard` only that shard's share of the stages is measured (both sides of each); `durations`
+    balance the shares (else the discovery round's timings, else the count of stages)."""
     progress = progress or Progress()
     settings = plan.settings
     started = time.monotonic()
@@ -76,7 +84,16 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                 compile_bytecode(env.python, tree.path)
                 setups[side] = SideSetup(python=env.python, checkout=tree.path,
                                          env=sandbox.side_environ(env.python, settings.pass_env))
-        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge))
+        discovered, shard_plan = None, None
+        if shard is not None:
+            setups, discovered, shard_plan = _shard(plan, shard, durations, setups, out, progress)
+            if not shard_plan.share:
+                results = _empty_shard(plan, shard_plan)
+                output.write_results_dir(results, out, settings.template_dir)
+                return results
+        # A shard's discovery round of the whole suite is passed on (only then: measuring times its own).
+        more = {"discovered": discovered} if discovered is not None else {}
+        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge, **more))
         regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
         profiles = {}
         if regressed and settings.profile:
@@ -93,10 +110,46 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None) -> Results:
                 "runner": f"{platform.system()} {platform.machine()}, Python {versions[HEAD]}",
                 "python": pythons,
                 "duration": time.monotonic() - started,
+                **({"shard": _shard_record(shard_plan)} if shard_plan else {}),
             },
-            notices=env_notices + judged.notices,
+            notices=env_notices + judged.notices + ([_shard_record(shard_plan)["notice"]] if shard_plan else []),
             profiles={name: (slot.lines, slot.note) for name, slot in profiles.items()},
         )
     # results.json once, everything measured, judged and profiled in it; then the markdown.
     output.write_results_dir(results, out, settings.template_dir)
     return results
+
+
+def _shard(plan: Plan, spec: sharding.ShardSpec, durations: sharding.Durations | None, setups: dict[str, SideSetup],
+           out: Path, progress: Progress) -> tuple[dict[str, SideSetup], Split | None, sharding.ShardPlan]:
+    """Collect the stages of both sides, partition them, and name the shard's share for every measured pass.
+
+    Without durations, `--measure auto` times its discovery round of the whole suite here: its timings
+    weigh the stages, and its routing of the shard's stages is kept, so it is not timed twice."""
+    settings = plan.settings
+    with progress.group(f"Shard {spec}: collecting the stages of both sides"):
+        stages = sharding.collect_stages(setups, settings, out / "shard")
+        discovered = None
+        if durations is None and settings.measure == "auto" and valgrind_available() is not None:
+            discovered = discover(settings, setups, out / "discovery", progress)
+            durations = sharding.Durations(sharding.durations_from_discovery(discovered),
+                                           sharding.DISCOVERY)
+        shard_plan = sharding.plan_shard(spec, stages, durations)
+        progress.note(f"shard {spec}: {len(shard_plan.share)} of {len(stages)} stages, balanced by {shard_plan.source}")
+    setups = sharding.select_share(setups, shard_plan.share, out / "shard")
+    return setups, (sharding.restrict(discovered, shard_plan.share) if discovered else None), shard_plan
+
+
+def _shard_record(shard_plan: sharding.ShardPlan) -> dict:
+    """environment.shard: the partition for `bolt merge`, and the notice that this is a part (merge drops it)."""
+    spec = shard_plan.spec
+    notice = (f"shard {spec} measured {len(shard_plan.share)} of the suite's {len(shard_plan.stages)} stages: "
+              "`bolt merge` the shards' directories for the verdict of the whole suite")
+    return {**shard_plan.record(), "bolt_version": __version__, "notice": notice}
+
+
+def _empty_shard(plan: Plan, shard_plan: sharding.ShardPlan) -> Results:
+    """A shard left without stages (more shards than stages) measured nothing, and that is no failure."""
+    return Results(stages=[], verdict=UNCHANGED, settings=plan.settings.to_dict(), base=plan.base, head=plan.head,
+                   environment={"shard": _shard_record(shard_plan)},
+                   notices=[_shard_record(shard_plan)["notice"]])

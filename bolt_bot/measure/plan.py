@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.measure import process, pytestcmd, sandbox
-from bolt_bot.measure.discovery import discover
+from bolt_bot.measure.discovery import Split, discover
 from bolt_bot.measure.envs import BENCH_REQUIREMENTS
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import (
@@ -82,10 +82,11 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
             round_fn: Callable[..., RoundResult] = run_round,
             walltime_fn: Callable[..., object] = measure_walltime,
             counts_fn: Callable[..., InstructionRun] = measure_instructions,
-            valgrind: Callable[[], str | None] = valgrind_available) -> Measured:
+            valgrind: Callable[[], str | None] = valgrind_available, discovered: Split | None = None) -> Measured:
     """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind.
 
-    `judge(plan)` is the deciding layer's opinion the wall-time loop plans its extra rounds by."""
+    `judge(plan)` is the deciding layer's opinion the wall-time loop plans its extra rounds by; `discovered`
+    is a discovery round already timed (a shard's, of the whole suite), used instead of timing one."""
     progress = progress or Progress(quiet=True)
     notices: list[str] = []
     ignored = pytestcmd.clean(settings.pytest_args)[1]
@@ -104,8 +105,10 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     counted: list[str] | None = None  # None: every stage (`--measure instructions`, no discovery)
     timed: list[str] = []
     if mode != INSTRUCTIONS:
-        with progress.group("Timing one discovery round per side to choose each stage's measure"):
-            split = discover(settings, setups, out / "discovery", progress, round_fn)
+        split = discovered
+        if split is None:
+            with progress.group("Timing one discovery round per side to choose each stage's measure"):
+                split = discover(settings, setups, out / "discovery", progress, round_fn)
         if not split.counted and not split.timed:
             # Discovery found nothing: let the wall-time path report what is wrong with the suite.
             return _walltime_only(settings, setups, out, progress, walltime_fn, judge, notices)

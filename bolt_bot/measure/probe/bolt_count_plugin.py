@@ -17,6 +17,7 @@ import os
 import sys
 
 import pytest
+from bolt_shard_select import keep_shard  # imported while PYTHONPATH's entry is still in sys.path
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
@@ -105,6 +106,7 @@ def pytest_collection_modifyitems(session, config, items):
         drop = [i for i in items if "benchmark" not in getattr(i, "fixturenames", ())]
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    keep_shard(config, items)
     _codspeed_markers(items)
 
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bolt_shard_select import keep_shard  # PYTHONPATH holds this folder
 
 INDEX_NAME = "index.json"
 SIDECAR_SUFFIX = ".stage.json"
@@ -113,6 +114,7 @@ def _neutralise_benchmark_options(config, out_dir: Path):
 
 
 def pytest_collection_modifyitems(session, config, items):
+    keep_shard(config, items)
     if _settings is None:
         return
     keep, drop = [], []

@@ -28,7 +28,8 @@ except ImportError:
     resource = None
 
 import pytest
-from bolt_speed_probe import speed_probe  # PYTHONPATH holds this folder
+from bolt_shard_select import keep_shard  # PYTHONPATH holds this folder
+from bolt_speed_probe import speed_probe
 
 _EVENTS = os.environ.get("BOLT_ROUND_EVENTS")
 _PROBE = bool(os.environ.get("BOLT_SPEED_PROBE"))
@@ -103,6 +104,7 @@ def _selected(nodeid: str, wanted: set) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    keep_shard(config, items)
     path = config.getoption("bolt_select", None)
     if not path:
         return
