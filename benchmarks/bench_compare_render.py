@@ -1,8 +1,10 @@
 """Bolt's own speed at 10,000 stages (target: under 1 s here for each of the two paths below).
 
 1. compare + render: `compare` of 10 rounds per side, then the comment and the job summary.
-2. merge: the same 10,000 stages as 4 shard results.json files; read them all, decide once over the whole
-   suite (Benjamini-Hochberg q, then stats.decide per stage), write results.json, render comment + summary.
+2. merge: the same 10,000 stages as 4 shard results directories, as `bolt run --shard K/4` leaves them; read
+   them all, decide once over the whole suite (Benjamini-Hochberg q, then stats.decide per stage), write
+   results.json, render comment + summary. Timed step by step through plain functions, then as `bolt merge`
+   does it all (bolt_bot.decide.merge.merge_dirs, which also checks that the shards belong together).
 
 Run: python benchmarks/bench_compare_render.py
 It prints the time of each step and the total of each path, best of 3 runs, and the size of the comment.
@@ -18,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bolt_bot import __version__
 from bolt_bot.decide import stats
 from bolt_bot.decide.compare import SideRounds, build_results, compare_sides
+from bolt_bot.decide.merge import merge_dirs
+from bolt_bot.measure import shard as sharding
 from bolt_bot.model import WALLTIME, BenchmarkRound, Results
 from bolt_bot.report.output import write_markdown
 from bolt_bot.report.render import render_comment, render_summary
@@ -58,16 +63,22 @@ def shown(best: dict[str, tuple[float, float]]) -> str:
     return ", ".join(f"{k} {wall:.3f} s (CPU {cpu:.3f})" for k, (wall, cpu) in best.items())
 
 
-def shard_files(results: Results, folder: Path) -> list[Path]:
-    """The stages in SHARDS contiguous shares, each decided over its share only, as `bolt run --shard` does."""
-    paths = []
-    for k, share in enumerate(np.array_split(np.arange(len(results.stages)), SHARDS), 1):
-        stages = [replace(results.stages[i]) for i in share]
+def shard_dirs(results: Results, folder: Path) -> list[Path]:
+    """The stages as `bolt run --shard K/SHARDS` leaves them: the partition of the stage list (every stage
+    weighing the same), each share decided over itself only, and environment.shard for `bolt merge`."""
+    names = [s.name for s in results.stages]
+    by_name = {s.name: s for s in results.stages}
+    dirs = []
+    for k in range(1, SHARDS + 1):
+        plan = sharding.plan_shard(sharding.ShardSpec(k, SHARDS), names, None)
+        stages = [replace(by_name[name]) for name in plan.share]
         decide_once(stages)
-        path = folder / f"shard-{k}" / "results.json"
-        build_results(stages, settings=results.settings).write(path)
-        paths.append(path)
-    return paths
+        notice = f"shard {k}/{SHARDS} measured {len(stages)} of the suite's {len(names)} stages"
+        record = {**plan.record(), "bolt_version": __version__, "notice": notice}
+        build_results(stages, settings=results.settings, environment={"shard": record},
+                      notices=[notice]).write(folder / f"shard-{k}" / "results.json")
+        dirs.append(folder / f"shard-{k}")
+    return dirs
 
 
 def decide_once(stages: list) -> None:
@@ -94,7 +105,8 @@ def main() -> None:
     print(f"  comment: {len(render_comment(results))} characters, {results.count('regressed')} regressed")
 
     with tempfile.TemporaryDirectory(prefix="bolt-bench-merge-") as tmp:
-        paths, out = shard_files(results, Path(tmp)), Path(tmp) / "merged"
+        dirs, out = shard_dirs(results, Path(tmp)), Path(tmp) / "merged"
+        paths = [folder / "results.json" for folder in dirs]
         merged: dict[str, object] = {}
 
         def read() -> None:
@@ -113,6 +125,15 @@ def main() -> None:
         verdicts = {v: merged["results"].count(v) for v in ("regressed", "improved", "inconclusive")}
         print(f"  merged: {verdicts}, same verdicts as one compare: "
               f"{[s.verdict for s in merged['results'].stages] == [s.verdict for s in results.stages]}")
+
+        best = best_of_3([("bolt merge", lambda: merged.update(real=merge_dirs(dirs, Path(tmp) / "bolt-merge")))])
+        (wall, cpu), real = best["bolt merge"], merged["real"]
+        # merge_dirs makes a stage that only the suite-wide q finds significant inconclusive (its shard did
+        # not flag it, so nothing confirmed it): the only verdicts that may differ from one compare's.
+        differ = [s for s, one in zip(real.stages, results.stages) if s.verdict != one.verdict]
+        print(f"bolt merge (merge_dirs: read, check, decide, write, render): {wall:.3f} s (CPU {cpu:.3f}); "
+              f"{len(differ)} verdict(s) differ from one compare's"
+              + "".join(f"\n  {s.name}: {s.verdict}, {s.note}" for s in differ[:3]))
 
 
 if __name__ == "__main__":
