@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import statistics
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from bolt_bot.measure import speedgate
 from bolt_bot.measure.sides import SideRounds, columns  # noqa: F401  (columns: re-exported for callers)
 from bolt_bot.decide import stats
+from bolt_bot.jsondata import gc_paused
 from bolt_bot.model import (
     ADDED,
     FAILED,
@@ -32,19 +33,25 @@ _URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
 SUITE_FAILED = "the benchmark suite failed before measuring anything on "
 
 
+_MIN, _MAX = operator.attrgetter("min"), operator.attrgetter("max")
+
+
 def summarize(records: Sequence[BenchmarkRound], error: str | None = None, values: list[float] | None = None) -> SideSummary:
     values = [r.median for r in records] if values is None else values
     if not values:
         return SideSummary(error=error)
     center, spread = stats.center_and_spread(values)
+    n, ordered = len(values), sorted(values)
+    # statistics.median's own rule, without its overhead (20,000 calls for 10,000 stages).
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
     return SideSummary(
-        rounds=len(values),
+        rounds=n,
         center=center,
-        median=statistics.median(values),
-        mean=math.fsum(values) / len(values),
+        median=median,
+        mean=math.fsum(values) / n,
         rel_stddev=spread,
-        min=min(r.min for r in records),
-        max=max(r.max for r in records),
+        min=min(map(_MIN, records)),
+        max=max(map(_MAX, records)),
         unit=records[0].unit,
         values=values,
         error=error,
@@ -59,6 +66,7 @@ def _within_run(base: Sequence[BenchmarkRound], head: Sequence[BenchmarkRound]) 
     return stats.estimate_within_run(b.data, h.data, (b.mean, b.stddev, b.samples), (h.mean, h.stddev, h.samples))
 
 
+@gc_paused()  # builds tens of thousands of objects that all stay alive (bolt_bot.jsondata.gc_paused)
 def compare_sides(
     base: SideRounds,
     head: SideRounds,

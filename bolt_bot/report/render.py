@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,11 +151,13 @@ def counted(counts: list[tuple[int, str]]) -> str:
     return ", ".join([f"{n} stage{'s' if n != 1 else ''} {word}", *(f"{m} {w}" for m, w in rest)])
 
 
-def verdict_line(results: Results) -> str:
-    """⚡ 2 stages slower, 1 faster, 27 unchanged."""
-    words = ((REGRESSED, "slower"), (IMPROVED, "faster"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
-             (ADDED, "added"), (REMOVED, "removed"), (UNCHANGED, "unchanged"))
-    line = counted([(results.count(verdict), word) for verdict, word in words])
+_VERDICT_WORDS = ((REGRESSED, "slower"), (IMPROVED, "faster"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
+                  (ADDED, "added"), (REMOVED, "removed"), (UNCHANGED, "unchanged"))
+
+
+def verdict_line(count: Mapping[str, int]) -> str:
+    """⚡ 2 stages slower, 1 faster, 27 unchanged: from the number of stages of each verdict."""
+    line = counted([(count.get(verdict, 0), word) for verdict, word in _VERDICT_WORDS])
     return "⚡ " + (line or "no benchmarks measured")
 
 
@@ -208,38 +212,66 @@ class Limits:
     profiles: bool = True
 
 
-def _sorted(stages: list[StageComparison], verdict: str) -> list[StageComparison]:
-    chosen = [s for s in stages if s.verdict == verdict]
-    if verdict == IMPROVED:
-        return sorted(chosen, key=lambda s: (s.ratio or 1.0, s.name))
-    if verdict == REGRESSED:
-        return sorted(chosen, key=lambda s: (-(s.ratio or 1.0), s.name))
-    return sorted(chosen, key=lambda s: s.name)
+@dataclass
+class Sections:
+    """The stages sorted into the comment's sections, and what does not depend on how much of them fits:
+    worked out once per rendering, not once per attempt to fit (each pass over 10,000 stages counts)."""
+
+    changed: list[StageComparison]
+    others: list[StageComparison]
+    unchanged: list[StageComparison]
+    others_title: str
+    verdict_line: str
+    chart: list[StageComparison]
+    chart_labels: list[str]
+    chart_of: int
+    chart_bound: float
+
+    @classmethod
+    def of(cls, results: Results) -> Sections:
+        by_verdict: dict[str, list[StageComparison]] = {}
+        for stage in results.stages:
+            by_verdict.setdefault(stage.verdict, []).append(stage)
+
+        def ordered(verdict: str) -> list[StageComparison]:
+            chosen = by_verdict.get(verdict, [])
+            if verdict == IMPROVED:
+                return sorted(chosen, key=lambda s: (s.ratio or 1.0, s.name))
+            if verdict == REGRESSED:
+                return sorted(chosen, key=lambda s: (-(s.ratio or 1.0), s.name))
+            return sorted(chosen, key=lambda s: s.name)
+
+        changed = ordered(REGRESSED) + ordered(IMPROVED)
+        same = ordered(UNCHANGED)
+        warned = [s for s in same if in_warning_band(s)]
+        others = ordered(FAILED) + ordered(INCONCLUSIVE) + ordered(ADDED) + ordered(REMOVED) + warned
+        unchanged = [s for s in same if not in_warning_band(s)] if warned else same
+        count = {verdict: len(stages) for verdict, stages in by_verdict.items()}
+        others_title = counted([(count.get(FAILED, 0), "failed"), (count.get(INCONCLUSIVE, 0), "inconclusive"),
+                                (count.get(ADDED, 0), "added"), (count.get(REMOVED, 0), "removed"),
+                                (len(warned), "in the warning band")])
+        charted = [s for s in changed if s.ratio is not None and s.ratio > 0]
+        # The largest changes, in the table's order, when they do not all fit.
+        largest = set(map(id, sorted(charted, key=lambda s: -abs(math.log(s.ratio)))[:CHART_BARS]))
+        chart = [s for s in charted if id(s) in largest]
+        return cls(changed, others, unchanged, others_title, verdict_line(count), chart,
+                   chart_labels([s.name for s in chart]), len(charted),
+                   max([abs((s.ratio or 1.0) - 1) * 100 for s in chart] + [1.0]) * 1.2)
 
 
-def context(results: Results, limits: Limits, state: dict[str, Any] | None = None) -> dict[str, Any]:
-    stages = results.stages
-    changed = _sorted(stages, REGRESSED) + _sorted(stages, IMPROVED)
-    warned = [s for s in _sorted(stages, UNCHANGED) if in_warning_band(s)]
-    others = _sorted(stages, FAILED) + _sorted(stages, INCONCLUSIVE) + _sorted(stages, ADDED) + _sorted(stages, REMOVED) \
-        + warned
-    unchanged = [s for s in _sorted(stages, UNCHANGED) if not in_warning_band(s)]
-    others_title = counted([(results.count(FAILED), "failed"), (results.count(INCONCLUSIVE), "inconclusive"),
-                            (results.count(ADDED), "added"), (results.count(REMOVED), "removed"),
-                            (len(warned), "in the warning band")])
+def context(results: Results, limits: Limits, state: dict[str, Any] | None = None,
+            sections: Sections | None = None) -> dict[str, Any]:
+    """What the templates see; `sections` is Sections.of(results), passed in when rendering several times."""
+    sections = sections or Sections.of(results)
 
     def cut(items: list[StageComparison], limit: int | None) -> tuple[list[StageComparison], int]:
         if limit is None or limit >= len(items):
             return items, 0
         return items[:limit], len(items) - limit
 
-    shown_changed, hidden_changed = cut(changed, limits.changed)
-    shown_others, hidden_others = cut(others, limits.others)
-    shown_unchanged, hidden_unchanged = cut(unchanged, limits.unchanged)
-    charted = [s for s in changed if s.ratio is not None and s.ratio > 0]
-    # The largest changes, in the table's order, when they do not all fit.
-    largest = set(map(id, sorted(charted, key=lambda s: -abs(math.log(s.ratio)))[:CHART_BARS]))
-    chart = [s for s in charted if id(s) in largest]
+    shown_changed, hidden_changed = cut(sections.changed, limits.changed)
+    shown_others, hidden_others = cut(sections.others, limits.others)
+    shown_unchanged, hidden_unchanged = cut(sections.unchanged, limits.unchanged)
     shown = shown_changed + shown_others + shown_unchanged
     legend = [text for present, text in (
         (any(s.measure == INSTRUCTIONS for s in shown), "ⁱ instruction counts"),
@@ -247,19 +279,19 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
     ) if present]
     return {
         "results": results,
-        "verdict_line": verdict_line(results),
+        "verdict_line": sections.verdict_line,
         "changed": shown_changed,
         "hidden_changed": hidden_changed,
         "others": shown_others,
         "hidden_others": hidden_others,
         "unchanged": shown_unchanged,
         "hidden_unchanged": hidden_unchanged,
-        "others_title": others_title,
+        "others_title": sections.others_title,
         "show_profiles": limits.profiles,
-        "chart": chart,
-        "chart_labels": chart_labels([s.name for s in chart]),
-        "chart_of": len(charted),
-        "chart_bound": max([abs((s.ratio or 1.0) - 1) * 100 for s in chart] + [1.0]) * 1.2,
+        "chart": sections.chart,
+        "chart_labels": sections.chart_labels,
+        "chart_of": sections.chart_of,
+        "chart_bound": sections.chart_bound,
         "legend": legend,
         "marker": MARKER,
         "state_comment": state_comment(state) if state else "",
@@ -289,12 +321,25 @@ def render_limited(
     """Render, shrinking what is shown (unchanged first, then profiles, then the rest) until it fits."""
     # A table row takes about 100 characters or more: never render more rows than could possibly fit.
     most = max(limit // 100, 1)
-    limits = Limits(changed=most, others=most, unchanged=most)
+    sections = Sections.of(results)
+    # Each section at most `most` rows, and never more than it has: _shrink's size of a row is the text a
+    # section adds divided by its rows, so that count must be the rows actually shown.
+    limits = Limits(changed=min(most, len(sections.changed)), others=min(most, len(sections.others)),
+                    unchanged=min(most, len(sections.unchanged)))
+    rendered: dict[tuple[int | None, int | None, int | None, bool], str] = {}
 
     def attempt() -> str:
-        return render_template(name, context(results, limits, state), template_dir)
+        key = (limits.changed, limits.others, limits.unchanged, limits.profiles)
+        if key not in rendered:  # fitting asks for some texts twice
+            rendered[key] = render_template(name, context(results, limits, state, sections), template_dir)
+        return rendered[key]
 
-    text = attempt()
+    # More rows never make a text shorter: when it is too long without the unchanged stages, rendering them
+    # (the slowest attempt, up to `most` rows more) cannot fit and is skipped.
+    shown, limits.unchanged = limits.unchanged, 0
+    lean = attempt()
+    limits.unchanged = shown
+    text = attempt() if len(lean) <= limit else lean
     if len(text) <= limit:
         return text
     # Fold away the least important sections first; regressions stay as long as anything can.
@@ -320,12 +365,17 @@ def _shrink(section: str, limits: Limits, attempt, limit: int) -> str:
     full = attempt()
     per_row = max((len(full) - len(empty)) / shown, 1.0)
     rows = min(shown, int((limit - len(empty)) / per_row))
+    tries = 0
     while rows > 0:
         setattr(limits, section, rows)
         text = attempt()
         if len(text) <= limit:
             return text
-        rows = int(rows * 0.97) - 1  # rows differ in length: step down a little and retry
+        # Rows differ in length: estimate again from the rows just rendered, which is usually right at
+        # the first retry; should it not be, step down by 3 % so that odd rows cannot cost many attempts.
+        tries += 1
+        per_row = max((len(text) - len(empty)) / rows, 1.0)
+        rows = min(int((limit - len(empty)) / per_row), rows - 1 if tries < 3 else int(rows * 0.97) - 1)
     setattr(limits, section, 0)
     return empty
 
@@ -358,7 +408,7 @@ def render_text(results: Results) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return verdict_line(results) + "\n\n" + "\n".join(lines) + "\n"
+    return verdict_line(collections.Counter(s.verdict for s in results.stages)) + "\n\n" + "\n".join(lines) + "\n"
 
 
 _ORDER = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, ADDED, REMOVED, UNCHANGED)
