@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bolt_pedantic import pedantic_arguments  # PYTHONPATH holds this folder
 from bolt_shard_select import keep_shard  # PYTHONPATH holds this folder
 
 INDEX_NAME = "index.json"
@@ -140,17 +141,8 @@ def _patch_fixture():
     def pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0, iterations=1):
         self._mode = "benchmark.pedantic(...)"
         kwargs = kwargs or {}
-        has_args = bool(args or kwargs)
 
-        def arguments():
-            if setup is None:
-                return args, kwargs
-            produced = setup()
-            if produced:
-                if has_args:
-                    raise TypeError("Can't use `args` or `kwargs` if `setup` returns the arguments.")
-                return produced
-            return args, kwargs
+        arguments = pedantic_arguments(args, kwargs, setup)
 
         return _profile(self, target, arguments, teardown, "pedantic")
 
