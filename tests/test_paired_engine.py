@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from bolt_bot.errors import BoltError
 from bolt_bot.measure import envs, pairedwire, sandbox
 from bolt_bot.measure.paired import PairedPlan, PairedRun, PairSample, measure_paired, read_paired, write_paired
+from bolt_bot.measure.pairedwire import quiet_cpu
 from bolt_bot.measure.walltime import SideSetup
 from tests import projects
 
@@ -351,3 +353,42 @@ def test_a_stage_whose_work_runs_on_other_threads_is_left_to_whole_rounds(tmp_pa
     run = measure_paired(setups, PairedPlan(pairs=1, blocks=3), tmp_path / "work")
     assert list(run.stages) == ["test_suite.py::test_plain"]
     assert re.match(r"\d+% of its CPU time is spent on other threads", run.too_long["test_suite.py::test_threads"])
+
+
+def _hog(cpu: int) -> subprocess.Popen:
+    """A busy loop pinned to `cpu`, the neighbour that takes time slices from whatever else runs there."""
+    return subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_pair_due_on_a_busy_cpu_runs_on_the_idle_one():
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    hog = _hog(cpus[1])
+    try:
+        time.sleep(0.3)
+        assert quiet_cpu(cpus, cpus[1]) == (cpus[0], cpus[1])
+        assert quiet_cpu(cpus, cpus[0]) == (cpus[0], None)
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_blocks_another_process_interrupted_are_dropped_not_kept(tmp_path):
+    # Every CPU busy with a neighbour, so no pair can move to an idle one: the neighbour's time slices land
+    # inside blocks, where no probe before or after a block sees them. Such block pairs are dropped.
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    setups = _local_suite(tmp_path, "def test_a(benchmark):\n    benchmark(sum, range(2000))\n")
+    hogs = [_hog(cpu) for cpu in cpus]
+    try:
+        time.sleep(0.3)
+        # Long enough for the workers to use up the scheduler's credit for having slept: then the
+        # neighbour gets its share of the CPU, inside blocks too.
+        run = measure_paired(setups, PairedPlan(pairs=1, blocks=60), tmp_path / "work")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    sample = run.stages["test_suite.py::test_a"][0]
+    assert sample.preempted >= 1
+    assert len(sample.log_ratios) + sample.preempted + sample.dropped <= 2 * 60

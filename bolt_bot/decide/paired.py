@@ -103,15 +103,17 @@ def paired_stages(run: PairedRun, threshold: float, alpha: float) -> list[StageC
         values = [v for v in map(pair_value, samples) if v is not None]
         kept = sum(len(s.log_ratios) for s in samples)
         dropped = sum(s.dropped for s in samples)
+        preempted = sum(s.preempted for s in samples)
         stage.extra_info = {"engine": "paired", "pairs": len(values), "of_pairs": len(samples),
-                            "blocks": kept, "dropped_blocks": dropped}
+                            "blocks": kept, "dropped_blocks": dropped, "preempted_blocks": preempted}
         estimate = estimate_pairs(values)
         if estimate is None:
             if values:
                 stage.ratio = math.exp(math.fsum(values) / len(values))
             stage.verdict = INCONCLUSIVE
             stage.note = (f"paired: only {len(values)} of {len(samples)} process pairs gave a usable sample "
-                          f"(at least {MIN_PAIRS} are needed; {dropped} block pairs straddled a speed change)")
+                          f"(at least {MIN_PAIRS} are needed; {dropped} block pairs straddled a speed change, "
+                          f"{preempted} were interrupted by another process)")
             continue
         stage.ratio, stage.ci, stage.p = estimate.ratio, list(estimate.ci), estimate.p
         tested.append((stage, estimate))

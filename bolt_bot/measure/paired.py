@@ -23,7 +23,7 @@ from pathlib import Path
 from bolt_bot.errors import BoltError
 from bolt_bot.measure import pytestcmd, sandbox
 from bolt_bot.measure.routing import OTHER_THREADS
-from bolt_bot.measure.pairedwire import PLUGIN, Worker
+from bolt_bot.measure.pairedwire import PLUGIN, Worker, away_from, quiet_cpu
 from bolt_bot.measure.sides import BASE, HEAD
 from bolt_bot.measure.walltime import SideSetup
 from bolt_bot.progress import Progress
@@ -59,6 +59,7 @@ class PairSample:              # one stage in one process pair
     head: list[float]          # seconds PER CALL of each kept head block, same length as base
     log_ratios: list[float]    # log(head/base) of each kept adjacent block pair
     dropped: int = 0           # block pairs dropped because a probe disagreed (phase switch)
+    preempted: int = 0         # block pairs dropped because another process took the CPU inside a block
 
 
 @dataclass
@@ -120,8 +121,9 @@ class _Pair:
             elif message.get("ev") == "end" and message.get("nodeid") == name:
                 return
 
-    def block(self, side: str, calls: int) -> tuple[float, list[float], float]:
-        """(seconds in the calls, the probes around the block, seconds of the whole block with any setup)."""
+    def block(self, side: str, calls: int) -> tuple[float, list[float], float, int]:
+        """(seconds in the calls, the probes around the block, seconds of the whole block with any setup, the
+        times the scheduler took the worker's CPU inside the block)."""
         worker = self.workers[side]
         worker.send(cmd="block", calls=calls)
         while True:
@@ -129,7 +131,8 @@ class _Pair:
             if message.get("ev") == "block":
                 seconds = float(message["seconds"])
                 self.other_threads[side] = max(self.other_threads.get(side, 0.0), _other_threads(message.get("cpu")))
-                return seconds, [float(p) for p in message.get("probe") or []], float(message.get("wall") or seconds)
+                return (seconds, [float(p) for p in message.get("probe") or []], float(message.get("wall") or seconds),
+                        int(message.get("preempted") or 0))
             if message.get("ev") == "error":
                 raise _StageError(side, message.get("excerpt") or "failed")
             if message.get("ev") == "failed" and message.get("nodeid"):
@@ -201,7 +204,7 @@ class _Pair:
                 break
             calls *= 10
         threaded = max(self.other_threads.get(BASE, 0.0), self.other_threads.get(HEAD, 0.0))
-        if threaded >= OTHER_THREADS:  # the share --measure auto routes by  # pinned to one CPU, its threads would queue: whole rounds time it
+        if threaded >= OTHER_THREADS:  # auto's rule; pinned to one CPU its threads would queue: rounds time it
             self.run.too_long.setdefault(name, f"{threaded:.0%} of its CPU time is spent on other threads, which "
                                                "one CPU would serialise")
             return None
@@ -213,7 +216,10 @@ class _Pair:
             order = (BASE, HEAD) if attempt % 2 == 0 else (HEAD, BASE)  # A B, B A, A B, ...
             attempt += 1
             got = {side: self.block(side, calls) for side in order}
-            probes = [p for _, around, _ in got.values() for p in around]
+            probes = [p for _, around, _, _ in got.values() for p in around]
+            if any(switched for *_, switched in got.values()):
+                sample.preempted += 1  # another process's time slice inside a block: drop, never scale
+                continue
             if not probes or min(probes) <= 0 or max(probes) > plan.probe_tolerance * min(probes):
                 sample.dropped += 1  # a phase switch inside this pair of blocks: drop, never scale
                 continue
@@ -351,8 +357,13 @@ def measure_paired(setups: dict[str, SideSetup], plan: PairedPlan, workdir: Path
         for index in range(plan.pairs):
             # Stages already too long for blocks or failed are not run again: rounds measure the first.
             skip = set(run.too_long) | {name for side in run.failed.values() for name in side}
-            _one_pair(index, cpus[index % len(cpus)], setups, plan, workdir, run, wanted, skip, info)
-            progress.step(f"pair {index + 1} of {plan.pairs} on CPU {cpus[index % len(cpus)]}")
+            cpu, busy = quiet_cpu(cpus, cpus[index % len(cpus)])
+            if busy is not None:
+                _notice(run, f"CPU {busy} was busy with other work when a pair was due on it, so that pair "
+                             f"ran on CPU {cpu}")
+            with away_from(cpu, cpus):
+                _one_pair(index, cpu, setups, plan, workdir, run, wanted, skip, info)
+            progress.step(f"pair {index + 1} of {plan.pairs} on CPU {cpu}")
     for name in [n for side in run.failed.values() for n in side] + list(run.too_long):
         run.stages.pop(name, None)
     run.aslr_off = bool(info) and all(w["aslr_off"] for w in info)

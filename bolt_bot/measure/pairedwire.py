@@ -175,3 +175,65 @@ class Worker:
         self._write = self._read = -1
         if not self._log.closed:
             self._log.close()
+
+
+# A pair is moved off its CPU when that CPU was idle this much less of the time than the idlest one: another
+# process's time slices inside the blocks would be dropped block by block (preemptions), leaving too few.
+BUSY_MARGIN = 0.3
+IDLE_WINDOW = 0.1  # seconds over which the CPUs' idle time is read before each pair
+
+
+def _cpu_times() -> dict[int, tuple[int, int]]:
+    """cpu → (idle ticks, all ticks) from /proc/stat; empty where there is none."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and len(fields) >= 5:
+            ticks = [int(f) for f in fields[:8]]
+            out[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))  # idle + iowait
+    return out
+
+
+def quiet_cpu(cpus: list[int], preferred: int) -> tuple[int, int | None]:
+    """(the CPU a pair runs on, the preferred CPU when it was passed over as busy, else None).
+
+    The pairs take turns on the CPUs; a CPU that another process keeps busy (a neighbour's job, a CPU hog)
+    is passed over for the idlest one, measured over IDLE_WINDOW just before the pair starts."""
+    before = _cpu_times()
+    if len(cpus) < 2 or not before:
+        return preferred, None
+    time.sleep(IDLE_WINDOW)
+    after = _cpu_times()
+    idle = {}
+    for cpu in cpus:
+        if cpu in before and cpu in after and after[cpu][1] > before[cpu][1]:
+            idle[cpu] = (after[cpu][0] - before[cpu][0]) / (after[cpu][1] - before[cpu][1])
+    if preferred not in idle:
+        return preferred, None
+    idlest = max(sorted(idle), key=lambda cpu: idle[cpu])
+    if idle[idlest] - idle[preferred] >= BUSY_MARGIN:
+        return idlest, preferred
+    return preferred, None
+
+
+@contextlib.contextmanager
+def away_from(cpu: int, cpus: list[int]):
+    """Bolt's own thread off the pair's CPU while the pair runs: woken by a worker's answer, it would
+    otherwise take the CPU back from the other worker in the middle of its block."""
+    others = set(cpus) - {cpu}
+    try:
+        before = os.sched_getaffinity(0)
+        if others:
+            os.sched_setaffinity(0, others)
+    except (AttributeError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, before)

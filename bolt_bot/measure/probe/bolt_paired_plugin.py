@@ -34,7 +34,13 @@ import os
 import sys
 import time
 
+try:
+    import resource  # not on Windows: no context-switch counts there
+except ImportError:
+    resource = None
+
 import pytest
+from bolt_pedantic import pedantic_arguments  # PYTHONPATH holds this folder
 from bolt_shard_select import keep_shard  # PYTHONPATH holds this folder
 from bolt_speed_probe import speed_probe  # PYTHONPATH holds this folder
 
@@ -194,7 +200,6 @@ def _patch_fixture():
                  iterations=1):
         claim(self, "benchmark.pedantic(...)")
         kwargs = kwargs or {}
-        has_args = bool(args or kwargs)
         # The same checks as pytest-benchmark's, so a test that fails there fails here too.
         if not isinstance(iterations, int) or iterations < 1:
             raise ValueError("Must have positive int for `iterations`.")
@@ -205,15 +210,7 @@ def _patch_fixture():
         if iterations > 1 and setup:
             raise ValueError("Can't use more than 1 `iterations` with a `setup` function.")
 
-        def arguments():
-            if setup is None:
-                return args, kwargs
-            produced = setup()
-            if produced:
-                if has_args:
-                    raise TypeError("Can't use `args` or `kwargs` if `setup` returns the arguments.")
-                return produced
-            return args, kwargs
+        arguments = pedantic_arguments(args, kwargs, setup)
 
         # Bolt decides how many calls a block makes; rounds, iterations and warmup_rounds are pytest-benchmark's.
         return _serve(self, target, arguments, teardown, setup is not None or teardown is not None)
@@ -235,6 +232,7 @@ def _serve(fixture, fn, arguments, teardown, per_call):
         if kind == "block":
             before = speed_probe()
             cpu_before = (time.thread_time(), time.process_time())
+            switched = _preemptions()
             try:
                 seconds, wall, result = _block(fn, arguments, teardown, per_call, int(command["calls"]),
                                          bool(getattr(fixture, "_disable_gc", False)))
@@ -245,8 +243,11 @@ def _serve(fixture, fn, arguments, teardown, per_call):
             # CPU time of this thread and of the whole process over the block: a stage whose work runs on
             # other threads must not be timed pinned to one CPU (Bolt sends it to whole rounds).
             thread_cpu, process_cpu = time.thread_time() - cpu_before[0], time.process_time() - cpu_before[1]
+            # Times the scheduler took the CPU from this thread inside the block: another process's time
+            # slice is then part of the block's time, which no probe before or after it can see.
+            preempted = _preemptions() - switched
             wire.send(ev="block", seconds=seconds, wall=wall, probe=[before, speed_probe()],
-                      cpu=[thread_cpu, process_cpu])
+                      cpu=[thread_cpu, process_cpu], preempted=preempted)
         elif kind == "done" and result is not _NOTHING:
             return result
         else:  # skip, or done before any block: one plain call, as pytest-benchmark's disabled mode does
@@ -255,6 +256,14 @@ def _serve(fixture, fn, arguments, teardown, per_call):
             if teardown is not None:
                 teardown(*args, **kwargs)
             return result
+
+
+def _preemptions() -> int:
+    """Involuntary context switches of this thread so far (0 where the count is not available)."""
+    try:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+    except (AttributeError, OSError):
+        return 0
 
 
 def _block(fn, arguments, teardown, per_call, calls, disable_gc):
