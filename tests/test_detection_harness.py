@@ -6,6 +6,7 @@ Never asserts on times: only on structure (rows, counts, which stages were injec
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import math
 import os
@@ -193,6 +194,11 @@ def test_paired_rule_replays_from_raw_data(tmp_path):
     assert f"| {label} | 0 % / – / 100 / 3.0x |" in (tmp_path / "replayed.md").read_text()
     assert main(["--from-raw", str(raw), "--replay-paired", "--replay-pairs", "2", "--out", str(tmp_path / "k2.md")]) == 0
     assert "| paired | quiet | 1 | 0/2 | – | 0/1 | 0/1 | 0 | 1 / 1 | – | 2.00x" in (tmp_path / "k2.md").read_text()
+    # Recorded runs are kept gzipped: the same table from the .jsonl.gz.
+    packed = tmp_path / "quiet.jsonl.gz"
+    packed.write_bytes(gzip.compress(raw.read_bytes()))
+    assert main(["--from-raw", str(packed), "--replay-paired", "--out", str(tmp_path / "packed.md")]) == 0
+    assert f"| {label} | 0 % / – / 100 / 3.0x |" in (tmp_path / "packed.md").read_text()
 
 
 def test_replay_options_without_raw_data_are_refused(capsys):

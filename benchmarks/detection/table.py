@@ -9,6 +9,7 @@ A rule that could not run on a PR has {"error": "..."} instead of an outcome. Re
 
 from __future__ import annotations
 
+import gzip
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class Summary:
 def read_raw(paths: list[Path]) -> tuple[list[dict], list[dict]]:
     metas, prs = [], []
     for path in paths:
-        for line in path.read_text().splitlines():
+        # Recorded runs are kept gzipped in benchmarks/results (a paired run's blocks are ~1.5 MB of JSON).
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        for line in text.splitlines():
             if line.strip():
                 rec = json.loads(line)
                 (prs if rec.get("kind") == "pr" else metas).append(rec)
