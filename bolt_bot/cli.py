@@ -158,7 +158,7 @@ def measure_options(f):
                      help="How to measure [default: auto: instruction counts where valgrind runs, else wall time]."),
         click.option("--walltime-engine", type=click.Choice(["paired", "rounds"]), default=None,
                      help="How wall time is measured: base and head alternating in short blocks on one CPU (paired), "
-                          "or whole interleaved pytest rounds (rounds) [default: paired]."),
+                          "or whole interleaved pytest rounds (rounds) [default: rounds]."),
         click.option("--threshold", type=float, default=None, help="Effect floor, signed percent change [default: 3]."),
         click.option("--rounds", type=int, default=None, help="Interleaved rounds per side [default: 10]."),
         click.option("--budget", type=float, default=None, help="Seconds for extra rounds on unclear stages [default: 120]."),

@@ -23,7 +23,7 @@ from bolt_bot.decide import walltime as walltime_verdicts
 from bolt_bot.decide.compare import build_results
 from bolt_bot.decide.measured import add_sizes, judge_measured
 from bolt_bot.decide.paired import flagged
-from bolt_bot.measure.timing import PAIRED, measure_sizes
+from bolt_bot.measure.timing import measure_sizes
 from bolt_bot.model import INSTRUCTIONS, REGRESSED, UNCHANGED, CommitRef, Results
 from bolt_bot.profiling.regressions import profile_stages
 from bolt_bot.progress import Progress
@@ -97,8 +97,9 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: shar
         more = {"discovered": discovered} if discovered is not None else {}
         judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge, **more))
         moved = flagged(judged.stages, INSTRUCTIONS)
-        if moved and settings.walltime_engine == PAIRED:
-            # How much wall time the counted changes moved, shown beside the count (which still decides).
+        if moved:
+            # How much wall time the counted changes moved, shown beside the count (which still decides): by
+            # the paired engine whatever times the other stages, counted stages being short and single-threaded.
             add_sizes(judged, measure_sizes(settings, setups, out, moved, progress))
         regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
         profiles = {}
