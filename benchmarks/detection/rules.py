@@ -220,7 +220,7 @@ class BoltInstructions:
 
 
 class BoltPaired:
-    """Bolt's wall-time step as `bolt run` takes it with the default `walltime-engine = "paired"` (issue 15):
+    """Bolt's wall-time step as `bolt run` takes it with `walltime-engine = "paired"` (issue 15; set in run()):
     `measure.timing.measure_timed` on the two checkouts with Settings' defaults, i.e. measure_paired with the default
     PairedPlan (K fresh process pairs, base and head worker pinned to one CPU, alternating blocks of calls, blocks
     whose speed probes disagree dropped) and whole rounds for the stages too long for blocks, judged by
