@@ -38,7 +38,7 @@ except (OSError, AttributeError):
 
 def _preexec(cpu: int | None, aslr_off: bool, memory_mb: int | None):
     """The child's set-up before exec: process.run's limits, one CPU, and ASLR off when asked (both inherited by exec)."""
-    limits = process._limits(memory_mb)
+    limits = process.limits(memory_mb)
 
     def apply() -> None:
         limits()
@@ -75,7 +75,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.since = process.generation()
         try:
-            self.proc = process._live.start(
+            self.proc = process.start(
                 self.since, cmd, cwd=cwd, env={**env, ENV_FDS: f"{cmd_read},{event_write}"},
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 pass_fds=(cmd_read, event_write), preexec_fn=_preexec(cpu, aslr_off, memory_mb))
@@ -146,7 +146,7 @@ class Worker:
         where = f" in {self.stage}" if self.stage else ""
         excerpt = excerpt or process.error_line(self.output())
         self.close()
-        process._live.check(self.since)  # killed by stop_all(): the interruption propagates, not this
+        process.check(self.since)  # killed by stop_all(): the interruption propagates, not this
         if _PROGRESS.fullmatch(excerpt) or excerpt == "no output":
             excerpt = ""  # pytest's progress dots say nothing
         raise BoltError(f"paired timing: the {self.label} worker {what}{where}" + (f": {excerpt}" if excerpt else ""))
@@ -164,11 +164,7 @@ class Worker:
         """Kill the worker's process group and reap it; close the pipe ends. Safe to call twice."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            process._live.forget(proc)
+            process.release(proc)
         for fd in (self._write, self._read):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -130,7 +130,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     if counted is None or counted:
         # Each side runs only what it has: the other group is deselected, never named (a node id
         # missing on one side is a pytest usage error there).
-        plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *_deselect(timed)]
+        plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *pytestcmd.deselect(timed)]
         title = ("Measuring instruction counts under callgrind: base, head, head again" if counted is None
                  else f"Measuring instruction counts of {len(counted)} short stage(s) under callgrind")
         try:
@@ -157,7 +157,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
                     fallback[name] = "no instruction count was recorded"
     if timed or fallback:
         wall = _walltime(settings, setups, out, progress, engines, judge, targets=list(settings.benchmarks),
-                         extra_args=_deselect(counted_ok))
+                         extra_args=pytestcmd.deselect(counted_ok))
         measured.walltime, measured.wall_plan = wall.walltime, wall.wall_plan
         measured.paired, measured.paired_plan, measured.paired_rule = wall.paired, wall.paired_plan, wall.paired_rule
         measured.one_sided_failed = wall.one_sided_failed
@@ -169,10 +169,6 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
 def _count_names(run: CountRun) -> list[str]:
     """Every stage either side's pass saw, counted or failed."""
     return sorted({n for r in (run.runs.get(BASE), run.runs.get(HEAD)) if r for n in (*r.counts, *r.failed)})
-
-
-def _deselect(names: list[str]) -> list[str]:
-    return [arg for name in names for arg in ("--deselect", name)]
 
 
 def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path, progress: Progress | None = None,

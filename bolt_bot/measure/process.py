@@ -74,6 +74,22 @@ def generation() -> int:
     return _live.stops
 
 
+def start(since: int, cmd: list[str], **popen) -> subprocess.Popen:
+    """Popen a measured process that stop_all() can reach (for callers that talk to it while it runs)."""
+    return _live.start(since, cmd, **popen)
+
+
+def check(since: int) -> None:
+    """PassStopped if stop_all() came after `since`."""
+    _live.check(since)
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Kill `proc`'s process group, reap it, and let stop_all() forget it."""
+    _kill_group(proc)
+    _live.forget(proc)
+
+
 def stop_all() -> None:
     """Kill the process groups of every running measured process (valgrind and its children), from any thread."""
     _live.stop()
@@ -89,7 +105,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, *, log: 
         try:
             proc = _live.start(since, cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True,
-                               preexec_fn=_limits(memory_mb))
+                               preexec_fn=limits(memory_mb))
         except OSError as exc:
             raise BoltError(f"cannot start {cmd[0]}: {exc.strerror or exc}") from None
         timed_out = False
@@ -111,7 +127,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, *, log: 
     return Finished(code, output, timed_out, time.monotonic() - started)
 
 
-def _limits(memory_mb: int | None):
+def limits(memory_mb: int | None):
     """The child's preexec_fn: no core dumps, and an address-space cap when `memory_mb` is set."""
 
     def apply() -> None:

@@ -74,6 +74,12 @@ def pytest_args(user_args: Sequence[str], *, plugin: str | None = None, bolt_fla
     return [*targets, *ISOLATION, *(["-p", plugin] if plugin else []), *bolt_flags, *kept]
 
 
+def deselect(names: Sequence[str]) -> list[str]:
+    """`--deselect` for each stage: a pass leaves them out without naming what it runs (a node id missing on
+    one side is a pytest usage error there)."""
+    return [arg for name in names for arg in ("--deselect", name)]
+
+
 def clean(user_args: Sequence[str], *, benchmark_options: bool = True) -> tuple[list[str], list[str]]:
     """(kept, dropped): the user's pytest arguments split into what a measured pass keeps and ignores."""
     kept: list[str] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bolt_bot.errors import BoltError
+from bolt_bot.measure import pytestcmd
 from bolt_bot.measure.paired import PairedPlan, PairedRun, measure_paired
 from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.measure.walltime import HEAD, Judge, SideSetup, WalltimePlan, WalltimeRun, measure_walltime
@@ -83,7 +84,7 @@ def measure_timed(settings: Settings, setups: dict[str, SideSetup], out: Path, p
         # deselected, never named (a node id missing on one side is a pytest usage error there).
         seen = {*run.stages, *(n for side in run.failed.values() for n in side),
                 *(n for side in run.only.values() for n in side)} - set(run.too_long)
-        wall = _rounds(settings, setups, out, progress, engines, judge, targets, [*extra_args, *_deselect(sorted(seen))])
+        wall = _rounds(settings, setups, out, progress, engines, judge, targets, [*extra_args, *pytestcmd.deselect(sorted(seen))])
         timed.walltime, timed.wall_plan = wall.walltime, wall.wall_plan
         environment.update(wall.environment)
     return timed
@@ -134,7 +135,3 @@ def _rounds(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     environment = {"rounds": settings.rounds, "plan": "interleaved",
                    "extra_rounds": run.extra_pairs, "confirmation_rounds": run.confirm_pairs}
     return Timed(walltime=run, wall_plan=plan, environment=environment)
-
-
-def _deselect(names: list[str]) -> list[str]:
-    return [arg for name in names for arg in ("--deselect", name)]
