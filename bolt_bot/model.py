@@ -91,6 +91,60 @@ class WallSize:
 
 
 @dataclass
+class MemorySide:
+    """One call of a stage on one side, traced after a warm-up call with GC collected (the memory pass)."""
+
+    allocations: int | None = None  # blocks allocated during the call (freed or not)
+    allocated: int | None = None  # bytes allocated during the call, in total
+    peak: int | None = None  # highest bytes in use during the call, above what was in use at its start
+    top: list[AllocSite] = field(default_factory=list)  # the call's biggest allocating lines, most bytes first
+    error: str | None = None  # why this side has no numbers
+
+
+@dataclass
+class AllocSite:
+    """One source line's allocations in one call of a stage."""
+
+    where: str  # "path/to/file.py:12" relative to the checkout, or "<module>:line" outside it
+    function: str | None = None
+    allocations: int = 0
+    allocated: int = 0  # bytes
+
+
+@dataclass
+class AllocLine:
+    """A line of a stage's memory excerpt: what it allocates per call on base and head."""
+
+    where: str
+    function: str | None = None
+    base_allocations: int = 0
+    head_allocations: int = 0
+    base_bytes: int = 0
+    head_bytes: int = 0
+    new: bool = False  # only head allocates here
+
+
+@dataclass
+class MemoryComparison:
+    """A stage's memory verdict, separate from its time verdict (StageComparison.verdict): either can regress
+    the stage, and a memory regression joins the gate like a time one (Results.regressions)."""
+
+    verdict: str  # regressed | improved | unchanged | failed | added | removed
+    moved: list[str] = field(default_factory=list)  # what passed its floor: "allocations", "allocated", "peak"
+    regressed: list[str] = field(default_factory=list)  # the kinds that grew past their floor
+    base: MemorySide | None = None
+    head: MemorySide | None = None
+    lines: list[AllocLine] = field(default_factory=list)  # where head allocates more than base, most first
+    note: str | None = None
+
+    def ratio(self, kind: str) -> float | None:
+        """head/base of "allocations", "allocated" or "peak"; None when either side lacks it or base is 0."""
+        base = getattr(self.base, kind, None) if self.base else None
+        head = getattr(self.head, kind, None) if self.head else None
+        return None if base is None or head is None or base == 0 else head / base
+
+
+@dataclass
 class StageComparison:
     """The verdict on one stage, with the evidence behind it."""
 
@@ -111,6 +165,16 @@ class StageComparison:
     profile: list[ProfileLine] | None = None
     profile_note: str | None = None  # why a regressed stage's profile is empty or missing
     wall_size: WallSize | None = None  # a counted stage that moved: its paired wall-time change (auto mode)
+    memory: MemoryComparison | None = None  # the memory pass's verdict (setting `memory`), None when off
+
+    @property
+    def memory_regressed(self) -> bool:
+        return self.memory is not None and self.memory.verdict == REGRESSED
+
+    @property
+    def regressed(self) -> bool:
+        """Regressed in time or in memory: what the gate (status, label, approval) counts."""
+        return self.verdict == REGRESSED or self.memory_regressed
 
     @property
     def change(self) -> float | None:
@@ -146,7 +210,8 @@ class Results:
 
     @property
     def regressions(self) -> list[StageComparison]:
-        return [s for s in self.stages if s.verdict == REGRESSED]
+        """Stages that regressed in time or in memory."""
+        return [s for s in self.stages if s.regressed]
 
     def to_dict(self) -> dict[str, Any]:
         data = plain(self)
