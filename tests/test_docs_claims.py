@@ -315,7 +315,11 @@ def default_text(value) -> str:
 def test_the_settings_table_lists_every_key_its_default_flag_and_input():
     rows = settings_table_rows()
     expected = [f.name.replace("_", "-") for f in dataclasses.fields(Settings)]
-    assert [r["key"].strip("`") for r in rows] == expected, "README.md's settings table must list every Settings key"
+    listed = [r["key"].strip("`") for r in rows]
+    # On a new setting, the message is the row to add (fill in the flag, the input and the meaning).
+    missing = "\n".join(f"| `{k}` | {default_text(getattr(Settings(), k.replace('-', '_')))} | — | — | ... |"
+                        for k in expected if k not in listed)
+    assert listed == expected, f"README.md's settings table must list every Settings key, in order; add:\n{missing}"
     options = command_options()
     declared = declared_inputs()
     for row in rows:
@@ -377,3 +381,32 @@ def test_alpha_and_instr_threshold_are_flags_of_run_and_demo_that_reach_the_sett
                                                                 "shard_text", "durations")}
         settings = Settings().updated(overrides_from(kw), "options")
         assert (settings.alpha, settings.instr_threshold) == (0.01, 2.5)
+
+
+def test_the_inputs_the_docs_describe_reach_a_measurement_and_a_command(gh, tmp_path, monkeypatch):
+    """Through `bolt action` itself (run_action, the GitHub double): the inputs as the runner spells them."""
+    from bolt_bot.github import commands
+    from tests.ghdouble.webhooks import load_event
+    from tests.test_action import FakeMeasure, pr_event, run, runner_env
+
+    pr = gh.seed_pr()
+    (tmp_path / "measure").mkdir()
+    (tmp_path / "command").mkdir()
+    measure = FakeMeasure(verdict="unchanged")
+    given = {"alpha": "0.01", "instr-threshold": "2", "python-version": "3.12", "approvers": "admin",
+             "approve-by-review": "true", "budget": "30", "round-timeout": "60", "pass-env": "MY_DATA_DIR"}
+    code, _ = run(runner_env(gh, tmp_path / "measure", "pull_request", pr_event(pr), pr.token, **given), measure)
+    measured = Settings().updated(measure.requests[0].overrides, "inputs")
+    assert code == 0
+    assert (measured.alpha, measured.instr_threshold, measured.python, measured.approvers, measured.approve_by_review,
+            measured.budget, measured.round_timeout, measured.pass_env) == (
+        0.01, 2.0, "3.12", "admin", True, 30.0, 60.0, ["MY_DATA_DIR"])
+
+    seen = []
+    monkeypatch.setattr(commands, "handle", lambda request, config, settings, client, **kw: seen.append(settings) or 0)
+    event = load_event("issue_comment", "created", repo=pr.repo, number=pr.number, on_pr=True,
+                       commenter=pr.maintainer, body="/bolt help")
+    code, _ = run(runner_env(gh, tmp_path / "command", "issue_comment", event, pr.token,
+                             approvers="admin", **{"approve-by-review": "true", "template-dir": "my-templates"}))
+    assert code == 0 and (seen[0].approvers, seen[0].approve_by_review, seen[0].template_dir) == (
+        "admin", True, "my-templates")
