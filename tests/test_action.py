@@ -399,20 +399,19 @@ def test_documented_workflows_match_githubs_schema_and_the_docs():
     if tool is None:
         pytest.skip("check-jsonschema is not installed")
     assert {p.name for p in WORKFLOWS} == {"bolt.yml", "bolt-measure.yml", "bolt-publish.yml", "bolt-profile.yml",
-                                           "bolt-sharded.yml"}
+                                           "bolt-commands.yml", "bolt-sharded.yml"}
     proc = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     docs = (WORKFLOWS[0].parent.parent / "action.md").read_text(encoding="utf-8")
-    readme = (WORKFLOWS[0].parent.parent.parent / "README.md").read_text(encoding="utf-8")
     declared = set(load_action()["inputs"])
     from ruamel.yaml import YAML
 
     sharding = (WORKFLOWS[0].parent.parent / "sharding.md").read_text(encoding="utf-8")
     for path in WORKFLOWS:
         text = path.read_text(encoding="utf-8")
-        sharded = path.name == "bolt-sharded.yml"  # shown in docs/sharding.md, which README links to
-        for shown, where in ((sharding, "docs/sharding.md"),) if sharded else ((docs, "docs/action.md"), (readme, "README.md")):
+        sharded = path.name == "bolt-sharded.yml"  # shown in docs/sharding.md; the README links to both docs
+        for shown, where in ((sharding, "docs/sharding.md"),) if sharded else ((docs, "docs/action.md"),):
             assert f"```yaml\n{text}```" in shown, f"{where} does not show {path.name} as it is"
         steps = [s for job in YAML(typ="safe", pure=True).load(text)["jobs"].values() for s in job["steps"]]
         bolt = [s for s in steps if str(s.get("uses", "")).startswith("OWNER/bolt@")]

@@ -305,7 +305,7 @@ def _artifact_instructions(config: ActionConfig, reason: str, runtime: Runtime) 
     text = (f"Bolt measured this pull request but cannot publish from here ({reason}). "
             f"The results are in {config.results_dir_input}/. To post them, upload that directory with "
             "actions/upload-artifact and add a workflow_run workflow that downloads it and runs Bolt with "
-            "`mode: publish` (the two-workflow setup in Bolt's README); it never runs the pull request's code.")
+            "`mode: publish` (the two-workflow setup in Bolt's docs/action.md); it never runs the pull request's code.")
     print(f"::notice title=Bolt: results kept for a second workflow::{escape_data(text)}", file=runtime.stdout or sys.stdout)
     append_summary(config.environ, f"\n> [!NOTE]\n> {text}\n")
 

@@ -21,6 +21,9 @@ DEFAULT_RESULTS_DIR = "bolt-results"
 # Inputs that steer the action itself rather than the measurement settings.
 ACTION_INPUTS = ("github-token", "base", "mode", "results-dir", "ref", "filter", "bot-login", "shard", "durations",
                  "merge-from")
+# Inputs named as the ecosystem names them, for a setting of another name: actions/setup-python's `python-version`
+# is Bolt's `python` (the old input name, deprecated, still read when `python-version` is not given).
+INPUT_ALIASES = {"python-version": "python"}
 MODES = ("measure", "label", "publish", "profile", "command", "merge")
 PR_MEASURE_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 # A command is a line of its own that starts with /bolt; Bolt's replies quote commands in backticks,
@@ -56,8 +59,12 @@ class ActionConfig:
     def overrides(self) -> dict[str, Any]:
         """Inputs that are settings (`fail-on-regression` -> fail_on_regression); the rest is the action's own."""
         known = {f.name for f in dataclasses.fields(Settings)}
-        return {name: value for name, value in self.inputs.items()
-                if name not in ACTION_INPUTS and name.replace("-", "_") in known}
+        settings = {name: value for name, value in self.inputs.items()
+                    if name not in ACTION_INPUTS and name.replace("-", "_") in known}
+        for alias, name in INPUT_ALIASES.items():
+            if alias in self.inputs:
+                settings[name] = self.inputs[alias]
+        return settings
 
     @property
     def run_url(self) -> str | None:
