@@ -231,4 +231,5 @@ def test_generated_and_built_in_functions_are_named_not_shown_as_bare_line_numbe
     text = render_comment(sample_results())
     assert "| :1(" not in text and "structure&#95;Row (generated code, no source file)" not in text
     assert "structure_Row (generated code, no source file)" in text
-    assert "&#126;:0(" not in text and "| &lt;method &#39;title&#39; of &#39;str&#39; objects&gt; **new**" in text
+    assert "&#126;:0(" not in text and "&lt;method" not in text and "| str.title **new**" in text
+    assert "| pipeline/parse.py:40 normalise_row **new**" in text

@@ -160,6 +160,33 @@ def test_report_names_every_stage_and_the_hot_function(full):
     assert "(test_pipeline-test_transform.svg)" in transform and "(test_pipeline-test_transform.pstats)" in transform
 
 
+_AMOUNT = re.compile(r"([\d.]+) (s|ms|µs|ns)\b")
+_SCALE = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}
+
+
+def _seconds(text: str) -> float:
+    number, unit = _AMOUNT.search(text).groups()
+    return float(number) * _SCALE[unit]
+
+
+def test_report_md_gives_every_time_per_call_of_the_stage(full):
+    out, _, _ = full
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "per run of the pipeline" not in report
+    bottlenecks = report.split("## Top bottlenecks", 1)[1].split("## Hot functions per stage", 1)[0]
+    first = next(line for line in bottlenecks.splitlines() if line.startswith("1. "))
+    assert "of own time per call of benchmarks/test_pipeline.py::test_transform (" in first, first
+    assert "% of the time of all stages together (one call of each)" in first
+    hot = report.split("## Hot functions per stage", 1)[1]
+    for block in hot.split("<details><summary>")[1:]:
+        stage_time = _seconds(block.split("</summary>", 1)[0].rsplit(":", 1)[1])
+        assert "scaled to its " in block and "without the profiler (cProfile's overhead removed)" in block
+        rows = [line.split(" | ") for line in block.splitlines() if line.startswith("| ") and "File:line" not in line]
+        own = sum(_seconds(row[2]) for row in rows)
+        assert 0 < own <= stage_time * 1.01, (own, stage_time)  # the functions add up to the stage, not beyond
+        assert all(_seconds(row[3]) <= stage_time * 1.01 for row in rows)  # nor does any cumulative time
+
+
 def test_project_text_is_inert_in_markdown_and_escaped_in_html(full):
     out, _, _ = full
     report = (out / "report.md").read_text(encoding="utf-8")

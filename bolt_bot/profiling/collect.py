@@ -23,6 +23,7 @@ DEFAULT_CALLS = 10
 _IGNORED = {"~:0(<method 'disable' of '_lsprof.Profiler' objects>)"}
 
 _SITE_RE = re.compile(r"[\\/](?:site|dist)-packages[\\/](.+)$")
+_ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]+(?=>$)")
 _STDLIB_RE = re.compile(r"[\\/]lib[\\/](?:python|pypy)\d+(?:\.\d+)?t?[\\/](.+)$", re.IGNORECASE)
 
 
@@ -51,16 +52,54 @@ class FunctionStats:
 
 @dataclass
 class FunctionTable:
-    """A stage's profile with normalised function keys, per call of the stage."""
+    """A stage's profile with normalised function keys, per call of the stage.
+
+    When the stage's time without the profiler is known, every time is scaled to it (`scale`), so that the
+    own times add up to the stage's real time per call instead of its time under cProfile (see `scaled_to`).
+    """
 
     functions: dict[str, FunctionStats]
     stage_calls: int = 1  # how many calls of the stage were profiled
     source: str | None = None  # the .pstats file it came from
+    scale: float = 1.0  # real time / time under cProfile; 1.0 when not scaled
+    scaled: bool = False  # times are the stage's real ones (scaled_to), not cProfile's
 
     @property
     def total(self) -> float:
-        """Seconds per call of the stage, under the profiler."""
+        """Seconds per call of the stage: its real time once scaled, else its time under the profiler."""
         return sum(f.own for f in self.functions.values())
+
+    @property
+    def profiled_total(self) -> float:
+        """Seconds per call of the stage under cProfile, before any scaling."""
+        return self.total / self.scale
+
+    def scaled_to(self, seconds: float | None) -> FunctionTable:
+        """The same profile with its times scaled so that they add up to `seconds` per call of the stage.
+
+        Code runs several times slower under cProfile, and unevenly: a cost per recorded call lands partly in
+        the callee's own time and partly in the caller's, and CPython 3.11 runs every Python instruction through
+        its tracing path while a profiler is set, so Python functions slow down far more than C builtins (3.12's
+        cProfile costs per call only). Bolt scales every time by (time without the profiler / time under it)
+        rather than subtracting a calibrated cost per call: the total becomes exact and nothing goes negative
+        whatever the Python version and the machine's load. What it does not undo is where the overhead fell:
+        Python functions that make many calls keep a larger share than they have without the profiler
+        (docs/measurement.md, "Profiles"). Call counts are not scaled. `seconds` None or not positive: unchanged.
+        """
+        raw = self.profiled_total
+        if not seconds or seconds <= 0 or raw <= 0:
+            return self
+        factor = seconds / raw
+        ratio = factor / self.scale  # relative to the times as they are now
+        functions = {
+            key: FunctionStats(
+                key=f.key, file=f.file, line=f.line, name=f.name, own=f.own * ratio, cum=f.cum * ratio, calls=f.calls,
+                callers={c: (e[0], e[1] * ratio, e[2] * ratio) for c, e in f.callers.items()},
+            )
+            for key, f in self.functions.items()
+        }
+        return FunctionTable(functions=functions, stage_calls=self.stage_calls, source=self.source, scale=factor,
+                             scaled=True)
 
     def callees(self) -> dict[str, dict[str, tuple[float, float, float]]]:
         """Caller key -> {callee key: (calls, own, cum)}: the call graph seen from above."""
@@ -138,21 +177,38 @@ def profile_index(out_dir: Path) -> dict[str, dict]:
     return stages
 
 
-def _calls_for(pstats_path: Path) -> int:
+def _record_for(pstats_path: Path) -> dict:
+    """The plugin's record of one dump (calls, seconds with and without the profiler), {} if none."""
     for record in profile_index(pstats_path.parent).values():
         if record.get("file") == pstats_path.name:
-            return max(1, int(record.get("calls") or 1))
-    return 1
+            return record
+    return {}
+
+
+def unprofiled_seconds(record: dict) -> float | None:
+    """A stage's time per call without the profiler, from the plugin's record: the fastest of the calls it
+    timed between the profiled ones; None without. On a busy machine most calls of a few milliseconds are
+    preempted (2.5 ms calls took 10-22 ms in half the calls at a load of 9 on 2 CPUs, so even the median
+    moved), while the fastest call is the stage's own time."""
+    try:
+        times = [t for t in map(float, record.get("unprofiled_seconds") or ()) if t > 0]
+    except (TypeError, ValueError):
+        return None
+    return min(times) if times else None
 
 
 def load_profile(
-    pstats_path: Path | str | pstats.Stats, root: Path | None, *, calls: int | None = None
+    pstats_path: Path | str | pstats.Stats, root: Path | None, *, calls: int | None = None,
+    seconds: float | None = None,
 ) -> FunctionTable:
     """Read a .pstats dump into a FunctionTable normalised to `root` and to one call of the stage.
 
-    The number of profiled calls comes from `calls`, else from the plugin's index next to the file.
+    The number of profiled calls comes from `calls`, else from the plugin's index next to the file. Times
+    are scaled to the stage's time per call without the profiler (FunctionTable.scaled_to): `seconds`, else
+    the plugin's unprofiled calls recorded next to the file; unscaled when neither is known.
     """
     source = None
+    record: dict = {}
     if isinstance(pstats_path, pstats.Stats):
         stats = pstats_path
     else:
@@ -162,8 +218,9 @@ def load_profile(
             stats = pstats.Stats(str(path))
         except (OSError, EOFError, ValueError, TypeError) as exc:
             raise BoltError(f"{path}: not a readable cProfile dump ({exc})") from None
+        record = _record_for(path)
         if calls is None:
-            calls = _calls_for(path)
+            calls = int(record.get("calls") or 1)
     n = max(1, int(calls or 1))
     names: dict[tuple, tuple[str, str, int, str]] = {}
 
@@ -171,6 +228,8 @@ def load_profile(
         if func not in names:
             file, line, fname = func
             nfile = normalise_path(str(file), root)
+            if nfile == "~":  # a bound builtin's label holds its object's address, which differs per process
+                fname = _ADDRESS_RE.sub("", str(fname))
             names[func] = (function_key(nfile, int(line), fname), nfile, int(line), fname)
         return names[func]
 
@@ -195,7 +254,7 @@ def load_profile(
                 e_calls, e_own, e_cum = edge, 0.0, 0.0
             prev = entry.callers.get(ckey, (0.0, 0.0, 0.0))
             entry.callers[ckey] = (prev[0] + e_calls / n, prev[1] + e_own / n, prev[2] + e_cum / n)
-    return FunctionTable(functions=table, stage_calls=n, source=source)
+    return FunctionTable(functions=table, stage_calls=n, source=source).scaled_to(seconds or unprofiled_seconds(record))
 
 
 # ---------------------------------------------------------------- reports
@@ -208,12 +267,13 @@ def hot_functions(table: FunctionTable, top: int = 10) -> list[FunctionStats]:
 
 @dataclass
 class Bottleneck:
-    """A function that costs the pipeline much time, summed over the stages it appears in."""
+    """A function that costs the pipeline much time, over the stages it appears in."""
 
     function: str
-    own: float  # seconds, summed over one call of each stage
-    share: float  # of the summed time of all stages
+    own: float  # seconds, summed over one call of each stage: only for ranking, never shown as a time
+    share: float  # of the summed time of all stages (one call of each)
     stages: list[str]  # where it spends the time, most first
+    per_call: dict[str, float] = field(default_factory=dict)  # stage -> own seconds per call of that stage
 
 
 def top_bottlenecks(tables: dict[str, FunctionTable], top: int = 3) -> list[Bottleneck]:
@@ -225,15 +285,12 @@ def top_bottlenecks(tables: dict[str, FunctionTable], top: int = 3) -> list[Bott
             if f.own > 0:
                 per_function.setdefault(f.key, {})[stage] = f.own
     ranked = sorted(per_function.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:top]
-    return [
-        Bottleneck(
-            function=key,
-            own=sum(by_stage.values()),
-            share=sum(by_stage.values()) / grand,
-            stages=[s for s, _ in sorted(by_stage.items(), key=lambda kv: (-kv[1], kv[0]))],
-        )
-        for key, by_stage in ranked
-    ]
+    out = []
+    for key, by_stage in ranked:
+        order = sorted(by_stage, key=lambda s: (-by_stage[s], s))
+        out.append(Bottleneck(function=key, own=sum(by_stage.values()), share=sum(by_stage.values()) / grand,
+                              stages=order, per_call={s: by_stage[s] for s in order}))
+    return out
 
 
 # ---------------------------------------------------------------- differential profiles

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bolt_bot.model import ProfileLine
 from bolt_bot.profiling.collect import FunctionStats, FunctionTable
+from bolt_bot.report.funcnames import format_function
 from bolt_bot.report.render import format_amount
 
 
@@ -86,8 +87,9 @@ def _is_anonymous(func: FunctionStats) -> bool:
 
 
 def _line(b: FunctionStats | None, h: FunctionStats) -> ProfileLine:
+    # The name a reader (and a terminal view) shows as it is: `str.title`, `pipeline/parse.py:40 _clean_city`.
     return ProfileLine(
-        function=h.key,
+        function=format_function(h.key),
         base=b.own if b else 0.0,
         head=h.own,
         delta=h.own - (b.own if b else 0.0),
@@ -103,6 +105,9 @@ def diff_profiles(
     base: FunctionTable, head: FunctionTable, top: int = 5, *, min_share: float = 0.01
 ) -> list[ProfileLine]:
     """The functions that added the most time per call of the stage, most first.
+
+    The tables' times are per call of the stage, scaled to its time without the profiler when load_profile
+    knew it (FunctionTable.scaled_to), so the lines add up to at most the stage's time per call.
 
     Ranked by added own time; a function only on head is ranked by its cumulative time (all of it
     is new) and marked `new`. Changes below `min_share` of the stage's time are noise and left out.
@@ -121,9 +126,10 @@ def diff_profiles(
         score = max(line.delta, h.cum) if b is None else line.delta
         if score > floor:
             scored.append((score, line, h))
-    scored.sort(key=lambda item: (-item[0], item[1].function))
+    scored.sort(key=lambda item: (-item[0], item[2].key))
     chosen = scored[:top]
     lines = [line for _, line, _ in chosen]
+    keys = [h.key for _, _, h in chosen]
 
     slowdown = head.total - base.total
     explained = any(
@@ -131,7 +137,7 @@ def diff_profiles(
     )
     if slowdown > floor and not explained:
         culprit = _deepest_responsible(base, head, slowdown)
-        if culprit is not None and culprit[1].key not in {line.function for line in lines}:
+        if culprit is not None and culprit[1].key not in keys:
             if len(lines) >= top:
                 lines = lines[: top - 1]
             lines.append(_line(*culprit))
@@ -142,7 +148,14 @@ def why_empty(base: FunctionTable, head: FunctionTable, *, min_share: float = 0.
     """Why diff_profiles found no function to show, in words for the comment."""
     floor = min_share * max(base.total, head.total, 1e-12)
     slowdown = head.total - base.total
-    took = f"under cProfile the stage took {format_amount(base.total)} on base and {format_amount(head.total)} on head per call"
+    unit = "without the profiler" if base.scaled and head.scaled else "under cProfile"
+    took = (f"in the profiling run the stage took {format_amount(base.total)} on base and "
+            f"{format_amount(head.total)} on head per call ({unit})")
+    if slowdown <= 0:
+        # The measurement found head slower, these few calls did not: say so rather than show nothing.
+        return (f"{took}: head was not slower there, so no function can be blamed. Either the calls profiled "
+                f"were too few to see a change this small (noise), or the time is added where cProfile does "
+                f"not look: inside C code of one call, garbage collection, memory or cache effects, other threads")
     if slowdown <= floor:
         return (f"{took}: the change is below the profile's resolution (no function moved by more than "
                 f"{min_share * 100:g} % of the stage's time, {format_amount(floor)})")

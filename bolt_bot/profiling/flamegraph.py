@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from bolt_bot.profiling.collect import FunctionStats, FunctionTable, load_profile
+from bolt_bot.report.funcnames import builtin_name
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -120,13 +121,7 @@ def _fmt(seconds: float) -> str:
 
 def display_name(func: FunctionStats) -> str:
     """A short name for a frame: builtins read as `sorted` or `str.lower`, not cProfile's labels."""
-    builtin = re.fullmatch(r"<built-in method (?:builtins\.)?([\w.]+)>", func.name)
-    if builtin:
-        return builtin.group(1)
-    method = re.fullmatch(r"<method '(\w+)' of '([\w.]+)' objects>", func.name)
-    if method:
-        return f"{method.group(2)}.{method.group(1)}"
-    return func.name
+    return builtin_name(func.name) if func.file in ("~", "") else func.name
 
 
 def _label(func: FunctionStats | None, title: str, width: float) -> str:

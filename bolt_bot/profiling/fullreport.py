@@ -57,7 +57,8 @@ class StageReport:
     name: str
     slug: str
     time: float  # seconds per call
-    timed_by: str  # "benchmark" (a pytest-benchmark round) or "profiler" (time under cProfile)
+    timed_by: str  # "benchmark" (a pytest-benchmark round), "plain" (the profiling run's calls without the
+    # profiler, when the round failed) or "profiler" (time under cProfile, when neither is known)
     share: float = 0.0  # of the summed time of all stages
     calls: int = 1  # profiled calls
     profiled: float = 0.0  # seconds per call under cProfile
@@ -132,10 +133,16 @@ def profile_report(
     for name, table in tables.items():
         record = records.get(name, {})
         calls = max(1, int(record.get("calls") or table.stage_calls))
-        profiled = float(record.get("profiled_seconds") or 0.0) / calls or table.total
+        profiled = float(record.get("profiled_seconds") or 0.0) / calls or table.profiled_total
+        # The stage's time without the profiler: the benchmark round's, else the profiling run's own unprofiled
+        # calls (load_profile already scaled to those), else only the time under cProfile.
         measured = timings.get(name)
-        stage = StageReport(name=name, slug=slugs[name], time=measured if measured else profiled,
-                            timed_by="benchmark" if measured else "profiler", calls=calls, profiled=profiled,
+        timed_by = "benchmark" if measured else "plain" if table.scaled else "profiler"
+        # Function times scaled to the stage's time shown, so a stage's hot functions add up to it per call.
+        table = tables[name] = table.scaled_to(measured)
+        time_per_call = measured or (table.total if timed_by == "plain" else profiled)
+        stage = StageReport(name=name, slug=slugs[name], time=time_per_call,
+                            timed_by=timed_by, calls=calls, profiled=profiled,
                             hot=[_function_row(f, table) for f in hot_functions(table, HOT_PER_STAGE)])
         stages.append(stage)
     # A stage whose test failed under the profiler has no dump; say so rather than drop it silently.
@@ -162,7 +169,7 @@ def profile_report(
             "total": sum(s.time for s in stages),
             "missing": missing,
             "bottlenecks": [_bottleneck_row(b, tables) for b in top_bottlenecks(tables, 3)],
-            "any_profiler_timed": any(s.timed_by == "profiler" for s in stages),
+            "any_profiler_timed": any(s.timed_by != "benchmark" for s in stages),
             "profile_calls": PROFILE_CALLS,
             "speedscope": SPEEDSCOPE,
             "runner": f"{platform.system()} {platform.machine()}, Python {python_version}",
@@ -284,9 +291,11 @@ def _bottleneck_row(b: Bottleneck, tables: dict[str, FunctionTable]) -> dict[str
     return {
         "name": display_name(func),
         "where": _where(func),
-        "own": b.own,
         "share": b.share,
         "stages": b.stages,
+        # Own time per call of each stage it runs in, and its share of that stage: the unit of every other table.
+        "per_call": [{"stage": stage, "own": own, "of_stage": own / (tables[stage].total or 1.0)}
+                     for stage, own in b.per_call.items()],
         "responsible": responsible,  # empty when the function is a named one of the project: itself
     }
 

@@ -34,6 +34,7 @@ def profile_stages(names: list[str], setups: dict[str, SideSetup], folder: Path,
         except BoltError as exc:
             progress.warn(f"profiling the {side} side failed: {exc}")
             return {name: StageProfile(note=f"profiling the {side} side failed: {exc}") for name in names}
+        # Scaled to each stage's time without the profiler, measured by the plugin between the profiled calls.
         tables[side] = {name: load_profile(path, setup.checkout) for name, path in files.items()}
     slots = {}
     for name in names:
@@ -44,5 +45,6 @@ def profile_stages(names: list[str], setups: dict[str, SideSetup], folder: Path,
             slots[name] = StageProfile(lines, None if lines else why_empty(base, head))
         else:
             missing = " and ".join(side for side, table in ((BASE, base), (HEAD, head)) if table is None)
-            slots[name] = StageProfile(note=f"cProfile recorded no call of this stage on {missing}")
+            slots[name] = StageProfile(note=f"the profile failed: cProfile recorded no call of this stage on {missing} "
+                                            f"(its test failed or was not collected under the profiler)")
     return slots

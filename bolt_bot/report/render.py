@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import functools
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from bolt_bot.model import (
     Results,
     StageComparison,
 )
+from bolt_bot.report.funcnames import format_function
 from bolt_bot.report.state import COMMENT_LIMIT, MARKER, state_comment
 from bolt_bot.report.textfilter import chart_label, inert
 
@@ -123,23 +123,6 @@ def format_amount(value: float | None, unit: str = "s") -> str:
     scaled = value / scale
     number = f"{scaled:.0f}" if abs(scaled) >= 10 ** digits else f"{scaled:.{digits}g}"
     return f"{number} {suffix}"
-
-
-_FUNCTION = re.compile(r"(?s)(?P<file>.*):(?P<line>\d+)\((?P<name>.*)\)")
-
-
-def format_function(key: str) -> str:
-    """A profile row's function ("file:line(name)") as a reader wants it: built-ins by name alone, and code
-    generated at run time (no file, e.g. by attrs or cattrs) said to be so, rather than ":1(name)"."""
-    match = _FUNCTION.fullmatch(key or "")
-    if not match:
-        return key
-    file, name = match["file"], match["name"]
-    if file == "~":
-        return name
-    if not file:
-        return f"{name} (generated code, no source file)"
-    return key
 
 
 def counted(counts: list[tuple[int, str]]) -> str:

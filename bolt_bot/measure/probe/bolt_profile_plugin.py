@@ -12,9 +12,11 @@
 # (dedicated) pytest process: each benchmark makes one unprofiled warm-up call (imports, caches,
 # lazy initialisation happen there, as they do in pytest-benchmark's warm-up), then exactly
 # `--bolt-profile-calls` calls under one cProfile.Profile that is enabled only around the target
-# itself (never around a pedantic `setup`/`teardown`). The index records the number of calls so
-# readers normalise every number to "per call of the stage". An optional time budget can stop
-# early for very slow stages; the per-call normalisation keeps both sides comparable then too.
+# itself (never around a pedantic `setup`/`teardown`), each preceded by one timed call without the
+# profiler. The index records the number of calls so readers normalise every number to "per call of
+# the stage", and the unprofiled time so they can scale cProfile's inflated times to the real one.
+# An optional time budget can stop early for very slow stages; the per-call normalisation keeps both
+# sides comparable then too.
 
 from __future__ import annotations
 
@@ -161,7 +163,17 @@ def _profile(fixture, target, arguments, teardown, mode):
     profiler = cProfile.Profile()
     calls = 0
     spent = 0.0
+    plain = []
     while calls < settings.calls:
+        # One call without the profiler before each profiled one, in the same process and state: the
+        # stage's real time per call, to which readers scale the profile's times (cProfile's overhead on
+        # many small calls would otherwise make a function look slower than the whole stage is).
+        args, kwargs = arguments()
+        started = time.perf_counter()
+        target(*args, **kwargs)
+        plain.append(time.perf_counter() - started)
+        if teardown is not None:
+            teardown(*args, **kwargs)
         args, kwargs = arguments()
         started = time.perf_counter()
         profiler.enable()
@@ -173,9 +185,9 @@ def _profile(fixture, target, arguments, teardown, mode):
         calls += 1
         if teardown is not None:
             teardown(*args, **kwargs)
-        if settings.max_seconds is not None and spent >= settings.max_seconds:
+        if settings.max_seconds is not None and spent + sum(plain) >= settings.max_seconds:
             break
-    _dump(stage, profiler, calls, spent, mode, settings.out_dir)
+    _dump(stage, profiler, calls, spent, plain, mode, settings.out_dir)
     return result
 
 
@@ -186,7 +198,7 @@ def _file_stem(stage: str) -> str:
     return f"{slug}-{digest}"
 
 
-def _dump(stage, profiler, calls, spent, mode, out_dir: Path):
+def _dump(stage, profiler, calls, spent, plain, mode, out_dir: Path):
     stem = _file_stem(stage)
     pstats_path = out_dir / f"{stem}.pstats"
     profiler.dump_stats(str(pstats_path))
@@ -195,6 +207,8 @@ def _dump(stage, profiler, calls, spent, mode, out_dir: Path):
         "file": pstats_path.name,
         "calls": calls,
         "profiled_seconds": spent,
+        # Each unprofiled call's seconds: readers take the fastest, which a preempted call does not move.
+        "unprofiled_seconds": plain,
         "mode": mode,
     }
     # One sidecar per stage, written atomically: safe under pytest-xdist workers and readable even
