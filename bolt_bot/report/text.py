@@ -20,7 +20,9 @@ from bolt_bot.report.textfilter import shorten
 UNCHANGED_ROWS = 20  # a long suite's unchanged stages would bury the rest; results.json has them all
 NAME_LIMIT = 120
 PROFILE_ROWS = 12
-MEASURES = {"walltime": "wall time", INSTRUCTIONS: "instructions", "mixed": "instruction counts and wall time"}
+MEASURES = {"walltime": "wall time", INSTRUCTIONS: "instructions"}  # a stage's measure, in the table
+HOW = {"walltime": "wall time", INSTRUCTIONS: "instruction counts (callgrind)",
+       "mixed": "instruction counts (callgrind) and wall time"}  # the run's, in the footer
 # Categories a terminal may act on rather than print: C0/C1 controls (ESC starts an escape sequence, \r
 # rewrites the line), format characters (bidi overrides reorder what is shown), and the rest of "C" and "Z[lp]".
 _HIDDEN = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
@@ -121,13 +123,13 @@ def profile_section(stage: StageComparison) -> list[str]:
 
 def footer(results: Results) -> str:
     env, settings = results.environment, results.settings
-    how = MEASURES.get(results.measure, plain(results.measure, 40))
+    how = HOW.get(results.measure, plain(results.measure, 40))
     paired = env.get("paired")
     if isinstance(paired, dict):
-        how += f", base and head paired on one CPU ({plain(paired.get('pairs'), 20)} process pairs)"
+        how += f": base and head paired on one CPU, {plain(paired.get('pairs'), 20)} process pairs"
     elif env.get("rounds"):
         plan = f" {plain(env['plan'], 40)}" if env.get("plan") else ""
-        how += f", {plain(env['rounds'], 20)}{plan} round{'s' if env['rounds'] != 1 else ''} per side"
+        how += f": {plain(env['rounds'], 20)}{plan} round{'s' if env['rounds'] != 1 else ''} per side"
     floors = []
     if results.measure != INSTRUCTIONS:
         floors.append(f"floor {plain(settings.get('threshold', 3), 20)} % (wall time)")
@@ -138,7 +140,7 @@ def footer(results: Results) -> str:
     duration = env.get("duration")
     took = f"; {duration:.0f} s" if isinstance(duration, (int, float)) and math.isfinite(duration) else ""
     runner = f"; on {plain(env['runner'], 100)}" if env.get("runner") else ""
-    return f"Measured by {how}; {', '.join(floors)}{runner}{took}."
+    return f"Measured with {how}; {', '.join(floors)}{runner}{took}."
 
 
 def _commits(results: Results) -> str | None:
