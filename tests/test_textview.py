@@ -3,6 +3,7 @@ comment's markdown (entities, mermaid, <details>), and nothing from the project 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from bolt_bot.cli import main
 from bolt_bot.model import MemoryComparison, MemorySide, ProfileLine
+from bolt_bot.progress import Progress
 from bolt_bot.report.state import MARKER
 from bolt_bot.report.text import plain, render_text
 from tests import projects
@@ -157,3 +159,15 @@ def test_demo_reads_as_plain_text(tmp_path, monkeypatch):
     assert out.endswith(f"The pull request comment (markdown): {tmp_path / 'bolt-demo' / 'comment.md'}\n")
     comment = (tmp_path / "bolt-demo" / "comment.md").read_text()
     assert comment.startswith(MARKER)
+
+
+def test_progress_lines_never_carry_the_projects_control_characters(monkeypatch):
+    """Progress names stages ("wall time for NAME: ...") and quotes failures, on the terminal's stderr."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    stream = io.StringIO()
+    progress = Progress(stream=stream)
+    progress.note(f"wall time for {HOSTILE}: it waits")
+    progress.warn(f"base: the benchmark suite failed: {HOSTILE}")
+    for raw in RAW:
+        assert raw not in stream.getvalue(), (raw, stream.getvalue())
+    assert stream.getvalue().startswith("bolt: wall time for test_ [2J ]0;owned evil name")
