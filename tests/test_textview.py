@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bolt_bot.cli import main
-from bolt_bot.model import MemoryComparison, MemorySide, ProfileLine
+from bolt_bot.model import MemoryComparison, MemorySide, ProfileLine, WallSize
 from bolt_bot.progress import Progress
 from bolt_bot.report.state import MARKER
 from bolt_bot.report.text import plain, render_text
@@ -171,3 +171,15 @@ def test_progress_lines_never_carry_the_projects_control_characters(monkeypatch)
     for raw in RAW:
         assert raw not in stream.getvalue(), (raw, stream.getvalue())
     assert stream.getvalue().startswith("bolt: wall time for test_ [2J ]0;owned evil name")
+
+
+def test_a_counted_change_says_why_its_wall_time_was_not_measured():
+    results = sample_results()
+    results.stages[0].measure = "instructions"
+    results.stages[0].wall_size = WallSize(note="one call takes 34 ms, too long for blocks of calls")
+    results.stages[1].measure = "instructions"
+    results.stages[1].wall_size = WallSize(ratio=0.4, ci=[0.38, 0.42], pairs=6)
+    text = render_text(results)
+    assert ("  benchmarks/test_pipeline.py::test_parse: wall time not measured (one call takes 34 ms, too long for "
+            "blocks of calls)") in text
+    assert "-60.0 % (2.5× faster) (wall time -60 % [-62, -58])" in text

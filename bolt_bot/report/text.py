@@ -190,6 +190,9 @@ def render_text(results: Results, comment: Path | None = None) -> str:
             lines.append(f"…and {hidden} more unchanged stage{'s' if hidden != 1 else ''} (all in results.json)")
         lines.append("")
     notes = [f"  {plain(s.name, NAME_LIMIT)}: {plain(s.note, 300)}" for s in sections.others if s.note]
+    # A counted change whose wall-time size could not be measured says why here, not in its table row.
+    notes += [f"  {plain(s.name, NAME_LIMIT)}: wall time not measured ({plain(s.wall_size.note, 200)})"
+              for s in sections.changed if s.wall_size and not format_size(s.wall_size) and s.wall_size.note]
     if notes:
         lines += ["Notes:", *notes, ""]
     memory = [line for s in shown if (line := memory_line(s))]
