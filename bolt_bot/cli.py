@@ -62,23 +62,41 @@ def main() -> None:
         os.environ["BOLT_CACHE_DIR"] = os.path.abspath(cache)
 
 
-def _emit(results, fmt: str, template_dir: str | None) -> None:
-    from bolt_bot.report import render
+FORMAT_HELP = ("What to print: text (a plain table, the regressed stages' profiles, the notices), markdown "
+               "(the pull request comment) or json (results.json). The files written are the same whatever is printed.")
 
-    if fmt == "json":
+
+def format_option(f):
+    """`--format`, the same for compare, run and demo: text by default, on a terminal or not (a log or a file
+    read by people wants plain text as much as a terminal; comment.md and results.json hold the rest)."""
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+                        help=FORMAT_HELP)(f)
+
+
+def _emit(results, fmt: str, template_dir: str | None, out: Path | None = None) -> None:
+    """Print `results`; with `out` (run, demo), markdown and json are the files just written there."""
+    from bolt_bot.report import render, text
+
+    if fmt == "text":
+        click.echo(text.render_text(results, out / "comment.md" if out is not None else None), nl=False)
+    elif out is not None:
+        click.echo((out / ("comment.md" if fmt == "markdown" else "results.json")).read_text(encoding="utf-8"))
+        click.echo(f"(results in {out}/: results.json, comment.md, summary.md)", err=True)
+    elif fmt == "json":
         click.echo(json.dumps(results.to_dict(), indent=2, allow_nan=False))
-    elif fmt == "markdown":
-        click.echo(render.render_comment(results, template_dir), nl=False)
     else:
-        click.echo(render.render_text(results), nl=False)
+        click.echo(render.render_comment(results, template_dir), nl=False)
 
 
 def failure_line(results) -> str:
-    """Why a run is `failed`, in one line: nothing measured, or which stages failed first."""
+    """Why a run is `failed`, in one line: nothing measured, or which stages failed first (their names and notes
+    come from the project: made plain, so that no escape sequence in them reaches the terminal)."""
+    from bolt_bot.report.text import plain
+
     failed = [s for s in results.stages if s.verdict == FAILED]
     if not failed:
         return "nothing was measured: no benchmark ran on either side (check --benchmarks and --pytest-args)"
-    first = f"{failed[0].name}: {failed[0].note}" if failed[0].note else failed[0].name
+    first = f"{plain(failed[0].name)}: {plain(failed[0].note)}" if failed[0].note else plain(failed[0].name)
     n, total = len(failed), len(results.stages)
     what = f"every stage failed ({n})" if n == total else f"{n} of {total} stages failed"
     return f"{what}; first {first}"
@@ -120,7 +138,7 @@ class SidesCommand(click.Command):
               help="pytest-benchmark JSON files of the base, one per round: `--base base-*.json`.")
 @click.option("--head", "head_files", multiple=True, required=True, type=path_type(dir_okay=False),
               help="pytest-benchmark JSON files of the head, one per round: `--head head-*.json`.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@format_option
 @click.option("--threshold", type=float, default=None, help="Effect floor as a signed percent change [default: 3].")
 @click.option("--alpha", type=float, default=None, help="False discovery rate across stages [default: 0.05].")
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a stage regressed or the comparison failed.")
@@ -212,8 +230,9 @@ def overrides_from(kw: dict) -> dict:
               help="With --shard: expected seconds per stage to balance the shards by, a JSON object stage → "
                    "seconds or an earlier run's results.json or results directory [env: BOLT_DURATIONS; "
                    "default: the discovery round's timings, else the number of stages].")
+@format_option
 @measure_options
-def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, **kw):
+def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, fmt, **kw):
     """Measure base and head on this machine and write the results directory."""
     from bolt_bot.measure.shard import parse_shard, read_durations
     from bolt_bot.progress import Progress
@@ -225,7 +244,9 @@ def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, **kw):
     plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
     expected = read_durations(durations, plan.settings.rounds) if durations is not None else None
     results = execute(plan, out, Progress(quiet=quiet), shard=shard, durations=expected)
-    click.echo(f"{'shard ' + str(shard) + ': ' if shard else ''}{results.verdict}: {(out / 'comment.md')}")
+    if shard:
+        click.echo(f"shard {shard} of the suite: {results.verdict}", err=True)
+    _emit(results, fmt, plan.settings.template_dir, out)
     finish(results, plan.settings.fail_on_regression, out)
 
 
@@ -251,15 +272,15 @@ def merge(dirs, out, fail_on_regression):
 @click.option("--out", type=path_type(file_okay=False), default="bolt-demo", show_default=True,
               help="Results directory (relative to the current folder).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@format_option
 @measure_options
-def demo(out, quiet, **kw):
-    """Run Bolt's main job on the bundled example pipeline (no GitHub needed) and show the comment."""
+def demo(out, quiet, fmt, **kw):
+    """Run Bolt's main job on the bundled example pipeline (no GitHub needed) and show its results."""
     from bolt_bot.demo import run_demo
     from bolt_bot.progress import Progress
 
     results = run_demo(out, overrides_from(kw), Progress(quiet=quiet))
-    click.echo((out / "comment.md").read_text(encoding="utf-8"))
-    click.echo(f"(results in {out}/: results.json, comment.md, summary.md)", err=True)
+    _emit(results, fmt, None, out)
     finish(results, bool(results.settings.get("fail_on_regression")), out)
 
 

@@ -6,9 +6,18 @@ import contextlib
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 
 import click
+
+
+def _shown(message: str) -> str:
+    """Messages name stages and quote failures of the measured project: none of its control or format
+    characters (an escape sequence, a carriage return, a bidi override) reaches the terminal or the log."""
+    if message.isprintable():
+        return message
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else c for c in message)
 
 
 class Progress:
@@ -23,15 +32,15 @@ class Progress:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            click.echo(f"bolt: {message}", file=self.stream)
+            click.echo(f"bolt: {_shown(message)}", file=self.stream)
 
     def warn(self, message: str) -> None:
         if self.quiet:
             return
         if self.actions:
-            click.echo(f"::warning title=Bolt::{message}", file=sys.stdout)
+            click.echo(f"::warning title=Bolt::{_shown(message)}", file=sys.stdout)
         else:
-            click.echo(f"bolt: warning: {message}", file=self.stream)
+            click.echo(f"bolt: warning: {_shown(message)}", file=self.stream)
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:

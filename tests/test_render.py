@@ -18,9 +18,9 @@ from bolt_bot.report.render import (
     format_change,
     render_comment,
     render_summary,
-    render_text,
 )
 from bolt_bot.report.state import COMMENT_LIMIT, MARKER, read_state
+from bolt_bot.report.text import render_text
 
 GOLDEN = Path(__file__).parent / "golden"
 ALLOWED_TAGS = {"details", "/details", "summary", "/summary", "sub", "/sub", "!--"}

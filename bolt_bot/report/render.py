@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
 from collections.abc import Mapping
@@ -373,25 +372,3 @@ SUMMARY_LIMIT = 200_000  # the job summary allows 1 MiB; keep it readable rather
 def render_summary(results: Results, template_dir=None) -> str:
     return render_limited("summary.md.j2", results, limit=SUMMARY_LIMIT, template_dir=template_dir)
 
-
-def render_text(results: Results) -> str:
-    """A plain terminal table, for `bolt compare --format text`."""
-    rows = [("stage", "verdict", "base", "head", "change", "95% CI")]
-    for stage in sorted(results.stages, key=lambda s: (list(_ORDER).index(s.verdict), s.name)):
-        unit = (stage.head or stage.base).unit if (stage.head or stage.base) else "s"
-        rows.append(
-            (
-                stage.name,
-                stage.verdict + (" (low confidence)" if stage.low_confidence else ""),
-                format_amount(stage.base.center if stage.base else None, unit),
-                format_amount(stage.head.center if stage.head else None, unit),
-                format_change(stage.ratio),
-                format_interval(stage.ci),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return verdict_line(collections.Counter(s.verdict for s in results.stages)) + "\n\n" + "\n".join(lines) + "\n"
-
-
-_ORDER = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, ADDED, REMOVED, UNCHANGED)
