@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from bolt_bot import __version__
-from bolt_bot.errors import EXIT_INTERNAL, BoltError, run_exit_code
+from bolt_bot.errors import EXIT_INTERNAL, BoltError, PublishError, run_exit_code
 from bolt_bot.model import FAILED
 
 FORMATS = ("text", "markdown", "json")
@@ -25,12 +25,53 @@ def path_type(**kw) -> click.Path:
     return click.Path(resolve_path=True, path_type=Path, **kw)
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error as one line, like Bolt's other errors, instead of click's usage block, hint and message:
+    `bolt: error: no such option '--nope' (see bolt run --help)`. Exit code 2, as click's."""
+
+    def __init__(self, error: click.UsageError, command_path: str | None = None):
+        # format_message, not .message: a missing option or a bad value builds its text from its parameter.
+        super().__init__(error.format_message(), error.ctx)
+        self.command_path = error.ctx.command_path if error.ctx is not None else command_path
+
+    def show(self, file=None) -> None:
+        click.echo(usage_line(self.message, self.command_path), file=file, err=file is None)
+
+
+def usage_line(message: str, command_path: str | None) -> str:
+    message = " ".join(message.split()).rstrip(".").replace(". Did you mean", "; did you mean")
+    if message[:1].isupper() and message[1:2].islower():  # click's sentences start upper-case; Bolt's lines do not
+        message = message[0].lower() + message[1:]
+    where = f" (see {command_path} --help)" if command_path else ""
+    return f"bolt: error: {message}{where}"
+
+
+def one_line(error: click.UsageError, command_path: str | None = None) -> click.UsageError:
+    """`bolt` alone still prints the help (click's NoArgsIsHelpError is a usage error too)."""
+    if isinstance(error, (click.exceptions.NoArgsIsHelpError, OneLineUsageError)):
+        return error
+    return OneLineUsageError(error, command_path)
+
+
 class BoltGroup(click.Group):
-    """Prints BoltError as one line with its exit code; anything else as one line too, never a traceback."""
+    """Prints BoltError as one line with its exit code; anything else as one line too, never a traceback.
+
+    Usage errors are one line as well: those of the group's own options come from make_context, those of a
+    command (its options, a missing argument, an unknown command) from invoke, where click parses them."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            # Some parser errors (an option missing its value) come without a context: name the command.
+            command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            raise one_line(exc, command) from None
         except BoltError as exc:
             click.echo(f"bolt: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -44,7 +85,7 @@ class BoltGroup(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=BoltGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="bolt", cls=BoltGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bolt")
 def main() -> None:
     """Bolt ⚡ reviews the performance of pull requests on Python projects.
@@ -316,10 +357,19 @@ def publish(directory: Path, repository, pr_number, token_env, comment, report):
     if pr_number is None and (directory / "pr.json").is_file():
         pr_number = _pr_number(directory / "pr.json")
     settings = settings_from_results(results, {"comment": comment, "report": report})
-    client = Client(os.environ.get(token_env, ""), repository, ClientOptions.from_env(os.environ))
+    token = os.environ.get(token_env, "")
+    if not token:  # the Client's own message names the Action's input; at the command line it is a variable
+        raise PublishError(missing_token_line(token_env))
+    client = Client(token, repository, ClientOptions.from_env(os.environ))
     outcome = publish_results(directory, client, repository, pr_number, settings, results=results)
     click.echo(f"{results.verdict}: comment {outcome.comment}{' ' + outcome.comment_url if outcome.comment_url else ''}, "
                f"status {outcome.status or 'not set'}, check run {outcome.check_run or 'none'}")
+
+
+def missing_token_line(token_env: str) -> str:
+    if token_env == "GITHUB_TOKEN":
+        return "no GitHub token: set GITHUB_TOKEN, or pass --token-env NAME of the variable that holds one"
+    return f"no GitHub token: {token_env} (named by --token-env) is not set or empty"
 
 
 def _pr_number(path: Path) -> int:
