@@ -29,6 +29,7 @@ from bolt_bot.profiling.regressions import profile_stages
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings, settings_from_pyproject
 from bolt_bot.measure.walltime import BASE, HEAD, SideSetup
+from bolt_bot.words import plural
 
 
 @dataclass
@@ -104,7 +105,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: shar
         regressed = [s.name for s in judged.stages if s.verdict == REGRESSED]
         profiles = {}
         if regressed and settings.profile:
-            with progress.group(f"Profiling {len(regressed)} regressed stage(s) on both sides"):
+            with progress.group(f"Profiling {plural(len(regressed), 'regressed stage')} on both sides"):
                 profiles = profile_stages(regressed, setups, out / "profiles", settings, progress)
         results = build_results(
             judged.stages,
@@ -142,7 +143,8 @@ def _shard(plan: Plan, spec: sharding.ShardSpec, durations: sharding.Durations |
             durations = sharding.Durations(sharding.durations_from_discovery(discovered),
                                            sharding.DISCOVERY)
         shard_plan = sharding.plan_shard(spec, stages, durations)
-        progress.note(f"shard {spec}: {len(shard_plan.share)} of {len(stages)} stages, balanced by {shard_plan.source}")
+        progress.note(f"shard {spec}: {len(shard_plan.share)} of {plural(len(stages), 'stage')}, "
+                      f"balanced by {shard_plan.source}")
     setups = sharding.select_share(setups, shard_plan.share, out / "shard")
     return setups, (sharding.restrict(discovered, shard_plan.share) if discovered else None), shard_plan
 
@@ -150,7 +152,7 @@ def _shard(plan: Plan, spec: sharding.ShardSpec, durations: sharding.Durations |
 def _shard_record(shard_plan: sharding.ShardPlan) -> dict:
     """environment.shard: the partition for `bolt merge`, and the notice that this is a part (merge drops it)."""
     spec = shard_plan.spec
-    notice = (f"shard {spec} measured {len(shard_plan.share)} of the suite's {len(shard_plan.stages)} stages: "
+    notice = (f"shard {spec} measured {len(shard_plan.share)} of the suite's {plural(len(shard_plan.stages), 'stage')}: "
               "`bolt merge` the shards' directories for the verdict of the whole suite")
     return {**shard_plan.record(), "bolt_version": __version__, "notice": notice}
 

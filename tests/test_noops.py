@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from bolt_bot.cli import main
 from bolt_bot.decide.compare import build_results
-from bolt_bot.model import UNCHANGED, StageComparison
+from bolt_bot.model import REGRESSED, UNCHANGED, StageComparison
+from bolt_bot.report.render import render_comment, render_summary
+from bolt_bot.settings import Settings
+
+IDNA = Path(__file__).parent / "data" / "idna"
 
 
 # ---------------------------------------------------------------- one-line usage errors
@@ -59,3 +65,19 @@ def test_publish_without_a_token_names_the_variable_and_the_flag(tmp_path):
                                env={**env, "MY_TOKEN": ""})
     assert other.exit_code == 3 and "MY_TOKEN (named by --token-env) is not set or empty" in other.stderr
     assert "github-token input" not in result.stderr + other.stderr
+
+
+# ---------------------------------------------------------------- plurals and units
+
+
+def test_one_round_and_one_stage_are_singular():
+    result = CliRunner().invoke(main, ["compare", "--base", str(IDNA / "base-1.json"), "--head", str(IDNA / "head-1.json"),
+                                       "--format", "markdown"])
+    assert "wall time: 1 round per side;" in result.stdout and "1 rounds" not in result.stdout
+    one = build_results([StageComparison(name="t::a", verdict=UNCHANGED, ratio=1.0),
+                         StageComparison(name="t::b", verdict=REGRESSED, ratio=1.5)],
+                        settings=Settings().to_dict(), environment={"rounds": 1, "plan": "interleaved"})
+    for text in (render_comment(one), render_summary(one)):
+        assert "<summary>1 unchanged stage</summary>" in text and "1 interleaved round per side" in text
+    paired = build_results([], settings=Settings().to_dict(), environment={"paired": {"pairs": 1}, "rounds": 1})
+    assert "paired on one CPU, 1 process pair, and 1 interleaved round per side" in render_comment(paired)

@@ -29,6 +29,7 @@ from bolt_bot.model import (
 )
 from bolt_bot.report.state import COMMENT_LIMIT, MARKER, state_comment
 from bolt_bot.report.textfilter import chart_label, inert
+from bolt_bot.words import plural
 
 CHART_BARS = 12  # more bars than this and mermaid's labels overlap: the largest changes are charted, and it says so
 
@@ -69,6 +70,7 @@ def environment(template_dir: str | Path | None = None) -> jinja2.Environment:
         size=format_size,
         function=format_function,
         short_sha=lambda sha: (sha or "")[:7],
+        plural=plural,
     )
     return env
 
