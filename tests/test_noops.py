@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bolt_bot.cli import main
 from bolt_bot.decide.compare import build_results
 from bolt_bot.model import REGRESSED, UNCHANGED, StageComparison
-from bolt_bot.report.render import render_comment, render_summary
+from bolt_bot.report.render import format_amount, render_comment, render_summary
 from bolt_bot.settings import Settings
 
 IDNA = Path(__file__).parent / "data" / "idna"
@@ -81,3 +81,8 @@ def test_one_round_and_one_stage_are_singular():
         assert "<summary>1 unchanged stage</summary>" in text and "1 interleaved round per side" in text
     paired = build_results([], settings=Settings().to_dict(), environment={"paired": {"pairs": 1}, "rounds": 1})
     assert "paired on one CPU, 1 process pair, and 1 interleaved round per side" in render_comment(paired)
+
+
+def test_instruction_counts_keep_the_same_number_of_digits():
+    assert [format_amount(v, "instr") for v in (12e6, 31.7e6, 1234, 345.4)] == \
+        ["12.00 M instr", "31.70 M instr", "1.234 k instr", "345 instr"]
