@@ -251,7 +251,10 @@ def overrides_from(kw: dict) -> dict:
                    "default: the discovery round's timings, else the number of stages].")
 @measure_options
 def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, **kw):
-    """Measure base and head on this machine and write the results directory."""
+    """Measure base and head on this machine and write the results directory.
+
+    Base and head must be different commits (exit 2 when they are one), unless both --base and --head are
+    given: a deliberate A/A run. Only commits are measured: uncommitted changes get a warning naming them."""
     from bolt_bot.measure.shard import parse_shard, read_durations
     from bolt_bot.progress import Progress
     from bolt_bot.pipeline import execute, make_plan
@@ -259,7 +262,7 @@ def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, **kw):
     shard = parse_shard(shard_text) if shard_text else None
     if durations is not None and shard is None:
         raise BoltError("--durations balances shards: give --shard K/N too")
-    plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
+    plan = make_plan(repo, base_ref, head_ref, overrides_from(kw), distinct=True)
     expected = read_durations(durations, plan.settings.rounds) if durations is not None else None
     results = execute(plan, out, Progress(quiet=quiet), shard=shard, durations=expected)
     click.echo(f"{'shard ' + str(shard) + ': ' if shard else ''}{results.verdict}: {(out / 'comment.md')}")

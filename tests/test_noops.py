@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,11 +13,106 @@ from click.testing import CliRunner
 
 from bolt_bot.cli import main
 from bolt_bot.decide.compare import build_results
+from bolt_bot.pipeline import make_plan
 from bolt_bot.model import REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.report.render import format_amount, render_comment, render_summary
 from bolt_bot.settings import Settings
+from tests import projects
+from tests.conftest import commit, git, make_repo
 
 IDNA = Path(__file__).parent / "data" / "idna"
+WORK = {"parse": 20000, "join": 15000}
+QUICK = ["--measure", "walltime", "--walltime-engine", "rounds", "--rounds", "2", "--budget", "0", "--no-profile"]
+
+
+def bolt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`bolt` as a user types it, started in `cwd`."""
+    return subprocess.run([sys.executable, "-m", "bolt_bot", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900)
+
+
+# ---------------------------------------------------------------- base == head
+
+
+def test_run_on_main_without_base_stops_at_once_with_what_to_pass(tmp_path):
+    repo = make_repo(tmp_path / "project", {"a.py": "x = 1\n"})
+    started = time.monotonic()
+    proc = bolt("run", "--out", str(tmp_path / "out"), cwd=repo)
+    assert proc.returncode == 2, proc.stderr
+    sha = git(repo, "rev-parse", "--short=7", "HEAD")
+    assert proc.stderr.splitlines() == [
+        f"bolt: error: base and head are the same commit {sha} (the default base, the head's merge-base with main, "
+        "is the head itself): nothing to compare; pass --base REF (e.g. --base main~1) or check out your branch"]
+    assert time.monotonic() - started < 30  # no environment was built, nothing was measured
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_base_that_is_the_head_and_uncommitted_edits_are_named(tmp_path):
+    repo = make_repo(tmp_path / "project", {"a.py": "x = 1\n"})
+    (repo / "a.py").write_text("x = 2\n")
+    proc = bolt("run", "--base", "main", cwd=repo)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "(--base main is HEAD): nothing to compare; pass a --base that is not the head (e.g. --base HEAD~1)" \
+        in proc.stderr
+    assert "uncommitted changes (a.py) are never measured" in proc.stderr
+
+
+def test_both_sides_given_as_one_commit_is_a_deliberate_a_a_run_and_says_so(tmp_path):
+    repo = make_repo(tmp_path / "project", {"a.py": "x = 1\n"})
+    proc = bolt("run", "--base", "main", "--head", "main", "--install", "false", "--out", str(tmp_path / "out"),
+                cwd=repo)
+    sha = git(repo, "rev-parse", "--short=7", "HEAD")
+    assert proc.stderr.splitlines()[0] == (f"bolt: warning: base and head are the same commit {sha} (--base main, "
+                                           "--head main): an A/A run, so any difference it finds is noise")
+    assert "install command for base (false) failed" in proc.stderr  # it went on to measure
+
+
+# ---------------------------------------------------------------- dirty working tree
+
+
+def test_uncommitted_changes_are_named_before_anything_is_measured(tmp_path):
+    repo, _, _ = projects.pipeline_repo(tmp_path / "project", WORK, dict(WORK, parse=30000))
+    (repo / "minipipe.py").write_text((repo / "minipipe.py").read_text() + "\n# an edit not committed\n")
+    (repo / "bench" / "test_new.py").write_text("def test_new(benchmark):\n    benchmark(sum, [1])\n")
+    (repo / "notes.txt").write_text("untracked, outside the benchmarks: not named\n")
+    # The install command fails at once: the warning must already be out by then.
+    proc = bolt("run", "--base", "HEAD~1", "--install", "false", "--out", str(tmp_path / "out"), cwd=repo)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == ("bolt: warning: uncommitted changes are not measured: bench/test_new.py, minipipe.py "
+                        "(Bolt measures commits: commit them to include them)"), proc.stderr
+    assert "notes.txt" not in proc.stderr and "install command for base (false) failed" in lines[-1]
+
+
+def test_a_head_other_than_the_checked_out_commit_is_not_warned_about(tmp_path):
+    repo, base, head = projects.pipeline_repo(tmp_path / "project", WORK, dict(WORK, parse=30000))
+    git(repo, "checkout", "--quiet", base)
+    (repo / "minipipe.py").write_text("# edited on the base checkout\n")
+    proc = bolt("run", "--base", base, "--head", head, "--install", "false", "--out", str(tmp_path / "out"), cwd=repo)
+    assert proc.returncode == 2 and "uncommitted" not in proc.stderr, proc.stderr
+
+
+def test_many_uncommitted_files_are_capped(tmp_path):
+    repo = make_repo(tmp_path / "project", {f"m{i}.py": "x = 1\n" for i in range(8)})
+    commit(repo, {"m0.py": "x = 2\n"}, "head")
+    for i in range(8):
+        (repo / f"m{i}.py").write_text("x = 3\n")
+    plan = make_plan(repo, "HEAD~1", None)
+    assert plan.notices == ["uncommitted changes are not measured: m0.py, m1.py, m2.py, m3.py, m4.py and 3 more "
+                            "(Bolt measures commits: commit them to include them)"]
+
+
+@pytest.mark.slow
+def test_the_comment_says_which_uncommitted_changes_were_not_measured(tmp_path):
+    repo, _, _ = projects.pipeline_repo(tmp_path / "project", WORK, dict(WORK, parse=30000))
+    (repo / "minipipe.py").write_text((repo / "minipipe.py").read_text() + "\n# not committed\n")
+    out = tmp_path / "out"
+    proc = bolt("run", "--base", "HEAD~1", "--out", str(out), *QUICK, cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "bolt: warning: uncommitted changes are not measured: minipipe.py" in proc.stderr
+    notices = json.loads((out / "results.json").read_text())["notices"]
+    assert any(n.startswith("uncommitted changes are not measured: minipipe.py") for n in notices), notices
+    assert "uncommitted changes are not measured: minipipe.py" in (out / "comment.md").read_text()
 
 
 # ---------------------------------------------------------------- one-line usage errors
@@ -44,6 +143,7 @@ def test_a_close_option_name_is_suggested_on_the_same_line():
 def test_help_and_bare_bolt_still_show_the_help():
     helped = CliRunner().invoke(main, ["run", "--help"])
     assert helped.exit_code == 0 and helped.stdout.startswith("Usage: bolt run [OPTIONS]")
+    assert "Base and head must be different commits (exit 2 when they are one)" in helped.stdout
     bare = CliRunner().invoke(main, [])
     assert "Usage: bolt [OPTIONS] COMMAND [ARGS]..." in bare.output and "Commands:" in bare.output
 
