@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -13,8 +14,11 @@ from click.testing import CliRunner
 
 from bolt_bot.cli import main
 from bolt_bot.decide.compare import build_results
+from bolt_bot.measure.rounds import RoundResult
+from bolt_bot.measure.walltime import SideSetup, WalltimePlan, measure_walltime
 from bolt_bot.pipeline import make_plan
-from bolt_bot.model import REGRESSED, UNCHANGED, StageComparison
+from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, BenchmarkRound, StageComparison
+from bolt_bot.progress import Progress
 from bolt_bot.report.render import format_amount, render_comment, render_summary
 from bolt_bot.settings import Settings
 from tests import projects
@@ -113,6 +117,39 @@ def test_the_comment_says_which_uncommitted_changes_were_not_measured(tmp_path):
     notices = json.loads((out / "results.json").read_text())["notices"]
     assert any(n.startswith("uncommitted changes are not measured: minipipe.py") for n in notices), notices
     assert "uncommitted changes are not measured: minipipe.py" in (out / "comment.md").read_text()
+
+
+# ---------------------------------------------------------------- progress labels
+
+
+def test_extra_and_confirmation_rounds_are_labelled_as_such(tmp_path):
+    """Two planned rounds, then extra rounds while `a` is unclear, then confirmation rounds once it is flagged."""
+    def round_fn(python, checkout, targets, workdir, *, label, **kw):
+        time.sleep(0.05)  # extra rounds may take half the planned rounds' time: give them some
+        names = targets or ["t::a", "t::b"]
+        return RoundResult(records=[BenchmarkRound(name=n, median=0.01, min=0.01) for n in names], seconds=0.05)
+
+    def judge(base, head):
+        verdict = INCONCLUSIVE if len(base.rounds) < 3 else REGRESSED
+        return [StageComparison(name="t::a", verdict=verdict, ratio=1.2),
+                StageComparison(name="t::b", verdict=UNCHANGED, ratio=1.0)]
+
+    stream = io.StringIO()
+    setups = {side: SideSetup(python=Path(side), checkout=tmp_path) for side in ("base", "head")}
+    run = measure_walltime(setups, WalltimePlan(rounds=2, budget=60), tmp_path, Progress(stream=stream),
+                           round_fn=round_fn, judge=judge)
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("bolt: ")]
+    assert run.extra_pairs == 1 and run.confirm_pairs == 3, stream.getvalue()
+    assert lines[:4] == ["bolt: round 1/2 base: 2 stages in 0.1 s", "bolt: round 1/2 head: 2 stages in 0.1 s",
+                         "bolt: round 2/2 head: 2 stages in 0.1 s", "bolt: round 2/2 base: 2 stages in 0.1 s"]
+    assert lines[4].startswith("bolt: 1 stage unclear after 2 rounds: extra rounds of them, at most 10 within ")
+    assert lines[5:7] == ["bolt: extra round 1 (1 unclear stage) base: 1 stage in 0.1 s",
+                          "bolt: extra round 1 (1 unclear stage) head: 1 stage in 0.1 s"]
+    assert lines[7] == ("bolt: 1 stage flagged as slower: 3 confirmation rounds (up to 6) measure them again before "
+                        "a regression is reported")
+    assert lines[8] == "bolt: confirmation round 1 (1 flagged stage) head: 1 stage in 0.1 s"
+    assert lines[-1] == "bolt: confirmation round 3 (1 flagged stage) base: 1 stage in 0.1 s"
+    assert not [line for line in lines if line.startswith("bolt: round 3")]
 
 
 # ---------------------------------------------------------------- one-line usage errors
