@@ -142,10 +142,10 @@ def test_extra_and_confirmation_rounds_are_labelled_as_such(tmp_path):
     assert run.extra_pairs == 1 and run.confirm_pairs == 3, stream.getvalue()
     assert lines[:4] == ["bolt: round 1/2 base: 2 stages in 0.1 s", "bolt: round 1/2 head: 2 stages in 0.1 s",
                          "bolt: round 2/2 head: 2 stages in 0.1 s", "bolt: round 2/2 base: 2 stages in 0.1 s"]
-    assert lines[4].startswith("bolt: 1 stage unclear after 2 rounds: extra rounds of them, at most 10 within ")
+    assert lines[4].startswith("bolt: 1 stage unclear after 2 rounds: extra rounds of it, at most 10 within ")
     assert lines[5:7] == ["bolt: extra round 1 (1 unclear stage) base: 1 stage in 0.1 s",
                           "bolt: extra round 1 (1 unclear stage) head: 1 stage in 0.1 s"]
-    assert lines[7] == ("bolt: 1 stage flagged as slower: 3 confirmation rounds (up to 6) measure them again before "
+    assert lines[7] == ("bolt: 1 stage flagged as slower: 3 confirmation rounds (up to 6) measure it again before "
                         "a regression is reported")
     assert lines[8] == "bolt: confirmation round 1 (1 flagged stage) head: 1 stage in 0.1 s"
     assert lines[-1] == "bolt: confirmation round 3 (1 flagged stage) base: 1 stage in 0.1 s"

@@ -133,8 +133,8 @@ def _rounds(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
                         timeout=settings.round_timeout, memory_mb=settings.round_memory_mb, targets=targets,
                         pytest_args=[*settings.pytest_args, *extra_args])
-    with progress.group(f"Measuring wall time: {plural(settings.rounds, 'interleaved round')} per side, then extra "
-                        "rounds for unclear stages and confirmation rounds for flagged ones where needed"):
+    with progress.group(f"Measuring wall time: {plural(settings.rounds, 'interleaved round')} per side "
+                        "(then extra and confirmation rounds where needed)"):
         run = engines.rounds(setups, plan, out / "rounds", progress, judge=judge(plan))
     environment = {"rounds": settings.rounds, "plan": "interleaved",
                    "extra_rounds": run.extra_pairs, "confirmation_rounds": run.confirm_pairs}

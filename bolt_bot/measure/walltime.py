@@ -160,7 +160,8 @@ def measure_walltime(
             break
         if not extra:
             progress.note(f"{plural(len(unclear), 'stage')} unclear after {plural(plan.rounds, 'round')}: extra rounds "
-                          f"of them, at most {plan.max_extra_pairs} within {max(deadline - time.monotonic(), 0):.0f} s")
+                          f"of {'it' if len(unclear) == 1 else 'them'}, at most {plan.max_extra_pairs} within "
+                          f"{max(deadline - time.monotonic(), 0):.0f} s")
         extra += 1
         runner.pair(unclear + _anchors(stages, unclear), "extra",
                     f"extra round {extra} ({plural(len(unclear), 'unclear stage')})")
@@ -173,7 +174,7 @@ def measure_walltime(
         anchors = _anchors(stages, flagged)
         progress.note(f"{plural(len(flagged), 'stage')} flagged as slower: "
                       f"{plural(plan.confirm_pairs, 'confirmation round')} (up to {2 * plan.confirm_pairs}) measure "
-                      "them again before a regression is reported")
+                      f"{'it' if len(flagged) == 1 else 'them'} again before a regression is reported")
         # The planned pairs, then up to as many again while a flagged stage has no full-speed round on
         # a side yet: judged on slowed-down rounds alone, a real regression would often fail to confirm.
         while confirmed < plan.confirm_pairs or (confirmed < 2 * plan.confirm_pairs and _lacks_fast(runner, confirm, flagged)):
