@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from bolt_bot import __version__
-from bolt_bot.errors import EXIT_INTERNAL, BoltError, run_exit_code
+from bolt_bot.errors import EXIT_INTERNAL, BoltError, PublishError, run_exit_code
 from bolt_bot.model import FAILED
+from bolt_bot.usage import one_line
 
 FORMATS = ("text", "markdown", "json")
 
@@ -26,11 +27,24 @@ def path_type(**kw) -> click.Path:
 
 
 class BoltGroup(click.Group):
-    """Prints BoltError as one line with its exit code; anything else as one line too, never a traceback."""
+    """Prints BoltError as one line with its exit code; anything else as one line too, never a traceback.
+
+    Usage errors are one line as well: those of the group's own options come from make_context, those of a
+    command (its options, a missing argument, an unknown command) from invoke, where click parses them."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            # Some parser errors (an option missing its value) come without a context: name the command.
+            command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            raise one_line(exc, command) from None
         except BoltError as exc:
             click.echo(f"bolt: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -44,7 +58,7 @@ class BoltGroup(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=BoltGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="bolt", cls=BoltGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bolt")
 def main() -> None:
     """Bolt ⚡ reviews the performance of pull requests on Python projects.
@@ -233,7 +247,10 @@ def overrides_from(kw: dict) -> dict:
 @format_option
 @measure_options
 def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, fmt, **kw):
-    """Measure base and head on this machine and write the results directory."""
+    """Measure base and head on this machine and write the results directory.
+
+    Base and head must be different commits (exit 2 when they are one), unless both --base and --head are
+    given: a deliberate A/A run. Only commits are measured: uncommitted changes get a warning naming them."""
     from bolt_bot.measure.shard import parse_shard, read_durations
     from bolt_bot.progress import Progress
     from bolt_bot.pipeline import execute, make_plan
@@ -241,7 +258,7 @@ def run(repo, base_ref, head_ref, out, quiet, shard_text, durations, fmt, **kw):
     shard = parse_shard(shard_text) if shard_text else None
     if durations is not None and shard is None:
         raise BoltError("--durations balances shards: give --shard K/N too")
-    plan = make_plan(repo, base_ref, head_ref, overrides_from(kw))
+    plan = make_plan(repo, base_ref, head_ref, overrides_from(kw), distinct=True)
     expected = read_durations(durations, plan.settings.rounds) if durations is not None else None
     results = execute(plan, out, Progress(quiet=quiet), shard=shard, durations=expected)
     if shard:
@@ -341,10 +358,19 @@ def publish(directory: Path, repository, pr_number, token_env, comment, report):
     if pr_number is None and (directory / "pr.json").is_file():
         pr_number = _pr_number(directory / "pr.json")
     settings = settings_from_results(results, {"comment": comment, "report": report})
-    client = Client(os.environ.get(token_env, ""), repository, ClientOptions.from_env(os.environ))
+    token = os.environ.get(token_env, "")
+    if not token:  # the Client's own message names the Action's input; at the command line it is a variable
+        raise PublishError(missing_token_line(token_env))
+    client = Client(token, repository, ClientOptions.from_env(os.environ))
     outcome = publish_results(directory, client, repository, pr_number, settings, results=results)
     click.echo(f"{results.verdict}: comment {outcome.comment}{' ' + outcome.comment_url if outcome.comment_url else ''}, "
                f"status {outcome.status or 'not set'}, check run {outcome.check_run or 'none'}")
+
+
+def missing_token_line(token_env: str) -> str:
+    if token_env == "GITHUB_TOKEN":
+        return "no GitHub token: set GITHUB_TOKEN, or pass --token-env NAME of the variable that holds one"
+    return f"no GitHub token: {token_env} (named by --token-env) is not set or empty"
 
 
 def _pr_number(path: Path) -> int:

@@ -279,7 +279,7 @@ def test_comment_shows_counts_and_the_warning_band_stage(tmp_path):
     results = Results(stages=stages, verdict="regressed", measure="instructions",
                       settings=Settings().to_dict(), environment={})
     text = render_comment(results)
-    assert "| 12.3 M instr | 12.62 M instr | **+2.6 %** | exact count |" in text
+    assert "| 12.30 M instr | 12.62 M instr | **+2.6 %** | exact count |" in text
     others = text.split("in the warning band</summary>")[1].split("</details>")[0]
     assert "t::warn" in others and "warning: +0.7 % (within the 0.5-1 % band)" in others and "🟡" in others
     unchanged = text.split("unchanged stage</summary>")[1]

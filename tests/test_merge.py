@@ -222,7 +222,7 @@ def test_a_failed_shard_leaves_its_stages_unmeasured_never_a_silent_success(tmp_
     assert data["verdict"] == FAILED
     assert by["c"]["verdict"] == IMPROVED
     assert by["b"]["verdict"] == by["d"]["verdict"] == FAILED and "shard 2/2 failed" in by["b"]["note"]
-    assert any("2 stage(s) unmeasured: b, d" in n for n in data["notices"])
+    assert any("2 stages unmeasured: b, d" in n for n in data["notices"])
     assert "unmeasured" in (out / "comment.md").read_text()
 
 

@@ -92,7 +92,7 @@ def test_the_paired_engine_times_every_stage_and_rounds_only_those_too_long_for_
                                                          "t::long": "unchanged", "t::new": "added"}
     assert stages["t::a"].extra_info["engine"] == "paired"
     assert stages["t::long"].note == "timed by whole rounds, not paired blocks: one call takes 180 ms"
-    assert any("1 stage(s) were timed by whole rounds instead of paired blocks" in n and "t::long (one call takes 180 ms)"
+    assert any("1 stage was timed by whole rounds instead of paired blocks" in n and "t::long (one call takes 180 ms)"
                in n for n in judged.notices), judged.notices
     assert "ASLR stayed on" in judged.notices
     env = judged.environment

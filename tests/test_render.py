@@ -77,7 +77,7 @@ def test_comment_shape():
     assert "```mermaid" in text
     assert "normalise&#95;row" not in text and "normalise_row" in text and "**new**" in text
     assert "<details><summary>2 unchanged stages</summary>" in text
-    assert "12.3 M instr" in text
+    assert "12.30 M instr" in text  # four digits for every count: 12.30 beside 12.62, never 12.3
 
 
 def hostile_name(i: int) -> str:
@@ -223,7 +223,7 @@ def test_durations_and_counts_carry_proper_units():
     assert format_amount(9.99999e-4) == "1 ms" and format_amount(999.9996e-6) == "1 ms"
     assert format_amount(2.5e-7) == "250 ns" and format_amount(4e-10) == "0.4 ns"
     assert format_amount(1234.5) == "1234 s" and format_amount(12.34) == "12.3 s"
-    assert format_amount(999_999.96, "instr") == "1 M instr" and format_amount(12_345_678, "instr") == "12.35 M instr"
+    assert format_amount(999_999.96, "instr") == "1.000 M instr" and format_amount(12_345_678, "instr") == "12.35 M instr"
     assert format_amount(None) == "–" and "e+" not in format_amount(1e-3 - 1e-12)
 
 

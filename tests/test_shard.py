@@ -133,7 +133,9 @@ def test_bad_durations_are_one_line_exit_2(tmp_path, text):
     bad = tmp_path / "d.json"
     bad.write_text(text)
     repo = make_repo(tmp_path / "repo", {"README": "x"})
-    result = CliRunner().invoke(main, ["run", "--shard", "1/2", "--durations", str(bad), "--repo", str(repo)])
+    commit(repo, {"README": "y"}, "head")  # base and head must differ: the durations are read after the commits
+    result = CliRunner().invoke(main, ["run", "--shard", "1/2", "--durations", str(bad), "--repo", str(repo),
+                                       "--base", "HEAD~1"])
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "bolt: error: --durations" in result.output
 

@@ -188,6 +188,6 @@ def test_a_stage_seldom_at_full_speed_is_compared_between_slowed_rounds():
         notices: list[str] = []
         stages = compare_sides(base, head, threshold=3.0, notices=notices)
         assert not {s.name for s in stages if s.verdict in (REGRESSED, "improved") and s.name != "t::parse"}
-        assert any("6 stage(s) ran at full speed too rarely" in n for n in notices), notices
+        assert any("6 stages ran at full speed too rarely" in n for n in notices), notices
         ratios.append(next(s.ratio for s in stages if s.name == "t::parse"))
     assert 1.07 < float(np.exp(np.mean(np.log(ratios)))) < 1.17, ratios

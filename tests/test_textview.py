@@ -47,7 +47,7 @@ def test_the_text_view_has_the_table_the_excerpt_and_the_comment_path():
     row = next(line for line in text.splitlines() if line.startswith("benchmarks/test_pipeline.py::test_parse"))
     assert row.split()[1:] == ["regressed", "2.1", "ms", "2.29", "ms", "+9.2", "%", "[+7.1,", "+11.3]", "%",
                                "wall", "time"]
-    assert "12.3 M instr" in text and "exact count" not in text
+    assert "12.30 M instr" in text and "exact count" not in text
     # The excerpt: function names as the profile gives them, unescaped.
     assert "What got slower in benchmarks/test_pipeline.py::test_parse" in text
     assert "minipipe.py:9(_clean_city)" in text and "<method 'title' of 'str' objects>" in text

@@ -27,6 +27,7 @@ from bolt_bot.model import (
     SideSummary,
     StageComparison,
 )
+from bolt_bot.words import plural
 
 # The run verdict is the most urgent stage verdict, in this order.
 _URGENCY = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE)
@@ -85,7 +86,8 @@ def compare_sides(
         notices.append(f"the machine ran below full speed during {chosen.dropped} of {chosen.total} stage "
                        f"measurements ({chosen.dropped / chosen.total:.0%}); those were set aside")
     if chosen.slowed and notices is not None:
-        notices.append(f"{len(chosen.slowed)} stage(s) ran at full speed too rarely and were compared between "
+        were = "was" if len(chosen.slowed) == 1 else "were"
+        notices.append(f"{plural(len(chosen.slowed), 'stage')} ran at full speed too rarely and {were} compared between "
                        f"slowed rounds only, which is noisier")
     if normalise:
         normal_base, normal_head, f_base, f_head = stats.normalise_rounds(base_rounds, head_rounds)

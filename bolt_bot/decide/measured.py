@@ -11,6 +11,7 @@ from bolt_bot.measure.paired import PairedRun
 from bolt_bot.decide.walltime import walltime_stages
 from bolt_bot.measure.plan import Measured
 from bolt_bot.model import FAILED, WALLTIME, StageComparison
+from bolt_bot.words import plural
 
 MIXED = "mixed"
 
@@ -84,7 +85,9 @@ def _fell_back(wall: list[StageComparison], fallback: dict[str, str], failed_cou
             stage.note = f"{why}; {stage.note}" if stage.note else why
     if moved:
         shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
-        notices.append(f"{len(moved)} stage(s) whose instruction count failed were measured by wall time instead: {shown}")
+        were = "was" if len(moved) == 1 else "were"
+        notices.append(f"{plural(len(moved), 'stage')} whose instruction count failed {were} measured by wall time "
+                       f"instead: {shown}")
         if "discovery" in environment:
             environment["discovery"]["walltime_reasons"].update(
                 {n: f"its instruction count failed ({fallback[n]})" for n in moved})

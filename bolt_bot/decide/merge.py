@@ -19,6 +19,7 @@ from bolt_bot.decide.compare import build_results
 from bolt_bot.errors import BoltError
 from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, REGRESSED, WALLTIME, Results, SideSummary, StageComparison
 from bolt_bot.report import output
+from bolt_bot.words import plural
 
 MIXED = "mixed"
 
@@ -159,7 +160,7 @@ def merge_results(shards: list[Shard]) -> Results:
         lost = unmeasured(shard)
         if lost:
             shown = ", ".join(s.name for s in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
-            notices.append(f"shard {shard.index}/{shard.count} failed: {len(lost)} stage(s) unmeasured: {shown}")
+            notices.append(f"shard {shard.index}/{shard.count} failed: {plural(len(lost), 'stage')} unmeasured: {shown}")
         stages += lost
         # Each shard's own notice that it measured a part of the suite says nothing of the whole.
         own = shard.results.environment["shard"].get("notice")

@@ -25,6 +25,7 @@ from bolt_bot.model import (
     StageComparison,
     WallSize,
 )
+from bolt_bot.words import plural
 
 MIN_PAIRS = 3  # a test across fewer process pairs has one or no degree of freedom: no interval worth reading
 MIN_BLOCKS = 3  # a process pair that kept fewer block pairs (most straddled a phase switch) is no sample
@@ -141,7 +142,8 @@ def noise_notice(run: PairedRun, stages: Sequence[StageComparison]) -> list[str]
     pairs = [statistics.stdev(v) for v in values if len(v) > 1]
     spread = [f"{what} by ±{statistics.median(sd) * 100:.1f} %" for what, sd in
               (("adjacent blocks on one CPU", blocks), ("process pairs", pairs)) if sd]
-    return [f"{len(unclear)} of {len(paired)} stages timed in pairs are inconclusive"
+    are = "is" if len(unclear) == 1 else "are"
+    return [f"{len(unclear)} of {plural(len(paired), 'stage')} timed in pairs {are} inconclusive"
             + (f"; their log-ratios differed between {' and between '.join(spread)} (median standard deviations)"
                if spread else "")]
 

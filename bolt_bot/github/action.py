@@ -34,6 +34,7 @@ from bolt_bot.model import FAILED, Results
 from bolt_bot.pipeline import execute, make_plan
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
+from bolt_bot.words import plural
 
 # What callers and tests take from here: the config and the dispatcher live in events, re-exported.
 __all__ = ["ActionConfig", "MeasureRequest", "Runtime", "choose_activity", "configure_safe_directory",
@@ -205,8 +206,9 @@ def _measure_activity(config: ActionConfig, runtime: Runtime) -> int:
     if shard is not None:
         write_outputs(config.environ, {"verdict": "", "regressions": "", "comment-url": "",
                                        "results-dir": config.results_dir_input})
-        notice(f"shard {shard}: {len(results.stages)} stage(s) measured into {config.results_dir_input}/; upload it "
-               "and merge every shard's directory with `mode: merge` (docs/sharding.md)", runtime.stdout or sys.stdout)
+        notice(f"shard {shard}: {plural(len(results.stages), 'stage')} measured into {config.results_dir_input}/; "
+               "upload it and merge every shard's directory with `mode: merge` (docs/sharding.md)",
+               runtime.stdout or sys.stdout)
         return EXIT_OK
     return publish_measured(config, results, settings, target.fork, client, runtime)
 

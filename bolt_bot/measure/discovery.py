@@ -12,6 +12,7 @@ from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.measure.walltime import BASE, HEAD, SideSetup
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
+from bolt_bot.words import plural
 
 SHORT_CALL = 0.1  # seconds: stages whose call takes longer are timed (callgrind costs about 70x)
 # The discovery round: as short as pytest-benchmark allows; one call is enough to see a long stage.
@@ -51,7 +52,7 @@ def discover(settings: Settings, setups: dict[str, SideSetup], workdir: Path, pr
         env[routing.EVIDENCE_VARIABLE] = str(found)
         result = _discovery_round(round_fn, SideSetup(setup.python, setup.checkout, env), settings,
                                   [*settings.benchmarks], workdir / side, "wall")
-        progress.step(f"discovery {side}: {len(result.records)} stages in {result.seconds:.1f} s")
+        progress.step(f"discovery {side}: {plural(len(result.records), 'stage')} in {result.seconds:.1f} s")
         seconds[side] = {r.name: r.median for r in result.records}
         evidence[side] = routing.read_evidence(found)
         for record in result.records:

@@ -160,6 +160,19 @@ def worktrees(repo: Path, shas: dict[str, str], parent: Path | None = None) -> I
         shutil.rmtree(root, ignore_errors=True)
 
 
+def uncommitted(repo: Path, paths: list[str]) -> list[str]:
+    """What a run of HEAD leaves out of the working tree: tracked files that differ from HEAD (staged or not),
+    and untracked files under `paths` (the benchmark paths; without any, untracked Python files anywhere).
+
+    Bolt measures commits in worktrees of their own, so none of these reach the measured code."""
+    changed = git(repo, "diff", "--name-only", "-z", "HEAD", check=False).split("\0")
+    specs = [path.split("::", 1)[0] for path in paths] or ["*.py"]
+    untracked = git(repo, "ls-files", "--others", "--exclude-standard", "-z", "--", *specs, check=False).split("\0")
+    # An environment kept in the tree without a .gitignore holds thousands of files nobody means to commit.
+    untracked = [name for name in untracked if "site-packages" not in Path(name).parts]
+    return sorted({name for name in changed + untracked if name})
+
+
 def file_at(repo: Path, sha: str, path: str) -> str | None:
     """A file's text at a commit, or None when it does not exist there."""
     proc = subprocess.run(["git", "-C", str(repo), "show", f"{sha}:{path}"], capture_output=True, text=True)

@@ -37,6 +37,7 @@ from bolt_bot.measure.timing import Engines, measure_timed
 from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.settings import Settings
 from bolt_bot.measure.walltime import BASE, HEAD, Judge, SideSetup, WalltimePlan, WalltimeRun, measure_walltime
+from bolt_bot.words import plural
 
 REPEAT = "head-repeat"  # head's second pass: its key in CountRun.runs, and where its files are kept afterwards
 
@@ -132,7 +133,7 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
         # missing on one side is a pytest usage error there).
         plan.pytest_args = [*settings.benchmarks, *settings.pytest_args, *pytestcmd.deselect(timed)]
         title = ("Measuring instruction counts under callgrind: base, head, head again" if counted is None
-                 else f"Measuring instruction counts of {len(counted)} short stage(s) under callgrind")
+                 else f"Measuring instruction counts of {plural(len(counted), 'short stage')} under callgrind")
         try:
             with progress.group(title):
                 run = measure_counts(setups, plan, out / "instr", progress, counts_fn)
@@ -192,7 +193,7 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
                 progress.warn(f"{side}: instruction counts failed: {exc}")
             return
         run = runs[side]
-        progress.step(f"{'head again' if side == REPEAT else side}: {len(run.counts)} stages counted, "
+        progress.step(f"{'head again' if side == REPEAT else side}: {plural(len(run.counts), 'stage')} counted, "
                       f"{len(run.failed)} failed, in {run.seconds:.1f} s")
 
     # Counts do not depend on load, so base and head are counted at the same time, one core each.
@@ -287,7 +288,7 @@ def _package_drift(setups: dict[str, SideSetup]) -> list[str]:
     if not differ:
         return []
     shown = ", ".join(f"{n} {base.get(n, '-')} → {head.get(n, '-')}" for n in differ[:5])
-    return [(f"the base and head environments differ in {len(differ)} package(s) ({shown}): "
+    return [(f"the base and head environments differ in {plural(len(differ), 'package')} ({shown}): "
              "instruction counts may move for that reason alone")]
 
 

@@ -19,6 +19,7 @@ from bolt_bot.measure.rounds import RoundResult, run_round
 from bolt_bot.measure.walltime import HEAD, Judge, SideSetup, WalltimePlan, WalltimeRun, measure_walltime
 from bolt_bot.progress import Progress
 from bolt_bot.settings import Settings
+from bolt_bot.words import plural
 
 PAIRED = "paired"
 ROUNDS = "rounds"
@@ -77,7 +78,8 @@ def measure_timed(settings: Settings, setups: dict[str, SideSetup], out: Path, p
     if run.too_long:
         shown = ", ".join(f"{name} ({why})" for name, why in sorted(run.too_long.items())[:5])
         more = f" and {len(run.too_long) - 5} more" if len(run.too_long) > 5 else ""
-        timed.notices.append(f"{len(run.too_long)} stage(s) were timed by whole rounds instead of paired blocks "
+        were = "was" if len(run.too_long) == 1 else "were"
+        timed.notices.append(f"{plural(len(run.too_long), 'stage')} {were} timed by whole rounds instead of paired blocks "
                              f"on one CPU: {shown}{more}")
         progress.note(timed.notices[-1])
         # Rounds run only the stages too long for blocks: every other stage the paired engine saw is
@@ -99,7 +101,7 @@ def _one_sided(run: PairedRun, setups: dict[str, SideSetup], plan: PairedPlan, o
         if not names:
             continue
         setup = setups[side]
-        with progress.group(f"Running the {len(names)} stage(s) only {side} has once"):
+        with progress.group(f"Running the {plural(len(names), 'stage')} only {side} has once"):
             result = round_fn(setup.python, setup.checkout, list(names), out / "one-sided" / side, label=f"{side}-only",
                               pytest_args=plan.pytest_args, env=setup.env, timeout=plan.timeout,
                               memory_mb=plan.memory_mb)
@@ -118,7 +120,8 @@ def measure_sizes(settings: Settings, setups: dict[str, SideSetup], out: Path, n
     progress = progress or Progress(quiet=True)
     plan = paired_plan(settings, list(settings.benchmarks))
     try:
-        with progress.group(f"Timing {len(names)} flagged stage(s) paired on one CPU, for the size of the change"):
+        with progress.group(f"Timing {plural(len(names), 'flagged stage')} paired on one CPU, for the size of the "
+                            "change"):
             return paired_fn(setups, plan, out / "sizes", progress, only=list(names))
     except BoltError as exc:
         progress.warn(f"the flagged stages' wall time could not be measured: {exc}")
@@ -130,7 +133,8 @@ def _rounds(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
     plan = WalltimePlan(rounds=settings.rounds, threshold=settings.threshold, alpha=settings.alpha, budget=settings.budget,
                         timeout=settings.round_timeout, memory_mb=settings.round_memory_mb, targets=targets,
                         pytest_args=[*settings.pytest_args, *extra_args])
-    with progress.group(f"Measuring wall time: {settings.rounds} interleaved rounds per side"):
+    with progress.group(f"Measuring wall time: {plural(settings.rounds, 'interleaved round')} per side "
+                        "(then extra and confirmation rounds where needed)"):
         run = engines.rounds(setups, plan, out / "rounds", progress, judge=judge(plan))
     environment = {"rounds": settings.rounds, "plan": "interleaved",
                    "extra_rounds": run.extra_pairs, "confirmation_rounds": run.confirm_pairs}

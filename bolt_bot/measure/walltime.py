@@ -19,6 +19,7 @@ from bolt_bot.measure.sides import BASE, HEAD, SideRounds
 from bolt_bot.errors import BoltError
 from bolt_bot.model import INCONCLUSIVE, REGRESSED, UNCHANGED, StageComparison
 from bolt_bot.progress import Progress
+from bolt_bot.words import plural
 
 # The deciding layer's opinion of the rounds so far (base, head → stages with verdicts), passed in by the
 # caller: the loop asks it which stages are unclear (extra rounds) or flagged (confirmation rounds).
@@ -73,8 +74,11 @@ class _Runner:
         self.counts = {side: 0 for side in setups}
         self.unselectable: dict[str, str] = {}  # stage → why an extra or confirmation round could not run it
 
-    def pair(self, targets: list[str], tag: str) -> dict[str, list]:
-        """One round per side, order alternating (A B, B A, ...). Returns the records of this pair."""
+    def pair(self, targets: list[str], tag: str, what: str) -> dict[str, list]:
+        """One round per side, order alternating (A B, B A, ...). Returns the records of this pair.
+
+        `what` names the round in the progress output ("round 3/10", "extra round 1 (...)"), so the rounds
+        after the planned ones are never mistaken for more of them."""
         order = [BASE, HEAD] if self.pairs % 2 == 0 else [HEAD, BASE]
         self.pairs += 1
         got: dict[str, list] = {}
@@ -100,7 +104,7 @@ class _Runner:
             self.counts[side] += 1
             self._absorb(side, result)
             got[side] = result.records
-            self.progress.step(f"round {self.pairs} {side}: {len(result.records)} stages in {result.seconds:.1f} s")
+            self.progress.step(f"{what} {side}: {plural(len(result.records), 'stage')} in {result.seconds:.1f} s")
         return got
 
     def _absorb(self, side: str, result: RoundResult) -> None:
@@ -141,8 +145,8 @@ def measure_walltime(
     started = time.monotonic()
     runner = _Runner(setups, plan, workdir, progress, round_fn, judge)
     with progress.bar(plan.rounds * 2, "measuring base and head"):
-        for _ in range(plan.rounds):
-            runner.pair([], "round")
+        for number in range(1, plan.rounds + 1):
+            runner.pair([], "round", f"round {number}/{plan.rounds}")
             if len(runner.dead) == 2:
                 break
     stages = runner.compare()
@@ -154,8 +158,13 @@ def measure_walltime(
         unclear = [s.name for s in stages if s.verdict == INCONCLUSIVE and s.ratio is not None]
         if not unclear:
             break
-        runner.pair(unclear + _anchors(stages, unclear), "extra")
+        if not extra:
+            progress.note(f"{plural(len(unclear), 'stage')} unclear after {plural(plan.rounds, 'round')}: extra rounds "
+                          f"of {'it' if len(unclear) == 1 else 'them'}, at most {plan.max_extra_pairs} within "
+                          f"{max(deadline - time.monotonic(), 0):.0f} s")
         extra += 1
+        runner.pair(unclear + _anchors(stages, unclear), "extra",
+                    f"extra round {extra} ({plural(len(unclear), 'unclear stage')})")
         stages = runner.compare()
     confirmed = 0
     confirm = None
@@ -163,10 +172,14 @@ def measure_walltime(
     if flagged and not runner.dead:
         confirm = {BASE: SideRounds(), HEAD: SideRounds()}
         anchors = _anchors(stages, flagged)
+        progress.note(f"{plural(len(flagged), 'stage')} flagged as slower: "
+                      f"{plural(plan.confirm_pairs, 'confirmation round')} (up to {2 * plan.confirm_pairs}) measure "
+                      f"{'it' if len(flagged) == 1 else 'them'} again before a regression is reported")
         # The planned pairs, then up to as many again while a flagged stage has no full-speed round on
         # a side yet: judged on slowed-down rounds alone, a real regression would often fail to confirm.
         while confirmed < plan.confirm_pairs or (confirmed < 2 * plan.confirm_pairs and _lacks_fast(runner, confirm, flagged)):
-            got = runner.pair(flagged + anchors, "confirm")
+            got = runner.pair(flagged + anchors, "confirm", f"confirmation round {confirmed + 1} "
+                              f"({plural(len(flagged), 'flagged stage')})")
             if set(got) != {BASE, HEAD}:
                 break  # a side could not re-select its stages: confirm on what both sides measured
             for side, records in got.items():

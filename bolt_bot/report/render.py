@@ -28,6 +28,7 @@ from bolt_bot.model import (
 from bolt_bot.report.funcnames import format_function
 from bolt_bot.report.state import COMMENT_LIMIT, MARKER, state_comment
 from bolt_bot.report.textfilter import chart_label, inert
+from bolt_bot.words import plural
 
 CHART_BARS = 12  # more bars than this and mermaid's labels overlap: the largest changes are charted, and it says so
 
@@ -68,6 +69,7 @@ def environment(template_dir: str | Path | None = None) -> jinja2.Environment:
         size=format_size,
         function=format_function,
         short_sha=lambda sha: (sha or "")[:7],
+        plural=plural,
     )
     return env
 
@@ -112,15 +114,21 @@ _COUNT_UNITS = ((1e9, "G instr"), (1e6, "M instr"), (1e3, "k instr"), (1.0, "ins
 
 
 def format_amount(value: float | None, unit: str = "s") -> str:
-    """12.3 ms, 450 µs, 1 ms (never "1e+03 µs"), 12.34 M instr."""
+    """12.3 ms, 450 µs, 1 ms (never "1e+03 µs"); counts always with four digits: 12.00 M instr beside
+    31.70 M instr, never "12 M" beside "31.7 M", which reads as a rounder number than it is."""
     if value is None or not math.isfinite(value):
         return "–"
     # Four digits for counts: they repeat exactly, so a 0.5 % change must stay visible.
-    digits, units = (4, _COUNT_UNITS) if unit == "instr" else (3, _TIME_UNITS)
+    counts = unit == "instr"
+    digits, units = (4, _COUNT_UNITS) if counts else (3, _TIME_UNITS)
     size = abs(float(f"{value:.{digits}g}"))  # the unit is chosen after rounding: 999.9 µs is "1 ms"
     scale, suffix = next(((sc, su) for sc, su in units if size >= sc), units[-1])
     scaled = value / scale
-    number = f"{scaled:.0f}" if abs(scaled) >= 10 ** digits else f"{scaled:.{digits}g}"
+    if abs(scaled) >= 10 ** digits or (counts and scale == 1.0):  # below a thousand, a count is whole
+        number = f"{scaled:.0f}"
+    else:
+        # "#" keeps a count's trailing zeros (and would leave "1234." with four whole digits: dropped).
+        number = f"{scaled:{'#' if counts else ''}.{digits}g}".rstrip(".")
     return f"{number} {suffix}"
 
 
