@@ -43,6 +43,7 @@ class BenchmarkRound:
     min: float = 0.0
     max: float = 0.0
     samples: int = 0  # pytest-benchmark "rounds" inside the process
+    quartiles: tuple[float, float] | None = None  # q1 and q3 of those samples, when the file has them
     data: list[float] | None = None  # raw per-sample times, when saved
     unit: str = "s"  # "s" for wall time, "instr" for instruction counts
     probe: tuple[float, float] | None = None  # speed-probe seconds just before and after (wall-time rounds)
