@@ -158,7 +158,7 @@ class StageComparison:
     ci: list[float] | None = None  # [low, high] of the ratio
     p: float | None = None  # raw p-value of the test, where one applies
     q: float | None = None  # p adjusted for the number of stages (Benjamini-Hochberg)
-    low_confidence: bool = False  # one round per side: within-run fallback
+    low_confidence: bool = False  # judged from a single round on a side: the single-run floor, no interval
     note: str | None = None  # why inconclusive, failed...
     base: SideSummary | None = None
     head: SideSummary | None = None
