@@ -192,3 +192,24 @@ def test_a_whole_suite_shift_is_reported_as_a_notice():
 def test_benjamini_hochberg_matches_the_textbook():
     q = stats.adjust_pvalues([0.01, 0.04, 0.03, 0.005])
     assert q == pytest.approx([0.02, 0.04, 0.04, 0.02])
+
+
+def test_two_rounds_per_side_never_say_less_than_one():
+    # Two rounds: Welch's test has one degree of freedom, so a 40 % change with a little noise is not
+    # significant; one round per side would call it regressed, so two rounds do too (past the same floor).
+    def two(medians: dict[str, tuple[float, float]]) -> SideRounds:
+        return SideRounds([[BenchmarkRound(name=n, median=m[i], min=m[i] * 0.98, samples=50) for n, m in medians.items()]
+                           for i in range(2)])
+
+    base = two({"t::a": (1e-3, 1.1e-3), "t::b": (1e-3, 1.1e-3)})
+    head = two({"t::a": (1.4e-3, 1.65e-3), "t::b": (1.08e-3, 1.12e-3)})
+    by_name = {s.name: s for s in compare_sides(base, head, threshold=3.0)}
+    assert by_name["t::a"].verdict == REGRESSED and by_name["t::a"].note.startswith("2 rounds per side, too few to test")
+    assert by_name["t::a"].ci is not None  # the test's interval is still shown
+    assert by_name["t::b"].verdict == INCONCLUSIVE
+    # Two rounds that agree closely on each side (both slowed by a neighbour, say) made a tight interval and a
+    # verdict; they say nothing of the spread between processes, so the floor decides.
+    tight_b = two({"t::a": (1e-3, 1.001e-3)})
+    tight_h = two({"t::a": (1.1e-3, 1.1005e-3)})
+    stage = compare_sides(tight_b, tight_h, threshold=3.0)[0]
+    assert stage.verdict == INCONCLUSIVE and "measure more rounds" in stage.note

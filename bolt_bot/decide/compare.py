@@ -153,10 +153,15 @@ def compare_sides(
             continue
         stage.ratio, stage.ci, stage.p = est.ratio, list(est.ci), est.p
         tested.append((stage, est))
-    # A single round on a side: no interval and no test, only a floor (bolt_bot.decide.single). The pair's own
-    # noise is the spread of its steady stages, changed or not: robust to the few that changed.
-    inside = single.within_process([*base.rounds, *head.rounds]) if alone else {}
-    noise = single.spread([ratio for stage, ratio, _ in alone if single.steady(inside.get(stage.name, 1.0))])
+    # A single round on a side: no interval and no test, only a floor (bolt_bot.decide.single). Two rounds on a
+    # side are too few to estimate the spread between processes (two loaded rounds agree as closely as two quiet
+    # ones): their interval is shown, but the same floor decides, so more rounds never say less than one. The
+    # pair's own noise is the spread of the steady stages among them, changed or not: robust to the few that changed.
+    few = {stage.name: est.ratio for stage, est in tested if min(stage.base.rounds, stage.head.rounds) < single.MIN_ROUNDS_TO_TEST}
+    inside = single.within_process([*base.rounds, *head.rounds]) if alone or few else {}
+    ratios = [*((stage.name, ratio) for stage, ratio, _ in alone), *few.items()]
+    noise = single.spread([ratio for name, ratio in ratios if single.steady(inside.get(name, 1.0))])
+    samples_of = {stage.name: (min(r.samples for r in b), min(r.samples for r in h)) for stage, b, h in pending}
     for stage, ratio, samples in alone:
         limit = single.floor(noise, inside.get(stage.name, 1.0), floor)
         stage.ratio, stage.low_confidence = ratio, True
@@ -165,6 +170,10 @@ def compare_sides(
     for (stage, est), q in zip(tested, qvalues):
         stage.q = q
         stage.verdict, stage.note = stats.decide(est, q, floor, alpha)
+        if stage.name in few and est.ci[0] != est.ci[1]:  # (an exact ratio, without noise, needs no floor)
+            limit = single.floor(noise, inside.get(stage.name, 1.0), floor)
+            stage.verdict, stage.note = single.decide(est.ratio, limit, samples_of[stage.name],
+                                                      rounds=min(stage.base.rounds, stage.head.rounds))
         if stage.verdict in (REGRESSED, IMPROVED) and stage.name in chosen.mixed:
             (fast_b, n_b), (fast_h, n_h) = chosen.mixed[stage.name]
             stage.verdict = INCONCLUSIVE

@@ -1,4 +1,4 @@
-"""Verdicts from a single round on a side: a stage moves only past a floor that covers between-process noise.
+"""Verdicts from one or two rounds on a side: a stage moves only past a floor that covers between-process noise.
 
 One pytest-benchmark process per side shows nothing of how much a stage's median moves from one process to
 the next, and the samples inside the process are no evidence of it (measurement-facts.md: the variance lives
@@ -37,6 +37,11 @@ MIN_STAGES_FOR_SPREAD = 6  # fewer stages than this give no usable spread: the f
 # A stage timed fewer times than this inside a process (`pedantic(rounds=1)`, one call) is dominated by its first
 # call: recorded single-shot stages moved up to 4.8x unchanged. pytest-benchmark's own default minimum is 5.
 MIN_SAMPLES = 5
+# Rounds a side needs before the t-test decides. With two, the spread between processes is not estimated:
+# two rounds that were both slowed by a neighbour agree closely and make a tight, wrong interval (27 false
+# alarms in 6,000 stage comparisons of two recorded files per side), and where they disagree one degree of
+# freedom (t = 12.7 at 95 %) leaves a 40 % change inconclusive that one round per side would find.
+MIN_ROUNDS_TO_TEST = 3
 MORE_ROUNDS = "measure more rounds: `bolt run`, or several JSON files per side"
 
 
@@ -96,8 +101,9 @@ def floor(stage_spread: float | None, inside: float = 1.0, threshold: float = 0.
     return math.expm1(widest)
 
 
-def decide(ratio: float, limit: float, samples: tuple[int, int]) -> tuple[str, str]:
-    """The verdict and note for a stage compared from one round on a side; `limit` comes from `floor`.
+def decide(ratio: float, limit: float, samples: tuple[int, int], rounds: int = 1) -> tuple[str, str]:
+    """The verdict and note for a stage compared from `rounds` (fewer than MIN_ROUNDS_TO_TEST) on its thinner
+    side; `limit` comes from `floor`.
 
     Regressed when head/base ≥ 1 + limit, improved when ≤ 1 / (1 + limit) (symmetric on the log scale),
     inconclusive otherwise: one round cannot tell a small change from no change, so it never says unchanged.
@@ -107,8 +113,9 @@ def decide(ratio: float, limit: float, samples: tuple[int, int]) -> tuple[str, s
         return INCONCLUSIVE, (f"{change:+.1f} %, but a stage timed {min(samples)} time(s) in a process moves by far "
                               f"more than that between processes; {MORE_ROUNDS}")
     band = f"{limit * 100:.0f} %"
+    few = "one round per side" if rounds == 1 else f"{rounds} rounds per side, too few to test"
     if ratio >= 1.0 + limit:
-        return REGRESSED, f"one round per side: past the {band} that one process moves by on its own here"
+        return REGRESSED, f"{few}: past the {band} that one process moves by on its own here"
     if ratio <= 1.0 / (1.0 + limit):
-        return IMPROVED, f"one round per side: past the {band} that one process moves by on its own here"
+        return IMPROVED, f"{few}: past the {band} that one process moves by on its own here"
     return INCONCLUSIVE, f"{change:+.1f} %, but one process per side can move by {band} on its own here; {MORE_ROUNDS}"

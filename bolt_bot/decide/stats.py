@@ -5,8 +5,8 @@ processes, so the samples inside one process are not independent evidence. With 
 side Bolt removes the noise common to a whole round, compares the logarithms of the per-round medians
 with Yuen's trimmed t-test (a ratio becomes a difference; the most extreme rounds are trimmed), controls
 the false discovery rate across stages with Benjamini-Hochberg, and asks for an effect of at least the
-floor. With a single round on a side there is no spread to test: bolt_bot.decide.single applies a floor
-that covers between-process noise instead.
+floor. With one or two rounds on a side the spread between processes cannot be estimated:
+bolt_bot.decide.single applies a floor that covers between-process noise instead.
 """
 
 from __future__ import annotations
