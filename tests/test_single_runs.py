@@ -57,3 +57,10 @@ def test_a_real_35_percent_slowdown_in_one_file_per_side_is_still_regressed(inde
     assert slowed["ratio"] > 1.3 and "one round per side" in slowed["note"]
     assert {s["verdict"] for s in verdicts.values()} == {"inconclusive"}
     assert code == 1 and data["verdict"] == "regressed"
+
+
+def test_the_terminal_table_says_what_one_file_per_side_can_tell():
+    result = CliRunner().invoke(main, ["compare", "--base", str(RUNS[0]), "--head", str(RUNS[1])])
+    assert result.exit_code == 0
+    assert "10 stages inconclusive" in result.output
+    assert "measure more rounds: `bolt run`, or several JSON files per side" in result.output

@@ -408,6 +408,11 @@ def render_text(results: Results) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if any(s.low_confidence for s in results.stages):
+        # The notes are not in the table: say once what a single round can tell (decide/single.py).
+        lines += ["", "low confidence: one round (file) on a side, so a stage counts as changed only past what one "
+                  "process moves by on its own here (25 % or more); measure more rounds: `bolt run`, or several "
+                  "JSON files per side"]
     return verdict_line(collections.Counter(s.verdict for s in results.stages)) + "\n\n" + "\n".join(lines) + "\n"
 
 
