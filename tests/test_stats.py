@@ -149,6 +149,9 @@ def test_single_run_floor_widens_with_the_noise_the_files_show():
     # A stage timed once per process (pedantic(rounds=1)) is never judged from one round.
     once = compare_sides(_one_round({"t::a": 1e-3}, samples=1), _one_round({"t::a": 3e-3}, samples=1), threshold=3.0)[0]
     assert once.verdict == INCONCLUSIVE and "timed 1 time(s)" in once.note
+    # A file that does not say how often it timed the stage (no stats.rounds) is judged on the floor.
+    unknown = compare_sides(_one_round({"t::a": 1e-3}, samples=0), _one_round({"t::a": 3e-3}, samples=0), threshold=3.0)[0]
+    assert unknown.verdict == REGRESSED
 
 
 def test_one_round_against_several_uses_the_floor_too():

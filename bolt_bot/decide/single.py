@@ -109,8 +109,9 @@ def decide(ratio: float, limit: float, samples: tuple[int, int], rounds: int = 1
     inconclusive otherwise: one round cannot tell a small change from no change, so it never says unchanged.
     """
     change = (ratio - 1.0) * 100
-    if min(samples) < MIN_SAMPLES:
-        return INCONCLUSIVE, (f"{change:+.1f} %, but a stage timed {min(samples)} time(s) in a process moves by far "
+    known = [n for n in samples if n > 0]  # 0: the file did not say (hand-made files)
+    if known and min(known) < MIN_SAMPLES:
+        return INCONCLUSIVE, (f"{change:+.1f} %, but a stage timed {min(known)} time(s) in a process moves by far "
                               f"more than that between processes; {MORE_ROUNDS}")
     band = f"{limit * 100:.0f} %"
     few = "one round per side" if rounds == 1 else f"{rounds} rounds per side, too few to test"
