@@ -43,6 +43,7 @@ class BenchmarkRound:
     min: float = 0.0
     max: float = 0.0
     samples: int = 0  # pytest-benchmark "rounds" inside the process
+    quartiles: tuple[float, float] | None = None  # q1 and q3 of those samples, when the file has them
     data: list[float] | None = None  # raw per-sample times, when saved
     unit: str = "s"  # "s" for wall time, "instr" for instruction counts
     probe: tuple[float, float] | None = None  # speed-probe seconds just before and after (wall-time rounds)
@@ -157,7 +158,7 @@ class StageComparison:
     ci: list[float] | None = None  # [low, high] of the ratio
     p: float | None = None  # raw p-value of the test, where one applies
     q: float | None = None  # p adjusted for the number of stages (Benjamini-Hochberg)
-    low_confidence: bool = False  # one round per side: within-run fallback
+    low_confidence: bool = False  # judged from a single round on a side: the single-run floor, no interval
     note: str | None = None  # why inconclusive, failed...
     base: SideSummary | None = None
     head: SideSummary | None = None

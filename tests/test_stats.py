@@ -114,20 +114,50 @@ def test_identical_counts_need_no_noise():
     assert by_name["t::b"].verdict == UNCHANGED
 
 
-def test_one_round_per_side_falls_back_on_samples_and_says_so():
-    rng = np.random.default_rng(5)
-    b = list(1e-3 * np.exp(rng.normal(0, 0.02, 50)))
-    h = list(1.2e-3 * np.exp(rng.normal(0, 0.02, 50)))
-    base = SideRounds([[BenchmarkRound(name="t::a", median=float(np.median(b)), mean=float(np.mean(b)), stddev=float(np.std(b)), samples=50, data=b)]])
-    head = SideRounds([[BenchmarkRound(name="t::a", median=float(np.median(h)), mean=float(np.mean(h)), stddev=float(np.std(h)), samples=50, data=h)]])
-    stage = compare_sides(base, head, threshold=3.0)[0]
-    assert stage.low_confidence
-    assert stage.verdict == REGRESSED
-    # Without raw data the summaries are enough.
-    for side in (base, head):
-        side.rounds[0][0].data = None
-    stage = compare_sides(base, head, threshold=3.0)[0]
-    assert stage.low_confidence and stage.verdict == REGRESSED
+def _one_round(medians: dict[str, float], samples: int = 50) -> SideRounds:
+    return SideRounds([[BenchmarkRound(name=n, median=m, min=m * 0.98, samples=samples, quartiles=(m * 0.99, m * 1.01))
+                        for n, m in medians.items()]])
+
+
+def test_one_round_per_side_is_judged_against_the_single_run_floor_not_the_samples():
+    # +20 % with tight samples inside each process: the old within-run fallback called it regressed
+    # (the samples of one process are no evidence of between-process noise); now it is inconclusive.
+    stage = compare_sides(_one_round({"t::a": 1e-3}), _one_round({"t::a": 1.2e-3}), threshold=3.0)[0]
+    assert stage.low_confidence and stage.verdict == INCONCLUSIVE
+    assert stage.note.startswith("+20.0 %, but one process per side can move by 25 %") and "`bolt run`" in stage.note
+    assert stage.ci is None and stage.p is None
+    # Past the floor both ways it is a verdict, said to rest on one round.
+    slow = compare_sides(_one_round({"t::a": 1e-3}), _one_round({"t::a": 1.4e-3}), threshold=3.0)[0]
+    fast = compare_sides(_one_round({"t::a": 1e-3}), _one_round({"t::a": 0.7e-3}), threshold=3.0)[0]
+    assert (slow.verdict, fast.verdict) == (REGRESSED, IMPROVED)
+    assert "one round per side" in slow.note
+    # A tiny change is inconclusive too, never "unchanged": one round cannot rule a change out.
+    assert compare_sides(_one_round({"t::a": 1e-3}), _one_round({"t::a": 1.001e-3}), threshold=3.0)[0].verdict == INCONCLUSIVE
+
+
+def test_single_run_floor_widens_with_the_noise_the_files_show():
+    # Calls spread over a factor 2 inside a process (q3/q1): its median can land anywhere in that range.
+    wide = SideRounds([[BenchmarkRound(name="t::a", median=1e-3, min=0.9e-3, samples=50, quartiles=(0.8e-3, 1.6e-3))]])
+    assert compare_sides(wide, _one_round({"t::a": 1.6e-3}), threshold=3.0)[0].verdict == INCONCLUSIVE
+    # The median far above the fastest call: most calls ran slowed (another process had the CPU).
+    slowed = SideRounds([[BenchmarkRound(name="t::a", median=3e-3, min=1e-3, samples=50, quartiles=(2.9e-3, 3.1e-3))]])
+    assert compare_sides(_one_round({"t::a": 1e-3}), slowed, threshold=3.0)[0].verdict == INCONCLUSIVE
+    # Stages that scatter widely in this pair of processes widen every stage's floor.
+    scattered = {f"t::{i}": 1e-3 * f for i, f in enumerate([0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6])}
+    base = _one_round({n: 1e-3 for n in scattered})
+    assert {s.verdict for s in compare_sides(base, _one_round(scattered), threshold=3.0)} == {INCONCLUSIVE}
+    # A stage timed once per process (pedantic(rounds=1)) is never judged from one round.
+    once = compare_sides(_one_round({"t::a": 1e-3}, samples=1), _one_round({"t::a": 3e-3}, samples=1), threshold=3.0)[0]
+    assert once.verdict == INCONCLUSIVE and "timed 1 time(s)" in once.note
+    # A file that does not say how often it timed the stage (no stats.rounds) is judged on the floor.
+    unknown = compare_sides(_one_round({"t::a": 1e-3}, samples=0), _one_round({"t::a": 3e-3}, samples=0), threshold=3.0)[0]
+    assert unknown.verdict == REGRESSED
+
+
+def test_one_round_against_several_uses_the_floor_too():
+    several = SideRounds([[BenchmarkRound(name="t::a", median=m, min=m, samples=50)] for m in (1e-3, 1.01e-3, 0.99e-3)])
+    assert compare_sides(several, _one_round({"t::a": 1.5e-3}), threshold=3.0)[0].verdict == REGRESSED
+    assert compare_sides(several, _one_round({"t::a": 1.1e-3}), threshold=3.0)[0].verdict == INCONCLUSIVE
 
 
 def test_added_removed_failed_and_run_verdict():
@@ -165,3 +195,24 @@ def test_a_whole_suite_shift_is_reported_as_a_notice():
 def test_benjamini_hochberg_matches_the_textbook():
     q = stats.adjust_pvalues([0.01, 0.04, 0.03, 0.005])
     assert q == pytest.approx([0.02, 0.04, 0.04, 0.02])
+
+
+def test_two_rounds_per_side_never_say_less_than_one():
+    # Two rounds: Welch's test has one degree of freedom, so a 40 % change with a little noise is not
+    # significant; one round per side would call it regressed, so two rounds do too (past the same floor).
+    def two(medians: dict[str, tuple[float, float]]) -> SideRounds:
+        return SideRounds([[BenchmarkRound(name=n, median=m[i], min=m[i] * 0.98, samples=50) for n, m in medians.items()]
+                           for i in range(2)])
+
+    base = two({"t::a": (1e-3, 1.1e-3), "t::b": (1e-3, 1.1e-3)})
+    head = two({"t::a": (1.4e-3, 1.65e-3), "t::b": (1.08e-3, 1.12e-3)})
+    by_name = {s.name: s for s in compare_sides(base, head, threshold=3.0)}
+    assert by_name["t::a"].verdict == REGRESSED and by_name["t::a"].note.startswith("2 rounds per side, too few to test")
+    assert by_name["t::a"].ci is not None  # the test's interval is still shown
+    assert by_name["t::b"].verdict == INCONCLUSIVE
+    # Two rounds that agree closely on each side (both slowed by a neighbour, say) made a tight interval and a
+    # verdict; they say nothing of the spread between processes, so the floor decides.
+    tight_b = two({"t::a": (1e-3, 1.001e-3)})
+    tight_h = two({"t::a": (1.1e-3, 1.1005e-3)})
+    stage = compare_sides(tight_b, tight_h, threshold=3.0)[0]
+    assert stage.verdict == INCONCLUSIVE and "measure more rounds" in stage.note

@@ -33,7 +33,7 @@ CASES = {
     "idna threshold 20 %, alpha 0.01": (_idna("base", range(1, 6)), _idna("head", range(1, 6)),
                                         ["--threshold", "20", "--alpha", "0.01"]),
     "idna three rounds": (_idna("base", range(1, 4)), _idna("head", range(1, 4)), []),
-    "idna one round (within-run test)": (_idna("base", range(1, 2)), _idna("head", range(1, 2)), []),
+    "idna one round (single-run floor)": (_idna("base", range(1, 2)), _idna("head", range(1, 2)), []),
     "idna unchanged (base against base)": (_idna("base", range(1, 4)), _idna("base", range(3, 6)), []),
     "formats 3.4 to 5.x (added and removed)": ([str(FORMATS / "pytest-benchmark-3.4.1.json")],
                                                [str(FORMATS / "pytest-benchmark-5-autosave.json")], []),

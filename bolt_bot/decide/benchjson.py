@@ -74,6 +74,10 @@ def _parse_benchmark(bench: Any, where: str) -> BenchmarkRound:
         numbers[key] = _number(stats.get(key), f"{where}: stats.{key}")
     stddev = stats.get("stddev", 0.0)
     numbers["stddev"] = 0.0 if stddev is None else _number(stddev, f"{where}: stats.stddev")
+    # Optional (older or hand-made files lack them): how widely the calls spread inside the process.
+    quartiles = None
+    if stats.get("q1") is not None and stats.get("q3") is not None:
+        quartiles = (_number(stats["q1"], f"{where}: stats.q1"), _number(stats["q3"], f"{where}: stats.q3"))
     samples = stats.get("rounds", 0)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
         raise BoltError(f"{where}: stats.rounds is {_short(samples)}, expected a count")
@@ -91,6 +95,7 @@ def _parse_benchmark(bench: Any, where: str) -> BenchmarkRound:
         params=params if isinstance(params, dict) else None,
         extra_info=extra if isinstance(extra, dict) else {},
         samples=samples,
+        quartiles=quartiles,
         data=data,
         **numbers,
     )

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from bolt_bot.measure import speedgate
 from bolt_bot.measure.sides import SideRounds, columns  # noqa: F401  (columns: re-exported for callers)
-from bolt_bot.decide import stats
+from bolt_bot.decide import single, stats
 from bolt_bot.jsondata import gc_paused
 from bolt_bot.model import (
     ADDED,
@@ -59,12 +59,11 @@ def summarize(records: Sequence[BenchmarkRound], error: str | None = None, value
     )
 
 
-def _within_run(base: Sequence[BenchmarkRound], head: Sequence[BenchmarkRound]) -> stats.Estimate | None:
-    """The low-confidence fallback when both sides have a single round."""
-    if len(base) > 1 or len(head) > 1:
+def _single_round_ratio(base: Sequence[float] | None, head: Sequence[float] | None) -> float | None:
+    """head/base of the sides' centres when a side has a single round (no spread to test); None otherwise."""
+    if not base or not head or (len(base) > 1 and len(head) > 1) or min(base) <= 0 or min(head) <= 0:
         return None
-    b, h = base[0], head[0]
-    return stats.estimate_within_run(b.data, h.data, (b.mean, b.stddev, b.samples), (h.mean, h.stddev, h.samples))
+    return stats.center_and_spread(head)[0] / stats.center_and_spread(base)[0]
 
 
 @gc_paused()  # builds tens of thousands of objects that all stay alive (bolt_bot.jsondata.gc_paused)
@@ -144,26 +143,44 @@ def compare_sides(
         pending.append((stage, b, h))
     estimates = stats.estimate_many_from_rounds([(base_values[s.name], head_values[s.name]) for s, _, _ in pending])
     tested: list[tuple[StageComparison, stats.Estimate]] = []
+    alone: list[tuple[StageComparison, float, tuple[int, int]]] = []
     for (stage, b, h), est in zip(pending, estimates):
-        est = est or _within_run(b, h)
         if est is None:
-            stage.verdict = INCONCLUSIVE
-            stage.note = "not enough samples to compare"
+            ratio = _single_round_ratio(base_values.get(stage.name), head_values.get(stage.name))
+            if ratio is None:
+                stage.verdict = INCONCLUSIVE
+                stage.note = "not enough samples to compare"
+            else:
+                alone.append((stage, ratio, (min(r.samples for r in b), min(r.samples for r in h))))
             continue
         stage.ratio, stage.ci, stage.p = est.ratio, list(est.ci), est.p
-        stage.low_confidence = est.low_confidence
         tested.append((stage, est))
+    # A single round on a side: no interval and no test, only a floor (bolt_bot.decide.single). Two rounds on a
+    # side are too few to estimate the spread between processes (two loaded rounds agree as closely as two quiet
+    # ones): their interval is shown, but the same floor decides, so more rounds never say less than one. The
+    # pair's own noise is the spread of the steady stages among them, changed or not: robust to the few that changed.
+    few = {stage.name: est.ratio for stage, est in tested if min(stage.base.rounds, stage.head.rounds) < single.MIN_ROUNDS_TO_TEST}
+    inside = single.within_process([*base.rounds, *head.rounds]) if alone or few else {}
+    ratios = [*((stage.name, ratio) for stage, ratio, _ in alone), *few.items()]
+    noise = single.spread([ratio for name, ratio in ratios if single.steady(inside.get(name, 1.0))])
+    samples_of = {stage.name: (min(r.samples for r in b), min(r.samples for r in h)) for stage, b, h in pending}
+    for stage, ratio, samples in alone:
+        limit = single.floor(noise, inside.get(stage.name, 1.0), floor)
+        stage.ratio, stage.low_confidence = ratio, True
+        stage.verdict, stage.note = single.decide(ratio, limit, samples)
     qvalues = stats.adjust_pvalues([est.p for _, est in tested])
     for (stage, est), q in zip(tested, qvalues):
         stage.q = q
         stage.verdict, stage.note = stats.decide(est, q, floor, alpha)
+        if stage.name in few and est.ci[0] != est.ci[1]:  # (an exact ratio, without noise, needs no floor)
+            limit = single.floor(noise, inside.get(stage.name, 1.0), floor)
+            stage.verdict, stage.note = single.decide(est.ratio, limit, samples_of[stage.name],
+                                                      rounds=min(stage.base.rounds, stage.head.rounds))
         if stage.verdict in (REGRESSED, IMPROVED) and stage.name in chosen.mixed:
             (fast_b, n_b), (fast_h, n_h) = chosen.mixed[stage.name]
             stage.verdict = INCONCLUSIVE
             stage.note = (f"{(est.ratio - 1) * 100:+.1f} %, but only {fast_b} of {n_b} base and {fast_h} of {n_h} head "
                           f"rounds ran at full speed, so the machine's slow phases may explain it")
-        if est.low_confidence and stage.note is None:
-            stage.note = "one round per side: low confidence"
     return comparisons
 
 

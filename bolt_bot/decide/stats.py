@@ -5,8 +5,8 @@ processes, so the samples inside one process are not independent evidence. With 
 side Bolt removes the noise common to a whole round, compares the logarithms of the per-round medians
 with Yuen's trimmed t-test (a ratio becomes a difference; the most extreme rounds are trimmed), controls
 the false discovery rate across stages with Benjamini-Hochberg, and asks for an effect of at least the
-floor. With a single round per side it falls back on the samples inside that round and marks
-the result low-confidence.
+floor. With one or two rounds on a side the spread between processes cannot be estimated:
+bolt_bot.decide.single applies a floor that covers between-process noise instead.
 """
 
 from __future__ import annotations
@@ -185,45 +185,6 @@ def suite_shift(f_base: Sequence[float], f_head: Sequence[float]) -> Estimate | 
     usable_b = [f for f in f_base if f != 1.0]
     usable_h = [f for f in f_head if f != 1.0]
     return estimate_from_rounds(usable_b, usable_h)
-
-
-def estimate_within_run(
-    base: Sequence[float] | None,
-    head: Sequence[float] | None,
-    base_summary: tuple[float, float, int],
-    head_summary: tuple[float, float, int],
-) -> Estimate | None:
-    """Fallback with one round per side: the samples inside each process.
-
-    Uses the raw samples when saved (`--benchmark-save-data`), else the (mean, stddev, n) summaries.
-    Samples inside one process are correlated, so the p-value is optimistic: marked low-confidence.
-    """
-    if base and head and len(base) >= 2 and len(head) >= 2 and min(base) > 0 and min(head) > 0:
-        est = _trimmed_tests(np.log(np.asarray([base], float)), np.log(np.asarray([head], float)), 0.0)[0]
-    else:
-        est = _welch_summary(base_summary, head_summary)
-    if est is None:
-        return None
-    return Estimate(est.ratio, est.ci, est.p, low_confidence=True)
-
-
-def _welch_summary(base: tuple[float, float, int], head: tuple[float, float, int]) -> Estimate | None:
-    """Welch on means from summaries (scipy has no interval from summaries); the ratio's interval by the
-    delta method on the log scale."""
-    (mean_b, sd_b, n_b), (mean_h, sd_h, n_h) = base, head
-    if mean_b <= 0 or mean_h <= 0 or n_b < 2 or n_h < 2:
-        return None
-    diff = math.log(mean_h / mean_b)
-    var_b, var_h = (sd_b / mean_b) ** 2 / n_b, (sd_h / mean_h) ** 2 / n_h  # variance of log(mean) ≈ (sd/mean)² / n
-    se2 = var_b + var_h
-    if se2 == 0.0:
-        ratio = math.exp(diff)  # no noise to test against
-        return Estimate(ratio, (ratio, ratio), 1.0 if diff == 0.0 else 0.0)
-    dof = se2**2 / ((var_b**2 / (n_b - 1) if var_b else 0.0) + (var_h**2 / (n_h - 1) if var_h else 0.0))
-    se = math.sqrt(se2)
-    p = float(2 * sps.t.sf(abs(diff / se), dof))
-    margin = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
-    return Estimate(math.exp(diff), (math.exp(diff - margin), math.exp(diff + margin)), p)
 
 
 def adjust_pvalues(pvalues: Sequence[float]) -> list[float]:

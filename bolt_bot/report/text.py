@@ -189,6 +189,12 @@ def render_text(results: Results, comment: Path | None = None) -> str:
         if hidden > 0:
             lines.append(f"…and {hidden} more unchanged stage{'s' if hidden != 1 else ''} (all in results.json)")
         lines.append("")
+    # One round (file) on a side: what that can tell is said once, under the table.
+    single = [s for s in results.stages if s.low_confidence]
+    if single:
+        lines += ["Low confidence: one round (file) on a side, so a stage counts as changed only past what one "
+                  "process moves by on its own here (25 % or more); measure more rounds: `bolt run`, or several "
+                  "JSON files per side.", ""]
     notes = [f"  {plain(s.name, NAME_LIMIT)}: {plain(s.note, 300)}" for s in sections.others if s.note]
     # A counted change whose wall-time size could not be measured says why here, not in its table row.
     notes += [f"  {plain(s.name, NAME_LIMIT)}: wall time not measured ({plain(s.wall_size.note, 200)})"
