@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from bolt_bot.decide.compare import run_verdict
@@ -123,3 +127,40 @@ def test_auto_leaves_out_long_stages():
     assert long_stages({"base": {"a": 0.5, "b": 3.0}, "head": {"a": 2.5}}) == {
         "a": "one call took 2.5 s on head (the memory pass traces stages up to 2 s)",
         "b": "one call took 3.0 s on base (the memory pass traces stages up to 2 s)"}
+
+
+def test_bolt_merge_keeps_memory_and_its_regression(tmp_path):
+    from tests.test_merge import PARTITION, shard_dir, timed  # the shard directories test_merge writes
+
+    grown = timed("b", 1.0, 0.01, 0.8)
+    grown.memory = compare_memory(side(), side(allocated=3_000_000), RULE)
+    dirs = [shard_dir(tmp_path, 1, PARTITION, [timed("a", 1.0, 0.01, 0.6), timed("c", 1.0, 0.01, 0.7)]),
+            shard_dir(tmp_path, 2, PARTITION, [grown, timed("d", 1.0, 0.01, 0.9)])]
+    for d, stages in zip(dirs, (2, 2)):  # what each shard's memory pass recorded
+        data = json.loads((d / "results.json").read_text())
+        data["environment"]["memory"] = {"tool": "memray", "stages": stages, "seconds": {"base": 1.0, "head": 2.0}}
+        (d / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "merged"
+    result = subprocess.run([sys.executable, "-m", "bolt_bot", "merge", *map(str, dirs), "--out", str(out),
+                             "--fail-on-regression"], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert data["verdict"] == "regressed"
+    b = next(s for s in data["stages"] if s["name"] == "b")
+    assert b["verdict"] == "unchanged" and b["memory"]["verdict"] == "regressed" and b["memory"]["regressed"] == ["allocated"]
+    assert data["environment"]["memory"]["stages"] == 4 and data["environment"]["memory"]["seconds"]["head"] == 4.0
+
+
+def test_annotations_of_a_memory_only_regression_say_memory_not_slower():
+    import io
+
+    from bolt_bot.github.checkrun import annotations
+    from bolt_bot.github.workflow import annotate
+
+    stages = [_stage("bench/t.py::test_b", memory=compare_memory(side(), side(allocations=20_000), RULE))]
+    results = Results(stages=stages, verdict=run_verdict(stages))
+    [note] = annotations(results)
+    assert note["title"] == "Bolt: benchmark uses more memory" and "allocations +100.0 %" in note["message"]
+    out = io.StringIO()
+    annotate(results, out)
+    assert "uses more memory per call: allocations +100.0 %" in out.getvalue() and "slower" not in out.getvalue()
