@@ -96,7 +96,9 @@ class MemorySide:
 
     allocations: int | None = None  # blocks allocated during the call (freed or not)
     allocated: int | None = None  # bytes allocated during the call, in total
-    peak: int | None = None  # highest bytes in use during the call, above what was in use at its start
+    # highest bytes in use during the call and the uncounted call traced before it, above what was in use when
+    # that one started: what a call keeps (a cache that grows) raises it (docs/measurement.md, "Memory")
+    peak: int | None = None
     top: list[AllocSite] = field(default_factory=list)  # the call's biggest allocating lines, most bytes first
     error: str | None = None  # why this side has no numbers
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bolt_bot.cli import main
+from bolt_bot.decide.memory import MemoryRule, compare_memory
 from bolt_bot.measure import envs, memory, sandbox
 from bolt_bot.measure.counts import valgrind_available
 from tests.conftest import commit, git, make_repo
@@ -133,3 +134,27 @@ def test_the_same_commit_traced_again_and_elsewhere_gives_identical_counts(repo,
     assert all(n == numbers[0] for n in numbers[1:]), numbers
     peaks = [{n: s.peak for n, s in p.stages.items()} for p in passes]
     assert all(p == peaks[0] for p in peaks[1:]), peaks
+
+
+_CACHE_BENCH = '''_CACHE = []
+
+
+def test_keeps(benchmark):
+    benchmark(lambda: _CACHE.append(bytearray(200_000)))
+
+
+def test_frees(benchmark):
+    benchmark(lambda: len(bytearray(200_000)))
+'''
+
+
+def test_a_cache_that_grows_shows_in_the_peak_only(tmp_path):
+    root = make_repo(tmp_path / "cache", {"bench/test_cache.py": _CACHE_BENCH})
+    spec = envs.EnvSpec(requirements=[*envs.BENCH_REQUIREMENTS, memory.memray_requirement()])
+    with envs.prepare(root, spec, "base") as env:
+        done = memory.measure_memory(env.python, root, ["bench"], env=sandbox.side_environ(env.python), timeout=300,
+                                     workdir=tmp_path / "work")
+    keeps, frees = (done.stages[f"bench/test_cache.py::test_{n}"] for n in ("keeps", "frees"))
+    found = compare_memory(frees, keeps, MemoryRule())
+    assert (found.verdict, found.regressed) == ("regressed", ["peak"]), (frees, keeps)
+    assert keeps.peak > 1.9 * frees.peak

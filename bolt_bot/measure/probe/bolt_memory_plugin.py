@@ -4,8 +4,9 @@ Runs inside the measured environment (pytest, pytest-benchmark and memray; nothi
 `-p bolt_memory_plugin`; events are JSON lines flushed at once to BOLT_MEMORY_EVENTS, so a crash loses
 nothing already reported. pytest-benchmark's `benchmark(fn, *a, **kw)` and `benchmark.pedantic(...)` are
 replaced for the whole (dedicated) process: one untraced warm-up call (imports, caches, lazy set-up),
-`gc.collect()`, then ONE call under `memray.Tracker(trace_python_allocators=True)`, whose records are read
-back at once. The test's own asserts run on the traced call's result as they would on pytest-benchmark's.
+`gc.collect()`, then under `memray.Tracker(trace_python_allocators=True)` one more call and the counted one,
+whose records are read back at once. Allocations and bytes are the counted call's; the peak is the highest
+use above the trace's start over both calls, so what a call keeps (a cache that grows) raises it. The test's own asserts run on the traced call's result as they would on pytest-benchmark's.
 
 Why memray and not tracemalloc (docs/measurement.md, "Memory"): tracemalloc sees only the blocks alive
 when it is asked, so a call that allocates a million temporaries and frees them counts as nothing; memray
@@ -121,7 +122,7 @@ def _measure(fixture, target, arguments, teardown):
 
     stage = getattr(fixture, "fullname", None) or fixture.name
     args, kwargs = arguments()
-    target(*args, **kwargs)  # warm-up, not traced
+    target(*args, **kwargs)  # warm-up, not traced: imports, lazy set-up, caches filled once
     if teardown is not None:
         teardown(*args, **kwargs)
     args, kwargs = arguments()
@@ -133,6 +134,15 @@ def _measure(fixture, target, arguments, teardown):
     try:
         with memray.Tracker(path, native_traces=False, trace_python_allocators=True, follow_fork=False,
                             file_format=memray.FileFormat.ALL_ALLOCATIONS):
+            # One call before the counted one, inside the trace but not counted: what it keeps (a cache that
+            # grows with every call) is still in use when the counted call starts, so it shows in the peak,
+            # which a single call's own high-water mark would not show.
+            target(*args, **kwargs)
+            if teardown is not None:
+                teardown(*args, **kwargs)
+            args, kwargs = arguments()
+            gc.collect()
+            _bolt_mark()
             result = _bolt_traced_call(target, args, kwargs)
         traced = time.perf_counter() - started
         record = _read(memray, path)
@@ -150,6 +160,12 @@ def _bolt_traced_call(target, args, kwargs):
     return target(*args, **kwargs)
 
 
+def _bolt_mark():
+    # One allocation in this frame marks, in the records' order, where the counted call begins: other threads'
+    # allocations count from there on (those of the uncounted call before it do not).
+    return bytearray(8)
+
+
 _ALLOCATING = {"MALLOC", "CALLOC", "REALLOC", "POSIX_MEMALIGN", "ALIGNED_ALLOC", "MEMALIGN", "VALLOC", "PVALLOC",
                "PYMALLOC_MALLOC", "PYMALLOC_CALLOC", "PYMALLOC_REALLOC"}
 
@@ -158,25 +174,34 @@ def _read(memray, path):
     reader = memray.FileReader(path)
     try:
         allocating = {int(kind) for kind in memray.AllocatorType if kind.name in _ALLOCATING}
-        stacks: dict = {}  # (thread, stack id) -> [the line charged, through the traced call?, allocations, bytes]
+        sites: dict = {}  # (thread, stack id) -> (the line charged, through the traced call?), or None: the mark
+        counted: dict = {}  # (thread, stack id, after the mark?) -> [allocations, bytes]
+        marked = False
         for rec in reader.get_allocation_records():
             if int(rec.allocator) not in allocating:
                 continue
             key = (rec.tid, rec.stack_id)
-            if key not in stacks:
-                stacks[key] = [*_site(rec.stack_trace()), 0, 0]
-            stacks[key][2] += rec.n_allocations
-            stacks[key][3] += rec.size
+            if key not in sites:
+                stack = rec.stack_trace()
+                mark = bool(stack) and stack[0][0] == "_bolt_mark" and os.path.abspath(stack[0][1]) == _HERE
+                sites[key] = None if mark else _site(stack)
+            if sites[key] is None:
+                marked = True
+                continue
+            total = counted.setdefault((*key, marked), [0, 0])
+            total[0] += rec.n_allocations
+            total[1] += rec.size
         peak = int(reader.metadata.peak_memory)
     finally:
         reader.close()
-    # The calling thread's allocations outside the traced call are the tracker's own; every other thread's
-    # were made while the call ran (a pool the stage uses), so they count.
-    calling = {tid for (tid, _), (_, through, _, _) in stacks.items() if through}
+    # The calling thread's allocations outside the traced call are the tracker's own and the uncounted call's;
+    # other threads' made after the mark were made while the counted call ran (a pool the stage uses).
+    calling = {tid for (tid, _), site in sites.items() if site is not None and site[1]}
     lines: dict = {}  # (where, function) -> [allocations, bytes]
     count = total = 0
-    for (tid, _), (site, through, n, size) in stacks.items():
-        if through or tid not in calling:
+    for (tid, stack_id, after), (n, size) in counted.items():
+        site, through = sites[(tid, stack_id)]
+        if through or (after and tid not in calling):
             count += n
             total += size
             line = lines.setdefault(site, [0, 0])
