@@ -111,6 +111,7 @@ class AllocSite:
     function: str | None = None
     allocations: int = 0
     allocated: int = 0  # bytes
+    code: str | None = None  # the line's text: base and head lines are matched by it when the line moved
 
 
 @dataclass

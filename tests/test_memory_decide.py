@@ -164,3 +164,13 @@ def test_annotations_of_a_memory_only_regression_say_memory_not_slower():
     out = io.StringIO()
     annotate(results, out)
     assert "uses more memory per call: allocations +100.0 %" in out.getvalue() and "slower" not in out.getvalue()
+
+
+def test_a_line_that_only_moved_is_matched_by_its_text():
+    base = side(top=[AllocSite("m.py:13", "parse", 400, 30000, code="records.append(row)"),
+                     AllocSite("m.py:14", "parse", 10, 500, code="return records")])
+    head = side(top=[AllocSite("m.py:20", "parse", 800, 60000, code="records.append(row)"),
+                     AllocSite("m.py:13", "parse", 300, 9000, code="name = clean(city)")])
+    lines = alloc_lines(base, head)
+    assert [(l.where, l.base_allocations, l.head_allocations, l.new) for l in lines] == [
+        ("m.py:20", 400, 800, False), ("m.py:13", 0, 300, True)]

@@ -72,11 +72,15 @@ def compare_memory(base: MemorySide, head: MemorySide, rule: MemoryRule) -> Memo
 def alloc_lines(base: MemorySide, head: MemorySide) -> list[AllocLine]:
     """The lines where head allocates more than base (bytes, then count), most first. `new` only where base's
     list was complete: a line missing from a cut list may allocate there all the same."""
-    before = {(s.where, s.function): s for s in base.top}
+    # Lines are matched by file, function and text: a line that only moved (code added above it) is the same
+    # line, and another statement now at its number is not. Without text (no source), by file and number.
+    by_text = {(_file(s.where), s.function, s.code): s for s in base.top if s.code}
+    by_where = {(s.where, s.function): s for s in base.top if not s.code}
     complete = len(base.top) < TOP_LINES
     out = []
     for site in head.top:
-        old = before.get((site.where, site.function))
+        old = (by_text.get((_file(site.where), site.function, site.code)) if site.code
+               else by_where.get((site.where, site.function)))
         b_n, b_bytes = (old.allocations, old.allocated) if old else (0, 0)
         if site.allocated > b_bytes or site.allocations > b_n:
             out.append(AllocLine(where=site.where, function=site.function, base_allocations=b_n,
@@ -85,6 +89,10 @@ def alloc_lines(base: MemorySide, head: MemorySide) -> list[AllocLine]:
     out.sort(key=lambda line: (-(line.head_bytes - line.base_bytes), -(line.head_allocations - line.base_allocations),
                                line.where))
     return out
+
+
+def _file(where: str) -> str:
+    return where.rsplit(":", 1)[0]
 
 
 def memory_comparisons(run: MemoryRun, rule: MemoryRule) -> dict[str, MemoryComparison]:

@@ -61,7 +61,8 @@ class MemoryRun:
 
     def environment(self) -> dict:
         """What results.json's environment says of the pass."""
-        return {"tool": f"memray {MEMRAY_VERSION}, Python allocators traced, one call after a warm-up",
+        return {"tool": f"memray {MEMRAY_VERSION}, Python allocators traced: the second of two traced calls "
+                        "after a warm-up",
                 "stages": len({n for p in self.passes.values() for n in p.stages}),
                 "skipped": len(self.skipped),
                 "seconds": {side: round(p.seconds, 1) for side, p in self.passes.items()},
@@ -124,7 +125,7 @@ def read_pass(events: list[dict], res: process.Finished, timeout: float) -> Memo
 
 def side_from_event(event: dict) -> MemorySide:
     top = [AllocSite(where=str(t["where"]), function=t.get("function"), allocations=int(t["allocations"]),
-                     allocated=int(t["allocated"])) for t in event.get("top") or []]
+                     allocated=int(t["allocated"]), code=t.get("code")) for t in event.get("top") or []]
     return MemorySide(allocations=int(event["allocations"]), allocated=int(event["allocated"]),
                       peak=int(event["peak"]), top=top)
 

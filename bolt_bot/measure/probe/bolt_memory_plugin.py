@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+import linecache
 import os
 import tempfile
 import time
@@ -197,7 +198,7 @@ def _read(memray, path):
     # The calling thread's allocations outside the traced call are the tracker's own and the uncounted call's;
     # other threads' made after the mark were made while the counted call ran (a pool the stage uses).
     calling = {tid for (tid, _), site in sites.items() if site is not None and site[1]}
-    lines: dict = {}  # (where, function) -> [allocations, bytes]
+    lines: dict = {}  # (where, function, code) -> [allocations, bytes]
     count = total = 0
     for (tid, stack_id, after), (n, size) in counted.items():
         site, through = sites[(tid, stack_id)]
@@ -209,11 +210,12 @@ def _read(memray, path):
             line[1] += size
     top = sorted(lines.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:_TOP]
     return {"allocations": count, "allocated": total, "peak": peak,
-            "top": [{"where": w, "function": f, "allocations": n, "allocated": b} for (w, f), (n, b) in top]}
+            "top": [{"where": w, "function": f, "code": c, "allocations": n, "allocated": b}
+                    for (w, f, c), (n, b) in top]}
 
 
 def _site(stack):
-    """((where, function) of the line charged with an allocation, whether its stack passes through the traced
+    """((where, function, the line's text) of the line charged with an allocation, whether its stack passes through the traced
     call): the innermost frame in the checkout below that call, else the innermost frame."""
     through = False
     for depth, (function, filename, _) in enumerate(stack):
@@ -221,17 +223,23 @@ def _site(stack):
             stack, through = stack[:depth], True
             break
     if not stack:
-        return ("<the call itself>" if through else "<no Python frame>", None), through
+        return ("<the call itself>" if through else "<no Python frame>", None, None), through
     root = _root[0] if _root else os.getcwd()
     for function, filename, lineno in stack:
         if not os.path.isabs(filename):
             continue  # "<string>" (exec'd code), "<frozen importlib._bootstrap>": not a file of the checkout
         real = os.path.realpath(filename)
         if real.startswith(root + os.sep) and f"{os.sep}site-packages{os.sep}" not in real:
-            return (f"{os.path.relpath(real, root)}:{lineno}", function), through
+            return (f"{os.path.relpath(real, root)}:{lineno}", function, _code(filename, lineno)), through
     function, filename, lineno = stack[0]
     where = f"{filename}:{lineno}" if filename.startswith("<") else f"<{_module_path(filename)}>:{lineno}"
-    return (where, function), through
+    return (where, function, _code(filename, lineno)), through
+
+
+def _code(filename, lineno):
+    # The line's text: base and head are matched by it, so a line that only moved (code added above it) is
+    # not taken for a new one.
+    return linecache.getline(filename, lineno).strip()[:200] or None
 
 
 def _module_path(filename):
