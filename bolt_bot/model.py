@@ -125,6 +125,7 @@ class AllocLine:
     base_bytes: int = 0
     head_bytes: int = 0
     new: bool = False  # only head allocates here
+    code: str | None = None  # the line's text on head
 
 
 @dataclass

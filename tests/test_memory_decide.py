@@ -174,3 +174,4 @@ def test_a_line_that_only_moved_is_matched_by_its_text():
     lines = alloc_lines(base, head)
     assert [(l.where, l.base_allocations, l.head_allocations, l.new) for l in lines] == [
         ("m.py:20", 400, 800, False), ("m.py:13", 0, 300, True)]
+    assert lines[0].code == "records.append(row)"

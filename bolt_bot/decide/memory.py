@@ -85,7 +85,7 @@ def alloc_lines(base: MemorySide, head: MemorySide) -> list[AllocLine]:
         if site.allocated > b_bytes or site.allocations > b_n:
             out.append(AllocLine(where=site.where, function=site.function, base_allocations=b_n,
                                  head_allocations=site.allocations, base_bytes=b_bytes, head_bytes=site.allocated,
-                                 new=old is None and complete))
+                                 new=old is None and complete, code=site.code))
     out.sort(key=lambda line: (-(line.head_bytes - line.base_bytes), -(line.head_allocations - line.base_allocations),
                                line.where))
     return out
