@@ -25,7 +25,7 @@ from bolt_bot.measure.sides import BASE, HEAD
 from bolt_bot.model import AllocSite, MemorySide
 from bolt_bot.progress import Progress
 
-MEMRAY_VERSION = "1.15.0"
+MEMRAY_VERSION = "1.20.0"  # wheels for CPython 3.9-3.14 on Linux and macOS
 PLUGIN = "bolt_memory_plugin"  # measure/probe/bolt_memory_plugin.py
 EVENTS_VARIABLE = "BOLT_MEMORY_EVENTS"
 TOP_LINES = 20  # allocating lines kept per call: a line missing from a full list is not known to be new
@@ -35,9 +35,11 @@ _CHECK = f"import sys\ntry:\n    import memray\nexcept Exception:\n    print({_N
 
 
 def memray_requirement() -> str:
-    """What the measured environments need for the pass: memray has wheels for Linux and macOS only, elsewhere
-    the pass says it has no memray and is skipped."""
-    return f"memray=={MEMRAY_VERSION}; sys_platform == 'linux' or sys_platform == 'darwin'"
+    """What the measured environments need for the pass. memray has wheels for Linux and macOS and CPython
+    3.9+ only; elsewhere it is not installed (a source build would fail the whole environment), and the pass
+    says it has no memray."""
+    return (f"memray=={MEMRAY_VERSION}; python_version >= '3.9' and "
+            "(sys_platform == 'linux' or sys_platform == 'darwin')")
 
 
 @dataclass
