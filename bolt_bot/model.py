@@ -97,7 +97,9 @@ class MemorySide:
 
     allocations: int | None = None  # blocks allocated during the call (freed or not)
     allocated: int | None = None  # bytes allocated during the call, in total
-    peak: int | None = None  # highest bytes in use during the call, above what was in use at its start
+    # highest bytes in use during the call and the uncounted call traced before it, above what was in use when
+    # that one started: what a call keeps (a cache that grows) raises it (docs/measurement.md, "Memory")
+    peak: int | None = None
     top: list[AllocSite] = field(default_factory=list)  # the call's biggest allocating lines, most bytes first
     error: str | None = None  # why this side has no numbers
 
@@ -110,6 +112,7 @@ class AllocSite:
     function: str | None = None
     allocations: int = 0
     allocated: int = 0  # bytes
+    code: str | None = None  # the line's text: base and head lines are matched by it when the line moved
 
 
 @dataclass
@@ -123,6 +126,7 @@ class AllocLine:
     base_bytes: int = 0
     head_bytes: int = 0
     new: bool = False  # only head allocates here
+    code: str | None = None  # the line's text on head
 
 
 @dataclass

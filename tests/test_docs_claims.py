@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 
 from bolt_bot.cli import main, overrides_from
 from bolt_bot.github import events
-from bolt_bot.settings import APPROVERS, COMMENT_MODES, MEASURES, REPORT_MODES, WALLTIME_ENGINES, Settings
+from bolt_bot.settings import APPROVERS, COMMENT_MODES, MEASURES, MEMORY_MODES, REPORT_MODES, WALLTIME_ENGINES, Settings
 from tests.container import input_env_name, load_action
 
 if sys.version_info >= (3, 11):
@@ -167,7 +167,7 @@ def documented_inputs() -> dict[str, str]:
 def sample_value(name: str):
     """A valid value other than the default for the setting `name` (snake_case), as an input's text."""
     choices = {"measure": MEASURES, "walltime_engine": WALLTIME_ENGINES, "comment": COMMENT_MODES,
-               "report": REPORT_MODES, "approvers": APPROVERS}
+               "report": REPORT_MODES, "approvers": APPROVERS, "memory": MEMORY_MODES}
     default = getattr(Settings(), name)
     if name in choices:
         return next(c for c in choices[name] if c != default)
