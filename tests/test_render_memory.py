@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+from pathlib import Path
 
 from bolt_bot.github.checkrun import annotations
 from bolt_bot.github.workflow import annotate
@@ -20,6 +22,7 @@ from bolt_bot.report.memory import format_bytes, format_count
 from bolt_bot.report.render import render_comment, render_limited, render_summary
 from bolt_bot.report.textfilter import JOINER
 
+GOLDEN = Path(__file__).parent / "golden"
 ALLOWED_TAGS = {"details", "/details", "summary", "/summary", "sub", "/sub", "!--"}
 PARSE = "benchmarks/test_pipeline.py::test_parse"
 CACHE = "benchmarks/test_pipeline.py::test_cache"
@@ -164,3 +167,13 @@ def test_annotations_name_a_memory_regression():
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert any("title=Bolt%3A benchmark uses more memory::" in line and "allocations +98 %25" in line for line in lines)
+
+
+def test_golden_memory_comment_and_summary():
+    """The whole comment and summary of a memory-only regression beside a time one (BOLT_UPDATE_GOLDEN=1 rewrites)."""
+    for name, render in (("comment-memory.md", render_comment), ("summary-memory.md", render_summary)):
+        text = render(memory_only_regression())
+        path = GOLDEN / name
+        if os.environ.get("BOLT_UPDATE_GOLDEN"):
+            path.write_text(text, encoding="utf-8")
+        assert text == path.read_text(encoding="utf-8")
