@@ -22,6 +22,7 @@ from bolt_bot.measure import sandbox
 from bolt_bot.decide import walltime as walltime_verdicts
 from bolt_bot.decide.compare import build_results
 from bolt_bot.decide.measured import add_sizes, judge_measured
+from bolt_bot.decide.memory import MemoryRule
 from bolt_bot.decide.paired import flagged
 from bolt_bot.measure.timing import measure_sizes
 from bolt_bot.model import INSTRUCTIONS, REGRESSED, UNCHANGED, CommitRef, Results
@@ -95,7 +96,8 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: shar
                 return results
         # A shard's discovery round of the whole suite is passed on (only then: measuring times its own).
         more = {"discovered": discovered} if discovered is not None else {}
-        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge, **more))
+        judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge, **more),
+                                MemoryRule.of(settings))
         moved = flagged(judged.stages, INSTRUCTIONS)
         if moved:
             # How much wall time the counted changes moved, shown beside the count (which still decides): by

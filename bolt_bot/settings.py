@@ -24,6 +24,7 @@ WALLTIME_ENGINES = ("paired", "rounds")
 COMMENT_MODES = ("always", "on-change", "never")
 REPORT_MODES = ("status", "check", "both")  # the commit status bolt/performance, the check run Bolt, or both
 APPROVERS = ("write", "admin")
+MEMORY_MODES = ("auto", "off")  # auto: the memory pass for every stage but those too long to trace (measure/memory.py)
 
 
 @dataclass
@@ -59,6 +60,14 @@ class Settings:
     template_dir: str | None = None
     profile: bool = True  # profile the regressed stages
     pass_env: list[str] = field(default_factory=list)  # variables the benchmarks read, passed to every measured pass
+    # Memory (decide/memory.py, docs/measurement.md "Memory"): allocations and bytes of one call repeat exactly,
+    # so a tight relative floor; the absolute minimums keep a few objects more in a tiny stage from going red.
+    memory: str = "auto"
+    memory_threshold: float = 1.0  # percent: allocations and allocated bytes
+    memory_min_allocations: int = 64  # and at least this many allocations more (or fewer)
+    memory_min_bytes: int = 4096  # and at least this many bytes more (or fewer)
+    peak_threshold: float = 10.0  # percent: the peak depends on the allocator, so a wide margin
+    peak_min_bytes: int = 65536  # and at least this many bytes
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,11 +109,22 @@ class Settings:
         if secret is not None:
             raise BoltError(f"{source}: pass_env names {secret}, which may hold a token or secret and never reaches "
                             "measured code")
+        if self.memory not in MEMORY_MODES:
+            raise BoltError(f"{source}: memory must be one of {', '.join(MEMORY_MODES)}, not {self.memory!r}")
+        for name in ("memory_threshold", "peak_threshold"):
+            if not 0 <= getattr(self, name) < 1000:
+                raise BoltError(f"{source}: {name.replace('_', '-')} is a percent change between 0 and 1000, "
+                                f"not {getattr(self, name)}")
+        for name in ("memory_min_allocations", "memory_min_bytes", "peak_min_bytes"):
+            if getattr(self, name) < 0:
+                raise BoltError(f"{source}: {name.replace('_', '-')} cannot be negative, not {getattr(self, name)}")
         if self.round_memory_mb < 0:
             raise BoltError(f"{source}: round_memory_mb is MiB (0: no limit), not {self.round_memory_mb}")
 
 
 def _convert(key: str, value: Any, default: Any, source: str) -> Any:
+    if key == "memory" and isinstance(value, bool):  # `memory = false` in [tool.bolt] reads as meant
+        return "auto" if value else "off"
     try:
         if isinstance(default, bool):
             if isinstance(value, str):

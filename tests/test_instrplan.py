@@ -237,7 +237,7 @@ def test_auto_measures_each_stage_its_way_and_merges(tmp_path):
         seen["wall_env"] = [s.env for s in setups.values()]
         return wall_run(["t::slow"], extra_pairs=1)
 
-    measured = measure(Settings(walltime_engine="rounds"), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+    measured = measure(Settings(walltime_engine="rounds", memory="off"), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
                                  counts_fn=counts_fn, valgrind=lambda: "/usr/bin/valgrind")
     assert measured.measure == "mixed"
     assert [(s.name, s.measure) for s in measured.stages] == [("t::fast", "instructions"), ("t::slow", "walltime")]
@@ -255,7 +255,7 @@ def test_no_valgrind_falls_back_to_wall_time_with_a_notice(tmp_path):
         return wall_run(["t::a"])
 
     for mode in ("auto", "instructions"):
-        measured = measure(Settings(measure=mode, walltime_engine="rounds"), SETUPS, tmp_path, walltime_fn=walltime_fn,
+        measured = measure(Settings(measure=mode, walltime_engine="rounds", memory="off"), SETUPS, tmp_path, walltime_fn=walltime_fn,
                                      valgrind=lambda: None)
         assert measured.measure == "walltime" and len(measured.notices) == 1 and "valgrind" in measured.notices[0]
 
@@ -294,7 +294,7 @@ def test_comment_says_why_each_stage_left_counts(tmp_path):
     def walltime_fn(setups, plan, workdir, progress, judge):
         return wall_run(["t::pool", "t::sleepy", "t::slow"])
 
-    measured = measure(Settings(walltime_engine="rounds"), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
+    measured = measure(Settings(walltime_engine="rounds", memory="off"), SETUPS, tmp_path, round_fn=rounds, walltime_fn=walltime_fn,
                                  counts_fn=lambda *a, **k: run({"t::fast": 1000}), valgrind=lambda: "valgrind")
     results = Results(stages=measured.stages, verdict="unchanged", measure=measured.measure,
                       settings=Settings().to_dict(), environment=measured.environment)
@@ -359,7 +359,7 @@ def test_a_tiny_count_change_does_not_head_the_comment_of_a_pr_that_made_other_s
     def counts_fn(python, checkout, args, *, env, timeout, workdir):
         return run(passes[Path(checkout).name])
 
-    measured = measure(Settings(), SETUPS, tmp_path, round_fn=rounds, counts_fn=counts_fn,
+    measured = measure(Settings(memory="off"), SETUPS, tmp_path, round_fn=rounds, counts_fn=counts_fn,
                                  valgrind=lambda: "valgrind")
     results = build_results(measured.stages, measure=measured.measure, settings=Settings().to_dict(),
                             environment=measured.environment)

@@ -80,7 +80,7 @@ def test_the_paired_engine_times_every_stage_and_rounds_only_those_too_long_for_
         seen["rounds"] = plan.pytest_args
         return wall_run(["t::long"])
 
-    settings = Settings(measure="walltime", walltime_engine="paired", pytest_args=["-k", "x"], round_memory_mb=512)
+    settings = Settings(measure="walltime", walltime_engine="paired", pytest_args=["-k", "x"], round_memory_mb=512, memory="off")
     measured = measuring.measure(settings, SETUPS, tmp_path, judge=wall_verdicts.judge, walltime_fn=rounds_fn,
                                  paired_fn=paired_fn, round_fn=lambda *a, **k: RoundResult(), valgrind=lambda: None)
     assert seen["paired"] == ([], ["-k", "x"], 512, None)
@@ -117,7 +117,7 @@ def test_stages_only_one_side_has_run_once_there_so_a_broken_new_one_is_failed_n
         return RoundResult(failed={"t::broken": "ZeroDivisionError: division by zero",
                                    "t::hangs": "timed out after 20 s (stopped)"}, error="timed out after 20 s")
 
-    settings = Settings(measure="walltime", walltime_engine="paired", round_timeout=20)
+    settings = Settings(measure="walltime", walltime_engine="paired", round_timeout=20, memory="off")
     judged = judge_measured(measuring.measure(settings, SETUPS, tmp_path, judge=wall_verdicts.judge,
                                               walltime_fn=_never, paired_fn=paired_fn, round_fn=round_fn,
                                               valgrind=lambda: None))
@@ -133,7 +133,7 @@ def test_a_paired_engine_that_cannot_start_leaves_every_stage_to_rounds(tmp_path
     def paired_fn(*args, **kw):
         raise BoltError("the base worker did not start: no pytest")
 
-    measured = measuring.measure(Settings(measure="walltime", walltime_engine="paired"), SETUPS, tmp_path, judge=wall_verdicts.judge,
+    measured = measuring.measure(Settings(measure="walltime", walltime_engine="paired", memory="off"), SETUPS, tmp_path, judge=wall_verdicts.judge,
                                  walltime_fn=lambda *a, **k: wall_run(["t::a"]), paired_fn=paired_fn,
                                  valgrind=lambda: None)
     judged = judge_measured(measured)

@@ -859,7 +859,7 @@ def test_memory_limit_setting_reaches_every_round(tmp_path):
         seen.append(kw.get("memory_mb"))
         return RoundResult(error="no suite")
 
-    settings = Settings().updated({"round-memory-mb": "512", "rounds": 1, "measure": "walltime", "walltime-engine": "rounds"}, "test")
+    settings = Settings().updated({"round-memory-mb": "512", "rounds": 1, "measure": "walltime", "walltime-engine": "rounds", "memory": "off"}, "test")
     setups = {side: SideSetup(Path(sys.executable), tmp_path) for side in ("base", "head")}
     from bolt_bot.measure.walltime import measure_walltime
 

@@ -166,7 +166,7 @@ def compare_sides(
 
 
 def run_verdict(stages: Sequence[StageComparison]) -> str:
-    """The most urgent stage verdict; `failed` when nothing was measured, every stage failed, or a stage
+    """The most urgent stage verdict (a stage regressed in memory counts as regressed); `failed` when nothing was measured, every stage failed, or a stage
     failed on head; `inconclusive` when every stage was only added or removed. A stage that failed on base only (the change fixed or added it) is reported as failed
     but does not fail the run: the change did not break it."""
     verdicts = {s.verdict for s in stages if not _failed_on_base_only(s)}
@@ -174,6 +174,8 @@ def run_verdict(stages: Sequence[StageComparison]) -> str:
         return FAILED
     if verdicts <= {ADDED, REMOVED}:
         return INCONCLUSIVE  # nothing exists on both sides (a renamed suite): nothing was compared
+    if any(s.memory_regressed for s in stages):
+        return REGRESSED  # a memory regression gates like a time one (StageComparison.regressed)
     for verdict in _URGENCY:
         if verdict in verdicts:
             return verdict

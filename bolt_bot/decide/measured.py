@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass, field, replace
 
 from bolt_bot.decide.counts import counts_to_stages
+from bolt_bot.decide.memory import MemoryRule, add_memory
 from bolt_bot.decide.paired import noise_notice, paired_stages, sizes
 from bolt_bot.measure.paired import PairedRun
 from bolt_bot.decide.walltime import walltime_stages
@@ -23,8 +24,9 @@ class Judged:
     notices: list[str] = field(default_factory=list)
 
 
-def judge_measured(measured: Measured) -> Judged:
-    """The stages of both measures merged into one list, sorted by name; `measured` is left as it was."""
+def judge_measured(measured: Measured, memory_rule: MemoryRule | None = None) -> Judged:
+    """The stages of both measures merged into one list, sorted by name, each with its memory verdict when the
+    memory pass ran (`memory_rule`, else the default rule); `measured` is left as it was."""
     notices = list(measured.notices)
     environment = copy.deepcopy(measured.environment)
     stages: list[StageComparison] = []
@@ -59,6 +61,7 @@ def judge_measured(measured: Measured) -> Judged:
     kinds = {s.measure for s in stages}
     name = MIXED if len(kinds) > 1 else (kinds.pop() if kinds else WALLTIME)
     stages.sort(key=lambda s: s.name)
+    notices += add_memory(stages, measured.memory, memory_rule or MemoryRule())
     return Judged(stages, name, environment, notices)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from bolt_bot.measure import process, pytestcmd, sandbox
 from bolt_bot.measure.discovery import Split, discover
 from bolt_bot.measure.envs import BENCH_REQUIREMENTS
+from bolt_bot.measure import memory as memory_pass
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.counts import (
     InstructionRun,
@@ -70,6 +71,7 @@ class Measured:
     paired_plan: PairedPlan | None = None
     paired_rule: tuple[float, float] = (3.0, 0.05)  # (floor in percent, alpha) for the paired verdicts
     one_sided_failed: dict[str, dict[str, str]] = field(default_factory=dict)  # side → stage → error (paired)
+    memory: memory_pass.MemoryRun | None = None  # the memory pass (setting `memory`), None when off
     fallback: dict[str, str] = field(default_factory=dict)  # stage → why its count failed: timed instead
     environment: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
@@ -80,6 +82,8 @@ def requirements(settings: Settings) -> list[str]:
     reqs = list(BENCH_REQUIREMENTS)
     if settings.measure == INSTRUCTIONS or (settings.measure == "auto" and valgrind_available()):
         reqs.append(codspeed_requirement())
+    if settings.memory != "off":
+        reqs.append(memory_pass.memray_requirement())
     return reqs
 
 
@@ -89,12 +93,39 @@ def measure(settings: Settings, setups: dict[str, SideSetup], out: Path, progres
             walltime_fn: Callable[..., object] = measure_walltime,
             counts_fn: Callable[..., InstructionRun] = measure_instructions,
             valgrind: Callable[[], str | None] = valgrind_available,
-            paired_fn: Callable[..., PairedRun] | None = None, discovered: Split | None = None) -> Measured:
-    """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind.
+            paired_fn: Callable[..., PairedRun] | None = None, discovered: Split | None = None,
+            memory_fn: Callable[..., memory_pass.MemoryPass] = memory_pass.measure_memory) -> Measured:
+    """Measure both sides the way `settings.measure` asks; falls back to wall time without valgrind. Then the
+    memory pass (setting `memory`), after every timed and counted pass so that it disturbs none.
 
     `judge(plan)` is the deciding layer's opinion the wall-time loop plans its extra rounds by; `discovered`
     is a discovery round already timed (a shard's, of the whole suite), used instead of timing one."""
     progress = progress or Progress(quiet=True)
+    measured = _time_and_count(settings, setups, out, progress, judge, round_fn, walltime_fn, counts_fn, valgrind,
+                               paired_fn, discovered)
+    if settings.memory != "off":
+        skip = memory_pass.long_stages(_call_seconds(measured))
+        with progress.group("Tracing one call of each stage for its memory (memray)"):
+            measured.memory = memory_pass.measure_sides(
+                setups, [*settings.benchmarks, *settings.pytest_args], out / "memory", progress,
+                timeout=settings.round_timeout, memory_mb=settings.round_memory_mb or None, skip=skip,
+                memory_fn=memory_fn)
+        measured.environment["memory"] = measured.memory.environment()
+    return measured
+
+
+def _call_seconds(measured: Measured) -> dict[str, dict[str, float]]:
+    """side → stage → seconds per call as the timed passes saw them: discovery's, else the rounds' fastest."""
+    if measured.count_plan is not None and measured.count_plan.walltimes:
+        return measured.count_plan.walltimes
+    if measured.walltime is None:
+        return {}
+    return {side: {name: min(r.median for r in records) for name, records in rounds.by_stage().items()
+                   if records[0].unit == "s"} for side, rounds in measured.walltime.sides.items()}
+
+
+def _time_and_count(settings: Settings, setups: dict[str, SideSetup], out: Path, progress: Progress, judge, round_fn,
+                    walltime_fn, counts_fn, valgrind, paired_fn, discovered) -> Measured:
     notices: list[str] = []
     ignored = pytestcmd.clean(settings.pytest_args)[1]
     if ignored:
