@@ -18,7 +18,7 @@ from bolt_bot.model import (
     SideSummary,
     StageComparison,
 )
-from bolt_bot.report.memory import format_bytes, format_count
+from bolt_bot.report.memory import format_bytes, format_count, percent
 from bolt_bot.report.render import render_comment, render_limited, render_summary
 from bolt_bot.report.textfilter import JOINER
 
@@ -77,6 +77,7 @@ def test_units_read_well():
     assert format_bytes(1024 * 1024 - 10) == "1.0 MiB"  # never "1024 KiB"
     assert format_bytes(2_202_010, signed=True) == "+2.1 MiB" and format_bytes(-1536, signed=True) == "-1.5 KiB"
     assert [format_count(v) for v in (7, 1234, 9999, 12_345, 1_234_567)] == ["7", "1,234", "9,999", "12.3 k", "1.23 M"]
+    assert [percent(r) for r in (1.98, 1.0123, 0.5, 120.5, None)] == ["+98 %", "+1.2 %", "-50 %", "120×", "n/a"]
 
 
 def test_a_memory_only_regression_is_listed_with_what_grew_and_counted_in_the_headline():

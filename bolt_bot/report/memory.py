@@ -52,9 +52,12 @@ def amount(value: float | None, kind: str) -> str:
 
 
 def percent(ratio: float | None) -> str:
-    """+98 %, -12.5 %: whole percents from 10 % on, where a tenth says nothing."""
+    """+98 %, -12.5 %: whole percents from 10 % on, where a tenth says nothing; a factor from 10x on
+    (a peak from 602 B to 70 KiB reads "118×", not "+11683 %")."""
     if ratio is None or not math.isfinite(ratio) or ratio <= 0:
         return "n/a"
+    if ratio >= 10:
+        return f"{ratio:.0f}×"
     change = (ratio - 1) * 100
     digits = 0 if abs(change) >= 10 else 1
     return f"{round(change, digits) + 0.0:+.{digits}f} %"
