@@ -8,7 +8,7 @@ from typing import Any
 
 from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, INSTRUCTIONS, REGRESSED, UNCHANGED, Results, StageComparison
 from bolt_bot.report.messages import NO_IMPROVEMENT
-from bolt_bot.report.render import format_change, format_interval
+from bolt_bot.report.render import format_change
 from bolt_bot.report.state import STATE_STAGES_LIMIT, state_name
 from bolt_bot.report.textfilter import short_description, short_name
 
@@ -27,16 +27,6 @@ def gate_ratio(stage: StageComparison) -> float | None:
         return stage.ratio
     ratios = [r for r in (stage.memory.ratio(kind) for kind in stage.memory.regressed) if r is not None]
     return max(ratios) if ratios else None
-
-
-def regression_text(stage: StageComparison) -> tuple[str, str]:
-    """(title, message) of a regressed stage's annotation: slower, or allocating more when only memory regressed."""
-    if stage.verdict == REGRESSED or not stage.memory_regressed:
-        interval = format_interval(stage.ci)
-        return "Bolt: slower benchmark", (f"{stage.name} is {format_change(stage.ratio)} slower"
-                                          + (f" (95% CI {interval})" if interval else ""))
-    kinds = ", ".join(f"{kind} {format_change(stage.memory.ratio(kind))}" for kind in stage.memory.regressed)
-    return "Bolt: benchmark uses more memory", f"{stage.name} uses more memory per call: {kinds}"
 
 
 def memory_only(results: Results) -> list[str]:

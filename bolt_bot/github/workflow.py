@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Mapping
 from typing import TextIO
 
-from bolt_bot.decide.gate import regression_text
 from bolt_bot.model import Results
+from bolt_bot.report.memory import regression_message
+from bolt_bot.report.render import format_change, format_interval
 
 
 def escape_data(text: str) -> str:
@@ -24,7 +25,10 @@ def annotate(results: Results, stdout: TextIO) -> None:
     """One ::warning per regressed stage, on the benchmark's file when the name says which. Written before any
     GitHub call, so before any approval is known: an approval shows in the status and the comment."""
     for stage in sorted(results.regressions, key=lambda s: -(s.ratio or 1.0)):
-        title, message = regression_text(stage)
+        interval = format_interval(stage.ci)
+        # A memory regression says what grew; time's words only when the time regressed too.
+        title, message = regression_message(stage, f"is {format_change(stage.ratio)} slower"
+                                            + (f" (95% CI {interval})" if interval else ""))
         props = [f"title={escape_property(title)}"]
         path = stage.name.split("::", 1)[0]
         if "::" in stage.name and path.endswith(".py") and not path.startswith("/") and ".." not in path.split("/"):
