@@ -160,6 +160,13 @@ def measure_options(f):
                      help="How wall time is measured: base and head alternating in short blocks on one CPU (paired), "
                           "or whole interleaved pytest rounds (rounds) [default: rounds]."),
         click.option("--threshold", type=float, default=None, help="Effect floor, signed percent change [default: 3]."),
+        click.option("--memory", type=click.Choice(["auto", "off"]), default=None,
+                     help="Trace one call of each stage per side for its allocations and peak memory (memray), "
+                          "gated like time; auto leaves out stages whose call takes over 2 s [default: auto]."),
+        click.option("--memory-threshold", type=float, default=None,
+                     help="Smallest change of a stage's allocations or allocated bytes, percent [default: 1]."),
+        click.option("--peak-threshold", type=float, default=None,
+                     help="Smallest change of a stage's peak memory, percent [default: 10]."),
         click.option("--rounds", type=int, default=None, help="Interleaved rounds per side [default: 10]."),
         click.option("--budget", type=float, default=None, help="Seconds for extra rounds on unclear stages [default: 120]."),
         click.option("--round-timeout", type=float, default=None, help="Seconds before one round is stopped [default: 600]."),
@@ -185,7 +192,8 @@ def measure_options(f):
 
 def overrides_from(kw: dict) -> dict:
     return {
-        "measure": kw["measure"], "walltime_engine": kw["walltime_engine"], "threshold": kw["threshold"], "rounds": kw["rounds"], "budget": kw["budget"],
+        "measure": kw["measure"], "memory": kw["memory"], "memory_threshold": kw["memory_threshold"],
+        "peak_threshold": kw["peak_threshold"], "walltime_engine": kw["walltime_engine"], "threshold": kw["threshold"], "rounds": kw["rounds"], "budget": kw["budget"],
         "round_timeout": kw["round_timeout"], "round_memory_mb": kw["round_memory_mb"], "benchmarks": kw["benchmarks"], "pytest_args": kw["pytest_args"],
         "install": kw["install"], "extras": kw["extras"], "python": kw["python_version"], "pass_env": kw["pass_env"],
         "profile": False if kw["no_profile"] else None, "fail_on_regression": kw["fail_on_regression"],

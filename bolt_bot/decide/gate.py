@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, INSTRUCTIONS, REGRESSED, UNCHANGED, Results
+from bolt_bot.model import FAILED, IMPROVED, INCONCLUSIVE, INSTRUCTIONS, REGRESSED, UNCHANGED, Results, StageComparison
 from bolt_bot.report.messages import NO_IMPROVEMENT
-from bolt_bot.report.render import format_change
+from bolt_bot.report.render import format_change, format_interval
 from bolt_bot.report.state import STATE_STAGES_LIMIT, state_name
 from bolt_bot.report.textfilter import short_description, short_name
 
@@ -18,6 +18,30 @@ APPROVERS = {"write": ("write", "admin"), "admin": ("admin",)}  # maintain is re
 def needs_approval(verdict: str | None, regressed: bool, perf: bool) -> bool:
     """A regression, or a perf-labelled change, waits for a maintainer; a failed measurement is an error instead."""
     return verdict != FAILED and (regressed or perf)
+
+
+def gate_ratio(stage: StageComparison) -> float | None:
+    """The ratio the gate keeps of a regressed stage: its time ratio, or for a stage regressed in memory only,
+    its worst memory ratio (an approval then holds until that grows past the threshold)."""
+    if stage.verdict == REGRESSED or not stage.memory_regressed:
+        return stage.ratio
+    ratios = [r for r in (stage.memory.ratio(kind) for kind in stage.memory.regressed) if r is not None]
+    return max(ratios) if ratios else None
+
+
+def regression_text(stage: StageComparison) -> tuple[str, str]:
+    """(title, message) of a regressed stage's annotation: slower, or allocating more when only memory regressed."""
+    if stage.verdict == REGRESSED or not stage.memory_regressed:
+        interval = format_interval(stage.ci)
+        return "Bolt: slower benchmark", (f"{stage.name} is {format_change(stage.ratio)} slower"
+                                          + (f" (95% CI {interval})" if interval else ""))
+    kinds = ", ".join(f"{kind} {format_change(stage.memory.ratio(kind))}" for kind in stage.memory.regressed)
+    return "Bolt: benchmark uses more memory", f"{stage.name} uses more memory per call: {kinds}"
+
+
+def memory_only(results: Results) -> list[str]:
+    """The stages regressed in memory and not in time."""
+    return [s.name for s in results.regressions if s.verdict != REGRESSED]
 
 
 def may_approve(role: str, approvers: str) -> bool:
@@ -60,12 +84,13 @@ def carry_over(old_state: Mapping[str, Any] | None, results: Results, threshold:
     for stage in sorted(results.regressions, key=lambda s: s.name):
         before = approved.get(state_name(stage.name))
         limit = instr_threshold if stage.measure == INSTRUCTIONS and instr_threshold is not None else threshold
+        ratio = gate_ratio(stage)
         if state_name(stage.name) not in approved:
-            problems.append(f"{short_name(stage.name)} regressed ({format_change(stage.ratio)}), "
+            problems.append(f"{short_name(stage.name)} regressed ({format_change(ratio)}), "
                             "which the approval did not cover")
-        elif stage.ratio is not None and before and before > 0 and (stage.ratio / before - 1) * 100 > limit:
+        elif ratio is not None and before and before > 0 and (ratio / before - 1) * 100 > limit:
             problems.append(f"{short_name(stage.name)} got worse ({format_change(before)} → "
-                            f"{format_change(stage.ratio)}, more than the {limit:g} % threshold)")
+                            f"{format_change(ratio)}, more than the {limit:g} % threshold)")
     if not problems:
         kept = dict(approval)
         kept["holds_for"] = results.head.sha
@@ -124,7 +149,9 @@ def state_keys(gate: Gate, results: Results) -> dict[str, Any]:
         # A cleared approval's reason stays visible until someone approves again or nothing needs it.
         "approval_note": None if gate.approval or not gate.needed else (gate.note or gate.old_note),
         # Keyed by a short form of each name, so that the state stays small whatever the names are.
-        "regressed": dict(sorted((state_name(s.name), s.ratio) for s in results.regressions)[:STATE_STAGES_LIMIT]),
+        "regressed": dict(sorted((state_name(s.name), gate_ratio(s)) for s in results.regressions)[:STATE_STAGES_LIMIT]),
+        # Stages regressed in memory only: the status names them regressed, not slower.
+        "memory_regressed": sorted(state_name(n) for n in memory_only(results))[:STATE_STAGES_LIMIT],
         "perf": gate.perf,
         "claim": gate.claim if gate.perf else None,
     }
@@ -154,12 +181,18 @@ class Measured:
     inconclusive: int = 0
     unchanged: int = 0
     stages: int = 0
+    memory: int = 0  # of the regressed, how many regressed in memory only
+
+    @property
+    def worse(self) -> str:
+        return "slower" if not self.memory else "regressed"
 
     @classmethod
     def of(cls, results: Results) -> Measured:
         failed = [s for s in results.stages if s.verdict == FAILED]
         return cls(verdict=results.verdict,
-                   regressed=[(s.name, s.ratio) for s in results.regressions],
+                   regressed=[(s.name, gate_ratio(s)) for s in results.regressions],
+                   memory=len(memory_only(results)),
                    faster=[(s.name, s.ratio) for s in results.stages if s.verdict == IMPROVED],
                    failed=(failed[0].name, failed[0].note) if failed else None,
                    inconclusive=results.count(INCONCLUSIVE), unchanged=results.count(UNCHANGED),
@@ -169,8 +202,9 @@ class Measured:
     def stored(cls, state: Mapping[str, Any]) -> Measured:
         regressed = state.get("regressed") if isinstance(state.get("regressed"), dict) else {}
         verdict = state.get("verdict")
+        memory = state.get("memory_regressed") if isinstance(state.get("memory_regressed"), list) else []
         return cls(verdict=REGRESSED if regressed else verdict,
-                   regressed=list(regressed.items()), stages=len(regressed))
+                   regressed=list(regressed.items()), stages=len(regressed), memory=len(memory))
 
 
 def approved_description(approval: Mapping[str, Any]) -> str:
@@ -194,7 +228,7 @@ def status_for(measured: Results | Measured, gate: Gate | None = None, perf_labe
         return "success", approved_description(gate.in_force)
     if m.verdict == REGRESSED and regressed:
         # Approvals come from Bolt's own comment (the gate), never from results.json.
-        return "failure", short_description(f"{_plural(len(regressed), 'slower')}: {_listing(regressed)}")
+        return "failure", short_description(f"{_plural(len(regressed), m.worse)}: {_listing(regressed)}")
     if gate is not None and gate.needed:
         return "pending", short_description(f"{perf_label} label: {gate.claim or NO_IMPROVEMENT}; waiting for a "
                                             "maintainer's approval (/bolt approve <reason>)")

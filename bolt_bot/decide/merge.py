@@ -174,10 +174,10 @@ def merge_results(shards: list[Shard]) -> Results:
 
 
 def _environment(shards: list[Shard]) -> dict:
-    """The first shard's description of the machine, the shards' stage counts added up (discovery, counts),
+    """The first shard's description of the machine, the shards' stage counts added up (discovery, counts, memory),
     the longest shard's duration, and the shards themselves."""
     env = {k: v for k, v in shards[0].results.environment.items() if k not in ("shard", "duration")}
-    for key in ("discovery", "instructions"):
+    for key in ("discovery", "instructions", "memory"):
         parts = [s.results.environment.get(key) for s in shards]
         parts = [p for p in parts if isinstance(p, dict)]
         if parts:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from bolt_bot.decide.gate import regression_text
 from bolt_bot.github.client import Client
 from bolt_bot.model import FAILED, INCONCLUSIVE, Results
-from bolt_bot.report.render import format_change, format_interval, render_limited
+from bolt_bot.report.render import render_limited
 from bolt_bot.settings import Settings
 
 CHECK_NAME = "Bolt"
@@ -84,10 +85,9 @@ def annotations(results: Results, read_file: ReadFile | None = None) -> list[dic
         if path not in texts:
             texts[path] = read_file(path) if read_file is not None else None
         line = stage_line(texts[path], stage.name)
-        interval = format_interval(stage.ci)
-        message = f"{stage.name} is {format_change(stage.ratio)} slower" + (f" (95% CI {interval})" if interval else "")
+        title, message = regression_text(stage)
         out.append({"path": path, "start_line": line, "end_line": line, "annotation_level": "warning",
-                    "title": "Bolt: slower benchmark", "message": message[:4000]})
+                    "title": title, "message": message[:4000]})
         if len(out) == MAX_ANNOTATIONS:
             break
     return out

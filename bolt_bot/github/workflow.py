@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Mapping
 from typing import TextIO
 
+from bolt_bot.decide.gate import regression_text
 from bolt_bot.model import Results
-from bolt_bot.report.render import format_change, format_interval
 
 
 def escape_data(text: str) -> str:
@@ -24,12 +24,11 @@ def annotate(results: Results, stdout: TextIO) -> None:
     """One ::warning per regressed stage, on the benchmark's file when the name says which. Written before any
     GitHub call, so before any approval is known: an approval shows in the status and the comment."""
     for stage in sorted(results.regressions, key=lambda s: -(s.ratio or 1.0)):
-        props = [f"title={escape_property('Bolt: slower benchmark')}"]
+        title, message = regression_text(stage)
+        props = [f"title={escape_property(title)}"]
         path = stage.name.split("::", 1)[0]
         if "::" in stage.name and path.endswith(".py") and not path.startswith("/") and ".." not in path.split("/"):
             props.insert(0, f"file={escape_property(path)}")
-        interval = format_interval(stage.ci)
-        message = f"{stage.name} is {format_change(stage.ratio)} slower" + (f" (95% CI {interval})" if interval else "")
         print(f"::warning {','.join(props)}::{escape_data(message)}", file=stdout)
 
 

@@ -22,7 +22,7 @@ ISOLATION = [arg for name in BLOCKED for arg in ("-p", f"no:{name}")] + \
 # `-p NAME` / `-p no:NAME` the user may give for a plugin Bolt controls: dropped, Bolt decides.
 _CONTROLLED_PLUGINS = {"xdist", "randomly", "pytest_randomly", "sugar", "pytest_sugar", "cov", "pytest_cov",
                        "cacheprovider", "benchmark", "pytest_benchmark", "codspeed", "pytest_codspeed",
-                       "bolt_round_plugin", "bolt_profile_plugin"}
+                       "bolt_round_plugin", "bolt_profile_plugin", "bolt_memory_plugin"}
 # Options that only the blocked plugins (or a debugger) understand; the value of each is listed: True
 # required, "?" optional (taken when the next word is not an option, as argparse does), False none.
 _DROPPED = {

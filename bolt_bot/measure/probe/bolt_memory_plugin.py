@@ -196,11 +196,13 @@ def _site(stack):
         return ("<the call itself>", None)
     root = _root[0] if _root else os.getcwd()
     for function, filename, lineno in inner:
+        if not os.path.isabs(filename):
+            continue  # "<string>" (exec'd code), "<frozen importlib._bootstrap>": not a file of the checkout
         real = os.path.realpath(filename)
         if real.startswith(root + os.sep) and f"{os.sep}site-packages{os.sep}" not in real:
             return (f"{os.path.relpath(real, root)}:{lineno}", function)
     function, filename, lineno = inner[0]
-    return (f"<{_module_path(filename)}>:{lineno}", function)
+    return (f"{filename}:{lineno}" if filename.startswith("<") else f"<{_module_path(filename)}>:{lineno}", function)
 
 
 def _module_path(filename):
