@@ -152,7 +152,7 @@ def test_report_names_every_stage_and_the_hot_function(full):
     assert "crunch_checksum" in first and "pipeline/stages.py:8" in first and "test_transform" in first
     assert len([line for line in bottlenecks.splitlines() if re.match(r"\d\. ", line)]) == 3
 
-    hot = report.split("## Hot functions per stage", 1)[1]
+    hot = report.split("## Hot functions per stage", 1)[1].split("## Memory per stage", 1)[0]
     assert hot.count("<details><summary>") == 3 and hot.count("</details>") == 3
     transform = hot.split("test_transform:", 1)[1].split("</details>", 1)[0]
     first_row = next(line for line in transform.splitlines() if line.startswith("| ") and "File:line" not in line)
@@ -296,3 +296,24 @@ def test_a_bottleneck_in_a_builtin_names_the_project_function_behind_it():
     assert [r["name"] for r in rows] == ["<genexpr>", "str.join", "render"]
     assert rows[0]["responsible"] == rows[1]["responsible"] == ["render (p/s.py:19)"]
     assert rows[2]["responsible"] == []  # a named project function is responsible for itself
+
+
+def test_the_memory_picture_names_each_stages_allocating_line(full):
+    """One call per stage traced by tracemalloc: report.md and index.html give its peak and its top line,
+    `load`'s list of 300 new strings (pipeline/stages.py:5), with units and the function around the line."""
+    out, _, _ = full
+    report = (out / "report.md").read_text(encoding="utf-8")
+    memory = report.split("## Memory per stage", 1)[1].split("<sub>Profiled by", 1)[0]
+    rows = [line for line in memory.splitlines() if line.startswith("| benchmarks/")]
+    assert len(rows) == 3 and all(re.search(r"\| [\d.]+ (B|KiB|MiB) \| [\d.]+ (B|KiB|MiB) in [\d,.]+ (k )?blocks? \|$", r)
+                                  for r in rows), rows
+    load = memory.split("test_pipeline.py::test_load: allocating lines</summary>", 1)[1].split("</details>", 1)[0]
+    first = next(line for line in load.splitlines() if line.startswith("| ") and "Line |" not in line)
+    assert first.startswith("| pipeline/stages.py:5 ⁺ | load | ")
+    assert int(first.split(" | ")[2].replace(",", "")) >= 300 and re.search(r"\| [\d.]+ KiB \|$", first)
+    # the hostile stage id stays inert here too
+    assert "test_render&#91;&lt;i&gt;&#64;\u2060team&#124;x&lt;/i&gt;&#93;: allocating lines" in memory
+    html = (out / "index.html").read_text(encoding="utf-8")
+    section = html.split('<h2 id="memory">Memory per stage</h2>', 1)[1].split('<p class="note">Time per call', 1)[0]
+    assert '<td class="mono">pipeline/stages.py:5</td><td class="mono">load</td>' in section
+    assert "&lt;i&gt;@team|x&lt;/i&gt;" in section and "<i>" not in section

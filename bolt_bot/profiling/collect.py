@@ -253,12 +253,14 @@ def collect_profiles(
     timeout: float = 600,
     calls: int = DEFAULT_CALLS,
     max_seconds: float | None = None,
+    memory: bool = False,
 ) -> dict[str, Path]:
     """Profile the benchmarks of `checkout` in one pytest process; stage id -> .pstats path.
 
     `env` is the side's environment (sandbox.side_environ; None: the allow-listed part of this
     process's). With `stages`, only those node ids run. Stages whose test failed are missing from the
     result; a BoltError is raised when pytest could not run, timed out, or profiled nothing at all.
+    With `memory`, each stage's index record also holds one call traced by tracemalloc ("memory").
     """
     python, checkout, out_dir = Path(python), Path(checkout), Path(out_dir)
     if not checkout.is_dir():
@@ -270,6 +272,8 @@ def collect_profiles(
     flags = [f"--bolt-profile-dir={out_dir.resolve()}", f"--bolt-profile-calls={int(calls)}"]
     if max_seconds is not None:
         flags.append(f"--bolt-profile-max-seconds={float(max_seconds)}")
+    if memory:
+        flags.append("--bolt-profile-memory")
     targets: list[str] = []
     if stages:
         select = out_dir / ".select.txt"

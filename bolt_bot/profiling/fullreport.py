@@ -33,7 +33,9 @@ from bolt_bot.profiling.collect import (
     profile_index,
     top_bottlenecks,
 )
+from bolt_bot.profiling.memory import MemoryPicture, memory_picture
 from bolt_bot.progress import Progress
+from bolt_bot.report.memory import format_bytes, format_count
 from bolt_bot.report.render import builtin_template_dir, format_amount, render_template
 from bolt_bot.measure.rounds import run_round
 from bolt_bot.settings import Settings, settings_from_pyproject
@@ -62,6 +64,7 @@ class StageReport:
     calls: int = 1  # profiled calls
     profiled: float = 0.0  # seconds per call under cProfile
     hot: list[dict[str, Any]] = field(default_factory=list)
+    memory: MemoryPicture | None = None  # one call traced by tracemalloc (profiling.memory)
 
     @property
     def svg(self) -> str:
@@ -113,13 +116,15 @@ def profile_report(
             try:
                 files = collect_profiles(env.python, tree.path, [*settings.benchmarks, *settings.pytest_args, *selection],
                                          raw, env=environ, timeout=settings.round_timeout, calls=PROFILE_CALLS,
-                                         max_seconds=PROFILE_MAX_SECONDS)
+                                         max_seconds=PROFILE_MAX_SECONDS, memory=True)
             except BoltError as exc:
                 if filter and "did not produce a profile" in str(exc):
                     raise BoltError(f"no benchmark matches -k {filter!r} at {ref} ({sha[:7]})") from None
                 raise
             records = profile_index(raw)
             tables = {name: load_profile(path, tree.path) for name, path in files.items()}
+            memory = {name: memory_picture(records.get(name, {}).get("memory"), tree.path, table)
+                      for name, table in tables.items()}
             progress.note(f"profiled {len(tables)} stage(s)")
         with progress.group("Timing every stage with one short pytest-benchmark round"):
             timings = _time_stages(env.python, tree.path, settings, selection, environ, Path(scratch) / "round", progress)
@@ -136,7 +141,8 @@ def profile_report(
         measured = timings.get(name)
         stage = StageReport(name=name, slug=slugs[name], time=measured if measured else profiled,
                             timed_by="benchmark" if measured else "profiler", calls=calls, profiled=profiled,
-                            hot=[_function_row(f, table) for f in hot_functions(table, HOT_PER_STAGE)])
+                            hot=[_function_row(f, table) for f in hot_functions(table, HOT_PER_STAGE)],
+                            memory=memory.get(name))
         stages.append(stage)
     # A stage whose test failed under the profiler has no dump; say so rather than drop it silently.
     missing = sorted(set(timings) - set(tables))
@@ -163,6 +169,7 @@ def profile_report(
             "missing": missing,
             "bottlenecks": [_bottleneck_row(b, tables) for b in top_bottlenecks(tables, 3)],
             "any_profiler_timed": any(s.timed_by == "profiler" for s in stages),
+            "any_memory": any(s.memory for s in stages),
             "profile_calls": PROFILE_CALLS,
             "speedscope": SPEEDSCOPE,
             "runner": f"{platform.system()} {platform.machine()}, Python {python_version}",
@@ -309,7 +316,7 @@ def _render_html(ctx: dict[str, Any], template_dir: str | None) -> str:
         + [str(builtin_template_dir())]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["amount"] = format_amount
+    env.filters.update(amount=format_amount, bytes=format_bytes, count=format_count)
     try:
         return env.get_template(HTML_TEMPLATE).render(**ctx)
     except jinja2.TemplateNotFound as exc:

@@ -27,6 +27,8 @@ from bolt_bot.model import (
     Results,
     StageComparison,
 )
+from bolt_bot.report import memory
+from bolt_bot.report.chart import chart_labels
 from bolt_bot.report.state import COMMENT_LIMIT, MARKER, state_comment
 from bolt_bot.report.textfilter import chart_label, inert
 
@@ -68,6 +70,10 @@ def environment(template_dir: str | Path | None = None) -> jinja2.Environment:
         amount=format_amount,
         size=format_size,
         function=format_function,
+        bytes=memory.format_bytes,
+        count=memory.format_count,
+        memory_change=memory.change_text,
+        memory_side=memory.side_cell,
         short_sha=lambda sha: (sha or "")[:7],
     )
     return env
@@ -151,7 +157,8 @@ def counted(counts: list[tuple[int, str]]) -> str:
     return ", ".join([f"{n} stage{'s' if n != 1 else ''} {word}", *(f"{m} {w}" for m, w in rest)])
 
 
-_VERDICT_WORDS = ((REGRESSED, "slower"), (IMPROVED, "faster"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
+_VERDICT_WORDS = ((REGRESSED, "slower"), (memory.MEMORY_REGRESSED, "using more memory"), (IMPROVED, "faster"),
+                  (memory.MEMORY_IMPROVED, "using less memory"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
                   (ADDED, "added"), (REMOVED, "removed"), (UNCHANGED, "unchanged"))
 
 
@@ -164,42 +171,6 @@ def verdict_line(count: Mapping[str, int]) -> str:
 def in_warning_band(stage: StageComparison) -> bool:
     """An instruction-count stage below the floor but in the warning band: still `unchanged`, shown with its note."""
     return stage.verdict == UNCHANGED and bool(stage.note) and stage.measure == INSTRUCTIONS
-
-
-def chart_labels(names: list[str], limit: int = 32) -> list[str]:
-    """One distinct mermaid label per bar: the test's own name, widened to where names differ when two
-    collide (the same test in two files, or long parameters cut to the same ends), numbered as a last resort."""
-    labels = [chart_label(name.rsplit("::", 1)[-1], limit) for name in names]
-    for group in _collisions(labels):
-        tails = [names[i].rsplit("::", 1)[-1] for i in group]
-        if len(set(tails)) < len(tails):  # the same test name in different files: the node ids differ
-            tails = [names[i] for i in group]
-        # Start a little before the first difference, at a word's start, so the label keeps some context.
-        start = max(len(_common_prefix(tails)) - 8, 0)
-        while start > 0 and tails[0][start - 1] not in "/:[-_. ":
-            start -= 1
-        for i, tail in zip(group, tails):
-            text = tail[start:].replace("::", " ")
-            labels[i] = "~" + chart_label(text, limit - 1) if start else chart_label(text, limit)
-    for group in _collisions(labels):
-        for k, i in enumerate(group, 1):
-            labels[i] = f"{labels[i][: limit - 4].rstrip()} ({k})"
-    return labels
-
-
-def _collisions(labels: list[str]) -> list[list[int]]:
-    where: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        where.setdefault(label, []).append(i)
-    return [group for group in where.values() if len(group) > 1]
-
-
-def _common_prefix(texts: list[str]) -> str:
-    first, last = min(texts), max(texts)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
 
 
 @dataclass
@@ -230,8 +201,8 @@ class Sections:
     @classmethod
     def of(cls, results: Results) -> Sections:
         by_verdict: dict[str, list[StageComparison]] = {}
-        for stage in results.stages:
-            by_verdict.setdefault(stage.verdict, []).append(stage)
+        for stage in results.stages:  # a regression in memory alone is listed with the regressions
+            by_verdict.setdefault(memory.section_verdict(stage), []).append(stage)
 
         def ordered(verdict: str) -> list[StageComparison]:
             chosen = by_verdict.get(verdict, [])
@@ -246,11 +217,11 @@ class Sections:
         warned = [s for s in same if in_warning_band(s)]
         others = ordered(FAILED) + ordered(INCONCLUSIVE) + ordered(ADDED) + ordered(REMOVED) + warned
         unchanged = [s for s in same if not in_warning_band(s)] if warned else same
-        count = {verdict: len(stages) for verdict, stages in by_verdict.items()}
+        count = memory.verdict_count(results.stages)
         others_title = counted([(count.get(FAILED, 0), "failed"), (count.get(INCONCLUSIVE, 0), "inconclusive"),
                                 (count.get(ADDED, 0), "added"), (count.get(REMOVED, 0), "removed"),
                                 (len(warned), "in the warning band")])
-        charted = [s for s in changed if s.ratio is not None and s.ratio > 0]
+        charted = [s for s in changed if s.verdict in (REGRESSED, IMPROVED) and s.ratio is not None and s.ratio > 0]
         # The largest changes, in the table's order, when they do not all fit.
         largest = set(map(id, sorted(charted, key=lambda s: -abs(math.log(s.ratio)))[:CHART_BARS]))
         chart = [s for s in charted if id(s) in largest]
@@ -288,6 +259,7 @@ def context(results: Results, limits: Limits, state: dict[str, Any] | None = Non
         "hidden_unchanged": hidden_unchanged,
         "others_title": sections.others_title,
         "show_profiles": limits.profiles,
+        "memory_moved": [s for s in shown_changed if memory.moved(s)],  # the memory section, only when it moved
         "chart": sections.chart,
         "chart_labels": sections.chart_labels,
         "chart_of": sections.chart_of,

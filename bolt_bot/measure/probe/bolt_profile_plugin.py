@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import gc
 import hashlib
 import json
 import os
 import re
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,7 @@ ENV_DIR = "BOLT_PROFILE_DIR"
 ENV_CALLS = "BOLT_PROFILE_CALLS"
 ENV_MAX_SECONDS = "BOLT_PROFILE_MAX_SECONDS"
 ENV_SELECT = "BOLT_PROFILE_SELECT"
+MEMORY_TOP = 10  # allocating lines kept per stage
 
 
 def pytest_addoption(parser):
@@ -46,11 +49,15 @@ def pytest_addoption(parser):
     group.addoption("--bolt-profile-calls", type=int, default=None, help=f"profiled calls per benchmark (default {DEFAULT_CALLS})")
     group.addoption("--bolt-profile-max-seconds", type=float, default=None, help="stop profiling a benchmark after this much time (at least one call)")
     group.addoption("--bolt-profile-select", default=None, help="file with one node id per line: profile only these")
+    group.addoption("--bolt-profile-memory", action="store_true", default=False,
+                    help="also trace one call of each benchmark with tracemalloc (its allocating lines)")
 
 
 class _Settings:
-    def __init__(self, out_dir: Path, calls: int, max_seconds: float | None, select: set[str] | None):
+    def __init__(self, out_dir: Path, calls: int, max_seconds: float | None, select: set[str] | None,
+                 memory: bool = False):
         self.out_dir = out_dir
+        self.memory = memory
         self.calls = calls
         self.max_seconds = max_seconds
         self.select = select
@@ -81,7 +88,8 @@ def pytest_configure(config):
         select = {line.strip() for line in lines if line.strip()}
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _settings = _Settings(out_dir, calls, float(max_seconds) if max_seconds else None, select)
+    _settings = _Settings(out_dir, calls, float(max_seconds) if max_seconds else None, select,
+                          bool(config.getoption("bolt_profile_memory")))
     _neutralise_benchmark_options(config, out_dir)
     _patch_fixture()
 
@@ -175,8 +183,45 @@ def _profile(fixture, target, arguments, teardown, mode):
             teardown(*args, **kwargs)
         if settings.max_seconds is not None and spent >= settings.max_seconds:
             break
-    _dump(stage, profiler, calls, spent, mode, settings.out_dir)
+    memory = _trace_memory(target, arguments, teardown) if settings.memory else None
+    _dump(stage, profiler, calls, spent, mode, settings.out_dir, memory)
     return result
+
+
+def _trace_memory(target, arguments, teardown) -> dict:
+    """The stage's memory picture, after the profiled calls: one warm-up, gc.collect(), then one call under
+    tracemalloc. Its snapshot, taken as the call returns (its result still alive), holds the blocks the call
+    allocated and still holds, by line; the peak is the most in use during the call above its start, so it
+    counts temporaries the snapshot no longer sees. Files stay absolute: Bolt makes them relative."""
+    try:
+        args, kwargs = arguments()
+        target(*args, **kwargs)  # warm-up: caches and lazy imports fill here, not in the traced call
+        if teardown is not None:
+            teardown(*args, **kwargs)
+        args, kwargs = arguments()
+        gc.collect()
+        if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC: start afresh, this process is Bolt's alone
+            tracemalloc.stop()
+        tracemalloc.start()
+        try:
+            start, _ = tracemalloc.get_traced_memory()
+            result = target(*args, **kwargs)
+            snapshot = tracemalloc.take_snapshot()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        del result
+        if teardown is not None:
+            teardown(*args, **kwargs)
+    except Exception as exc:  # the profile stands without it; say why there is no memory picture
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    snapshot = snapshot.filter_traces([tracemalloc.Filter(False, __file__),
+                                       tracemalloc.Filter(False, tracemalloc.__file__)])
+    stats = snapshot.statistics("lineno")
+    top = [{"file": s.traceback[0].filename, "line": s.traceback[0].lineno, "allocations": s.count,
+            "bytes": s.size} for s in stats[:MEMORY_TOP]]
+    return {"held_blocks": sum(s.count for s in stats), "held_bytes": sum(s.size for s in stats),
+            "peak": max(peak - start, 0), "top": top}
 
 
 def _file_stem(stage: str) -> str:
@@ -186,7 +231,7 @@ def _file_stem(stage: str) -> str:
     return f"{slug}-{digest}"
 
 
-def _dump(stage, profiler, calls, spent, mode, out_dir: Path):
+def _dump(stage, profiler, calls, spent, mode, out_dir: Path, memory: dict | None = None):
     stem = _file_stem(stage)
     pstats_path = out_dir / f"{stem}.pstats"
     profiler.dump_stats(str(pstats_path))
@@ -197,6 +242,8 @@ def _dump(stage, profiler, calls, spent, mode, out_dir: Path):
         "profiled_seconds": spent,
         "mode": mode,
     }
+    if memory is not None:
+        record["memory"] = memory
     # One sidecar per stage, written atomically: safe under pytest-xdist workers and readable even
     # when the process is killed by a timeout before the session finishes.
     tmp = out_dir / f".{stem}.tmp"
