@@ -16,8 +16,8 @@ build a record per unit and drop it. Every PR is a head commit on the same base:
 Each PR is one `bolt run --repo --base --head --out` with nothing else, as a user runs it, one after another, with
 one BOLT_CACHE_DIR shared by all (environments built once). Detected: the memory verdict is `regressed` on an
 injected stage. False alarm: a memory verdict `regressed` or `improved` on an untouched stage. The memory pass's
-cost is its wall time (both sides, from results.json or Bolt's progress log) over one plain
-`pytest --benchmark-only` run of the base with default settings. Writes the table to --out and the raw record
+cost is its wall time (both sides, from results.json or Bolt's progress log) over one plain pytest-benchmark
+run of the base with default settings. Writes the table to --out and the raw record
 next to it (.json).
 """
 
@@ -45,6 +45,7 @@ SIZES = {"+2 %": 1.02, "+10 %": 1.10, "2x": 2.0}  # kind -> weight of the inject
 KINDS = (UNCHANGED, *SIZES, CACHE)
 # memory_stages.py's stages: about 2 ms per call; 4000 units keep 1000 records (~140-180 KB) per call at keep 4.
 STREAM = (suite.Stage("stream_records", 4_000, "records", "2 ms"), suite.Stage("stream_blobs", 4_000, "blobs", "2 ms"))
+STREAM_NAMES = frozenset(s.name for s in STREAM)
 QUICK_STAGES = ("alloc_lists", "str_split", "cpu_sum", "stream_records")  # +2 %, +10 %, 2x, cache in this order
 DEFAULT_PRS, QUICK_PRS = 10, 5  # cycled over KINDS: two PRs of each kind, or one
 DEFAULT_CHANGED, QUICK_CHANGED = 2, 1
@@ -91,13 +92,9 @@ class Pr:
     def files(self, stages: list[suite.Stage], keep_every: int) -> dict[str, dict]:
         weight = SIZES.get(self.kind, 1.0)
         keep = {s.name: (keep_every if self.kind == CACHE and s.name in self.injected else 0)
-                for s in stages if s.name in _stream_names()}
+                for s in stages if s.name in STREAM_NAMES}
         return {"weights.json": {s.name: (weight if s.name in self.injected else 1.0) for s in stages},
                 "keep.json": keep}
-
-
-def _stream_names() -> set[str]:
-    return {s.name for s in STREAM}
 
 
 def all_stages(names: list[str] | tuple[str, ...] | None) -> list[suite.Stage]:
@@ -112,7 +109,7 @@ def plan_prs(count: int, stages: list[suite.Stage], changed: int) -> list[Pr]:
     """PR i is of kind KINDS[i % 5]; sized PRs take the next `changed` stages in turn (every stage is hit about
     equally often), cache PRs the next memory_stages stage."""
     names = [s.name for s in stages]
-    streams = [n for n in names if n in _stream_names()]
+    streams = [n for n in names if n in STREAM_NAMES]
     prs, cursor, stream_cursor = [], 0, 0
     for i in range(count):
         kind = KINDS[i % len(KINDS)]
@@ -122,7 +119,7 @@ def plan_prs(count: int, stages: list[suite.Stage], changed: int) -> list[Pr]:
             cursor += changed
         elif kind == CACHE:
             if not streams:
-                raise SystemExit("memory: a cache PR needs one of the stages " + ", ".join(sorted(_stream_names())))
+                raise SystemExit("memory: a cache PR needs one of the stages " + ", ".join(sorted(STREAM_NAMES)))
             injected = [streams[stream_cursor % len(streams)]]
             stream_cursor += 1
         prs.append(Pr(i, kind, injected))
@@ -348,7 +345,7 @@ def render(record: dict) -> str:
         ratio = f", {c['memory'] / c['plain']:.2f}x of it" if c["plain"] else ""
         low, high = c["memory_range"]
         lines += ["", f"Cost: the memory pass (both sides) took {c['memory']:.1f} s per PR (median; {low:.1f}–{high:.1f} s); "
-                      f"one plain `pytest --benchmark-only` run of the base: {plain}{ratio}. "
+                      f"one plain pytest-benchmark run of the base: {plain}{ratio}. "
                       + (f"A whole `bolt run`: {c['run']:.1f} s (median, environments reused)." if c["run"] else "")]
     lines += ["", "Each PR:", "", "| PR | injected | memory regressed | time regressed | seconds | memory pass s | exit |",
               "|---|---|---|---|---|---|---|"]

@@ -101,7 +101,7 @@ def test_table_counts_detections_false_alarms_and_the_cost():
     assert "| +2 % | 1 (1 failed) | – |" in text
     assert "memory verdict regressed or improved 1/7" in text and "the same allocation count on both sides 6/7" in text
     assert "- PR 0 (unchanged) b: time unchanged, memory improved" in text
-    assert "took 3.0 s per PR (median; 2.0–4.0 s); one plain `pytest --benchmark-only` run of the base: 10.0 s, 0.30x of it" in text
+    assert "took 3.0 s per PR (median; 2.0–4.0 s); one plain pytest-benchmark run of the base: 10.0 s, 0.30x of it" in text
 
 
 @pytest.mark.parametrize("argv", [["--prs", "0"], ["--keep-every", "0"], ["--stages", "cpu_sum,nope"]])
