@@ -166,8 +166,8 @@ def compare_sides(
 
 
 def run_verdict(stages: Sequence[StageComparison]) -> str:
-    """The most urgent stage verdict (a stage regressed in memory counts as regressed); `failed` when nothing was measured, every stage failed, or a stage
-    failed on head; `inconclusive` when every stage was only added or removed. A stage that failed on base only (the change fixed or added it) is reported as failed
+    """The most urgent stage verdict, a stage regressed in memory counting as regressed; `failed` when nothing
+    was measured, every stage failed, or a stage failed on head; `inconclusive` when every stage was only added or removed. A stage that failed on base only (the change fixed or added it) is reported as failed
     but does not fail the run: the change did not break it."""
     verdicts = {s.verdict for s in stages if not _failed_on_base_only(s)}
     if not stages or not verdicts or verdicts <= {FAILED, ADDED, REMOVED} and FAILED in verdicts:

@@ -158,51 +158,55 @@ def _read(memray, path):
     reader = memray.FileReader(path)
     try:
         allocating = {int(kind) for kind in memray.AllocatorType if kind.name in _ALLOCATING}
-        sites: dict = {}  # (thread, stack id) -> the line it is charged to, or None outside the call
-        lines: dict = {}  # (where, function) -> [allocations, bytes]
-        count = total = 0
+        stacks: dict = {}  # (thread, stack id) -> [the line charged, through the traced call?, allocations, bytes]
         for rec in reader.get_allocation_records():
             if int(rec.allocator) not in allocating:
                 continue
             key = (rec.tid, rec.stack_id)
-            if key not in sites:
-                sites[key] = _site(rec.stack_trace())
-            site = sites[key]
-            if site is None:
-                continue
-            count += rec.n_allocations
-            total += rec.size
-            line = lines.setdefault(site, [0, 0])
-            line[0] += rec.n_allocations
-            line[1] += rec.size
+            if key not in stacks:
+                stacks[key] = [*_site(rec.stack_trace()), 0, 0]
+            stacks[key][2] += rec.n_allocations
+            stacks[key][3] += rec.size
         peak = int(reader.metadata.peak_memory)
     finally:
         reader.close()
+    # The calling thread's allocations outside the traced call are the tracker's own; every other thread's
+    # were made while the call ran (a pool the stage uses), so they count.
+    calling = {tid for (tid, _), (_, through, _, _) in stacks.items() if through}
+    lines: dict = {}  # (where, function) -> [allocations, bytes]
+    count = total = 0
+    for (tid, _), (site, through, n, size) in stacks.items():
+        if through or tid not in calling:
+            count += n
+            total += size
+            line = lines.setdefault(site, [0, 0])
+            line[0] += n
+            line[1] += size
     top = sorted(lines.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:_TOP]
     return {"allocations": count, "allocated": total, "peak": peak,
             "top": [{"where": w, "function": f, "allocations": n, "allocated": b} for (w, f), (n, b) in top]}
 
 
 def _site(stack):
-    """(where, function) of the line charged with an allocation: the innermost frame in the checkout, else the
-    innermost frame; None when the stack does not pass through the traced call (the tracker's own work)."""
+    """((where, function) of the line charged with an allocation, whether its stack passes through the traced
+    call): the innermost frame in the checkout below that call, else the innermost frame."""
+    through = False
     for depth, (function, filename, _) in enumerate(stack):
         if function == "_bolt_traced_call" and os.path.abspath(filename) == _HERE:
-            inner = stack[:depth]
+            stack, through = stack[:depth], True
             break
-    else:
-        return None
-    if not inner:
-        return ("<the call itself>", None)
+    if not stack:
+        return ("<the call itself>" if through else "<no Python frame>", None), through
     root = _root[0] if _root else os.getcwd()
-    for function, filename, lineno in inner:
+    for function, filename, lineno in stack:
         if not os.path.isabs(filename):
             continue  # "<string>" (exec'd code), "<frozen importlib._bootstrap>": not a file of the checkout
         real = os.path.realpath(filename)
         if real.startswith(root + os.sep) and f"{os.sep}site-packages{os.sep}" not in real:
-            return (f"{os.path.relpath(real, root)}:{lineno}", function)
-    function, filename, lineno = inner[0]
-    return (f"{filename}:{lineno}" if filename.startswith("<") else f"<{_module_path(filename)}>:{lineno}", function)
+            return (f"{os.path.relpath(real, root)}:{lineno}", function), through
+    function, filename, lineno = stack[0]
+    where = f"{filename}:{lineno}" if filename.startswith("<") else f"<{_module_path(filename)}>:{lineno}"
+    return (where, function), through
 
 
 def _module_path(filename):
