@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bolt_bot.profiling.collect import FunctionStats, FunctionTable
-from bolt_bot.profiling.memory import enclosing_function, memory_picture
+from bolt_bot.model import AllocSite, MemorySide
+from bolt_bot.profiling.memory import MEMRAY, TRACEMALLOC, enclosing_function, from_record, from_side
 
 
 def table() -> FunctionTable:
@@ -29,9 +30,20 @@ def test_the_record_reads_with_files_relative_to_the_checkout(tmp_path: Path):
               "top": [{"file": str(tmp_path / "p" / "s.py"), "line": 5, "allocations": 2, "bytes": 2000},
                       {"file": "/usr/lib/python3.11/json/decoder.py", "line": 353, "allocations": 1, "bytes": 48},
                       {"file": "broken"}]}
-    picture = memory_picture(record, tmp_path, table())
-    assert picture is not None and (picture.peak, picture.held_blocks, picture.held_bytes) == (4096, 3, 2048)
+    picture = from_record(record, tmp_path, table())
+    assert picture is not None and picture.tool == TRACEMALLOC
+    assert (picture.peak, picture.allocations, picture.allocated) == (4096, 3, 2048)
     assert [(t.where, t.function, t.allocations, t.bytes, t.project) for t in picture.top] == [
         ("p/s.py:5", "load", 2, 2000, True), ("<stdlib>/json/decoder.py:353", None, 1, 48, False)]
-    assert memory_picture({"error": "MemoryError: "}, tmp_path).error == "MemoryError: "
-    assert memory_picture(None, tmp_path) is None
+    assert from_record({"error": "MemoryError: "}, tmp_path).error == "MemoryError: "
+    assert from_record(None, tmp_path) is None
+
+
+def test_memray_side_reads_as_the_same_picture():
+    side = MemorySide(allocations=9865, allocated=823_000, peak=285_000,
+                      top=[AllocSite("pipeline/stages.py:7", "<listcomp>", 4066, 431_000),
+                           AllocSite("<the call itself>", None, 2, 296)])
+    picture = from_side(side)
+    assert (picture.tool, picture.allocations, picture.allocated, picture.peak) == (MEMRAY, 9865, 823_000, 285_000)
+    assert [(t.where, t.function, t.project) for t in picture.top] == [
+        ("pipeline/stages.py:7", "<listcomp>", True), ("<the call itself>", None, False)]

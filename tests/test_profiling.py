@@ -14,6 +14,7 @@ import pytest
 
 from bolt_bot.errors import BoltError
 from bolt_bot.measure.probe import PROBE_DIR
+from bolt_bot.profiling.memory import TRACEMALLOC, from_record
 from bolt_bot.profiling.diff import diff_profiles, match_functions, why_empty
 from bolt_bot.profiling.collect import (
     FunctionStats,
@@ -361,3 +362,18 @@ def test_the_comment_shows_why_a_regressed_stage_has_no_profile():
     text = render_comment(Results(stages=[stage], verdict="regressed", measure="instructions"))
     block = text.split("<summary>What got slower in t::tiny</summary>")[1].split("</details>")[0]
     assert "No function to show: under cProfile the stage took 4 µs" in block and "| Function" not in block
+
+
+def test_the_plugin_traces_one_call_with_tracemalloc_when_asked(venv_python, checkouts, tmp_path):
+    """`bolt profile`'s fallback without memray: the sidecar holds what one call of the stage still held at its
+    return, by line; read back relative to the checkout, with the function the line is written in."""
+    files = collect_profiles(venv_python, checkouts[0], [], tmp_path / "mem", stages=[LOAD], calls=2, memory=True)
+    record = profile_index(tmp_path / "mem")[LOAD]["memory"]
+    picture = from_record(record, checkouts[0], load_profile(files[LOAD], checkouts[0]))
+    assert picture is not None and picture.tool == TRACEMALLOC and picture.error is None
+    assert picture.allocations >= 2000 and picture.peak >= picture.allocated > 0
+    top = picture.top[0]  # parse(): 2000 lists of 3 strings, the call's result
+    assert top.where == f"pipeline/stages.py:{_def_line(STAGES_BASE, 'parse') + 1}" and top.function == "parse"
+    assert top.allocations >= 2000 and top.project
+    plain = collect_profiles(venv_python, checkouts[0], [], tmp_path / "plain", stages=[LOAD], calls=2)
+    assert "memory" not in profile_index(tmp_path / "plain")[LOAD] and plain  # not asked: not traced

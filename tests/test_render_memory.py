@@ -7,6 +7,9 @@ import os
 import re
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from bolt_bot.cli import main
 from bolt_bot.github.checkrun import annotations
 from bolt_bot.github.workflow import annotate
 from bolt_bot.model import (
@@ -178,3 +181,14 @@ def test_golden_memory_comment_and_summary():
         if os.environ.get("BOLT_UPDATE_GOLDEN"):
             path.write_text(text, encoding="utf-8")
         assert text == path.read_text(encoding="utf-8")
+
+
+def test_bolt_render_reads_the_memory_back_from_results_json(tmp_path):
+    """results.json keeps every memory field: `bolt render` writes the same comment and summary again."""
+    res = memory_only_regression()
+    res.write(tmp_path / "results.json")
+    done = CliRunner().invoke(main, ["render", str(tmp_path)])
+    assert done.exit_code == 0, (done.output, done.exception)
+    comment = (tmp_path / "comment.md").read_text(encoding="utf-8")
+    assert comment == render_comment(res) and "pipeline/parse.py:41 **new** | normalise_row" in comment
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8") == render_summary(res)

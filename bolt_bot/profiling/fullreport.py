@@ -18,6 +18,7 @@ import jinja2
 
 from bolt_bot import __version__
 from bolt_bot.measure import envs
+from bolt_bot.measure import memory as memory_pass
 from bolt_bot.measure.envs import compile_bytecode
 from bolt_bot.measure import gitrepo
 from bolt_bot.measure import sandbox
@@ -33,7 +34,7 @@ from bolt_bot.profiling.collect import (
     profile_index,
     top_bottlenecks,
 )
-from bolt_bot.profiling.memory import MemoryPicture, memory_picture
+from bolt_bot.profiling.memory import MemoryPicture, from_record, trace_stages
 from bolt_bot.progress import Progress
 from bolt_bot.report.memory import format_bytes, format_count
 from bolt_bot.report.render import builtin_template_dir, format_amount, render_template
@@ -101,7 +102,9 @@ def profile_report(
     except OSError as exc:
         raise BoltError(f"cannot create {out}: {exc.strerror or exc}") from None
     selection = ["-k", filter] if filter else []
-    spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install)
+    traced = settings.memory != "off"
+    spec = envs.EnvSpec(python=settings.python, extras=settings.extras, install=settings.install,
+                        requirements=[*envs.BENCH_REQUIREMENTS, *([memory_pass.memray_requirement()] if traced else [])])
 
     with gitrepo.terminate_as_exception(), gitrepo.worktrees(repo, {ENV_SIDE: sha}) as trees, \
             tempfile.TemporaryDirectory(prefix="bolt-profile-") as scratch:
@@ -111,20 +114,26 @@ def profile_report(
             progress.note(f"{sha[:7]}: environment {'reused' if env.reused else 'created'} at {env.path}")
             compile_bytecode(env.python, tree.path)
             environ = sandbox.side_environ(env.python, settings.pass_env)
+        traced_by_memray: dict[str, MemoryPicture] = {}
+        if traced:  # bolt run's memory pass, so the lines are those the comment names; tracemalloc without memray
+            with progress.group("Tracing one call of each stage for its memory (memray)"):
+                traced_by_memray = trace_stages(env.python, tree.path, [*settings.benchmarks, *settings.pytest_args,
+                                                *selection], environ, Path(scratch) / "memory",
+                                                settings.round_timeout, progress)
         with progress.group("Profiling every stage with cProfile"):
             raw = Path(scratch) / "profiles"
             try:
                 files = collect_profiles(env.python, tree.path, [*settings.benchmarks, *settings.pytest_args, *selection],
                                          raw, env=environ, timeout=settings.round_timeout, calls=PROFILE_CALLS,
-                                         max_seconds=PROFILE_MAX_SECONDS, memory=True)
+                                         max_seconds=PROFILE_MAX_SECONDS, memory=traced and not traced_by_memray)
             except BoltError as exc:
                 if filter and "did not produce a profile" in str(exc):
                     raise BoltError(f"no benchmark matches -k {filter!r} at {ref} ({sha[:7]})") from None
                 raise
             records = profile_index(raw)
             tables = {name: load_profile(path, tree.path) for name, path in files.items()}
-            memory = {name: memory_picture(records.get(name, {}).get("memory"), tree.path, table)
-                      for name, table in tables.items()}
+            memory = {name: traced_by_memray.get(name) or from_record(records.get(name, {}).get("memory"), tree.path,
+                                                                      table) for name, table in tables.items()}
             progress.note(f"profiled {len(tables)} stage(s)")
         with progress.group("Timing every stage with one short pytest-benchmark round"):
             timings = _time_stages(env.python, tree.path, settings, selection, environ, Path(scratch) / "round", progress)

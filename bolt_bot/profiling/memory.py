@@ -1,4 +1,4 @@
-"""`bolt profile`'s memory picture of a stage: one call traced by tracemalloc, its peak and its allocating lines."""
+"""`bolt profile`'s memory picture of a stage: one traced call, its allocations, peak and top allocating lines."""
 
 from __future__ import annotations
 
@@ -7,15 +7,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bolt_bot.errors import BoltError
+from bolt_bot.measure import memory as memory_pass
+from bolt_bot.model import MemorySide
 from bolt_bot.profiling.collect import FunctionTable, normalise_path
+from bolt_bot.progress import Progress
+
+MEMRAY = "memray"  # bolt run's memory pass (measure/memory.py): every allocation of the call, freed or not
+TRACEMALLOC = "tracemalloc"  # the profile plugin's fallback: only what the call still held when it returned
 
 
 @dataclass
 class MemoryLine:
-    """One source line's blocks that the traced call allocated and still held when it returned."""
+    """One source line's allocations in the traced call."""
 
     where: str  # "pipeline/stages.py:12", relative to the checkout as the profiler's files are
-    function: str | None  # the profiled function whose body holds the line, when the profile has it
+    function: str | None
     allocations: int
     bytes: int
     project: bool  # the project's own code (not the standard library or a dependency)
@@ -23,21 +30,44 @@ class MemoryLine:
 
 @dataclass
 class MemoryPicture:
-    """A stage's traced call (bolt_profile_plugin._trace_memory), as the report's templates see it."""
+    """A stage's traced call as the report's templates see it. With memray the numbers are bolt run's memory
+    pass's; with tracemalloc, allocations and bytes are those the call still held at its return."""
 
+    tool: str = MEMRAY
+    allocations: int = 0
+    allocated: int = 0  # bytes
     peak: int = 0  # the most bytes in use during the call, above what was in use at its start
-    held_blocks: int = 0  # blocks the call allocated and still held at its return (its result among them)
-    held_bytes: int = 0
     top: list[MemoryLine] = field(default_factory=list)  # most bytes first
     error: str | None = None  # why the call could not be traced
 
 
-def memory_picture(record: Any, root: Path | None, table: FunctionTable | None = None) -> MemoryPicture | None:
-    """The plugin's "memory" record of a stage, with files relative to `root`; None when it has none."""
+def trace_stages(python: Path, checkout: Path, pytest_args: list[str], environ: dict[str, str], workdir: Path,
+                 timeout: float, progress: Progress) -> dict[str, MemoryPicture]:
+    """Stage -> its call traced by bolt run's memory pass (memray), so the profile's lines are the ones the
+    comment names; {} with a warning when the pass cannot run here (no memray: tracemalloc's picture stays)."""
+    try:
+        done = memory_pass.measure_memory(python, checkout, pytest_args, env=environ, timeout=timeout,
+                                          workdir=workdir)
+    except BoltError as exc:
+        progress.warn(f"memory pass: {exc}; the memory picture is tracemalloc's (what each call still holds)")
+        return {}
+    for name, why in sorted(done.failed.items()):
+        progress.warn(f"memory of {name} not traced by memray: {why}")
+    return {name: from_side(side) for name, side in done.stages.items()}
+
+
+def from_side(side: MemorySide) -> MemoryPicture:
+    lines = [MemoryLine(s.where, s.function, s.allocations, s.allocated, _is_project(s.where.rsplit(":", 1)[0]))
+             for s in side.top]
+    return MemoryPicture(MEMRAY, side.allocations or 0, side.allocated or 0, side.peak or 0, lines, side.error)
+
+
+def from_record(record: Any, root: Path | None, table: FunctionTable | None = None) -> MemoryPicture | None:
+    """The profile plugin's tracemalloc record of a stage, files relative to `root`; None when it has none."""
     if not isinstance(record, dict):
         return None
     if record.get("error"):
-        return MemoryPicture(error=str(record["error"]))
+        return MemoryPicture(TRACEMALLOC, error=str(record["error"]))
     top = []
     for site in record.get("top") or []:
         try:
@@ -46,8 +76,8 @@ def memory_picture(record: Any, root: Path | None, table: FunctionTable | None =
                                   int(site["bytes"]), _is_project(file)))
         except (KeyError, TypeError, ValueError):
             continue  # a malformed entry from a foreign plugin version: the rest still reads
-    return MemoryPicture(peak=int(record.get("peak") or 0), held_blocks=int(record.get("held_blocks") or 0),
-                         held_bytes=int(record.get("held_bytes") or 0), top=top)
+    return MemoryPicture(TRACEMALLOC, int(record.get("held_blocks") or 0), int(record.get("held_bytes") or 0),
+                         int(record.get("peak") or 0), top)
 
 
 def enclosing_function(table: FunctionTable | None, file: str, line: int) -> str | None:
