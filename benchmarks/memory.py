@@ -333,7 +333,7 @@ def render(record: dict) -> str:
                      + " / ".join(str(s.by[k]) for k in MEMORY_KINDS)
                      + " | " + " | ".join(_spread(s.ratios[k]) for k in MEMORY_KINDS) + f" | {_of(s.time_regressed, s.injected)} |")
     unchanged = kinds[UNCHANGED]
-    lines += ["", f"Untouched stages (in every PR, {unchanged.prs} of them unchanged PRs): memory verdict regressed or "
+    lines += ["", f"Untouched stages (every stage a PR left alone, over all PRs; {unchanged.prs} PR(s) changed nothing): memory verdict regressed or "
                   f"improved {_of(untouched.memory, untouched.stages)}; time verdict regressed or improved "
                   f"{_of(untouched.time, untouched.stages)}; the same allocation count on both sides "
                   f"{_of(untouched.same_allocations, untouched.with_allocations)}."]
