@@ -128,7 +128,9 @@ def test_bolt_action_on_a_pull_request_in_the_image(gh, tmp_path):
     if run.returncode != 0 and any(m in run.stderr for m in ("Could not fetch", "error sending request", "certificate")):
         pytest.skip("the container cannot reach the package index to build the measured environments")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert ("warning", "file=bench/test_bench.py,title=Bolt%3A slower benchmark") in [c[:2] for c in run.commands]
+    # The slowed stage allocates more too: its title may add ", using more memory".
+    assert any(c[0] == "warning" and c[1].startswith("file=bench/test_bench.py,title=Bolt%3A slower benchmark")
+               for c in run.commands)
     assert_published(gh, pr, run.summary, run.outputs)
 
 

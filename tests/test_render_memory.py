@@ -131,7 +131,7 @@ def test_the_job_summary_lists_the_memory_regression():
 def test_a_stage_that_got_slower_and_heavier_says_both():
     both = results([stage(PARSE, "regressed", 1.5, memory=doubled_allocations())])
     text = render_comment(both)
-    assert "### ⚡ 1 stage slower, 1 using more memory" in text
+    assert "### ⚡ 1 stage slower and using more memory\n" in text  # one stage, counted once
     assert "**+50 %**; memory: allocations +98 %" in text.replace("**+50.0 %**", "**+50 %**")
 
 

@@ -9,8 +9,7 @@ from collections.abc import Iterable
 from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED, MemoryComparison, StageComparison
 
 KINDS = ("allocations", "allocated", "peak")
-# Keys of the headline's count beside the time verdicts: a stage is counted once for its time and once more
-# for its memory when that moved, so "1 stage slower, 1 using more memory" can name the same stage twice.
+# Keys of the headline's count beside the time verdicts, for a stage whose time is unchanged and whose memory moved.
 MEMORY_REGRESSED = "memory-regressed"
 MEMORY_IMPROVED = "memory-improved"
 
@@ -122,18 +121,27 @@ def section_verdict(stage: StageComparison) -> str:
 
 
 def verdict_count(stages: Iterable[StageComparison]) -> collections.Counter[str]:
-    """The headline's count: stages by time verdict, except that a stage whose time is unchanged but whose
-    memory moved is not "unchanged"; and beside them, how many stages use more and less memory."""
+    """The headline's count, each stage once: by its time verdict when its memory did not move, by its memory
+    when its time is unchanged, and under a combined key ("slower and using more memory") when both moved."""
     count: collections.Counter[str] = collections.Counter()
     for stage in stages:
         memory = stage.memory.verdict if stage.memory is not None else None
-        if not (stage.verdict == UNCHANGED and memory in (REGRESSED, IMPROVED)):
+        if memory not in (REGRESSED, IMPROVED):
             count[stage.verdict] += 1
-        if memory == REGRESSED:
-            count[MEMORY_REGRESSED] += 1
-        elif memory == IMPROVED:
-            count[MEMORY_IMPROVED] += 1
+        elif stage.verdict == UNCHANGED:
+            count[MEMORY_REGRESSED if memory == REGRESSED else MEMORY_IMPROVED] += 1
+        elif stage.verdict in (REGRESSED, IMPROVED):
+            count[f"{stage.verdict}+{memory}"] += 1
+        else:  # failed, inconclusive...: the time verdict says more, the memory one is in the table
+            count[stage.verdict] += 1
     return count
+
+
+# The combined keys of verdict_count and their words, for render's headline.
+BOTH_WORDS = ((f"{REGRESSED}+{REGRESSED}", "slower and using more memory"),
+              (f"{REGRESSED}+{IMPROVED}", "slower but using less memory"),
+              (f"{IMPROVED}+{REGRESSED}", "faster but using more memory"),
+              (f"{IMPROVED}+{IMPROVED}", "faster and using less memory"))
 
 
 def regression_message(stage: StageComparison, time_text: str) -> tuple[str, str]:

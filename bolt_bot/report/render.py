@@ -147,7 +147,7 @@ def counted(counts: list[tuple[int, str]]) -> str:
     return ", ".join([f"{n} stage{'s' if n != 1 else ''} {word}", *(f"{m} {w}" for m, w in rest)])
 
 
-_VERDICT_WORDS = ((REGRESSED, "slower"), (memory.MEMORY_REGRESSED, "using more memory"), (IMPROVED, "faster"),
+_VERDICT_WORDS = ((REGRESSED, "slower"), *memory.BOTH_WORDS, (memory.MEMORY_REGRESSED, "using more memory"), (IMPROVED, "faster"),
                   (memory.MEMORY_IMPROVED, "using less memory"), (FAILED, "failed"), (INCONCLUSIVE, "inconclusive"),
                   (ADDED, "added"), (REMOVED, "removed"), (UNCHANGED, "unchanged"))
 
