@@ -362,7 +362,7 @@ def render(record: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prs", type=int, help=f"PRs, cycled over {', '.join(KINDS)} (default {DEFAULT_PRS}; quick {QUICK_PRS})")
+    p.add_argument("--prs", type=int, help=f"PRs, cycled over {', '.join(KINDS).replace('%', '%%')} (default {DEFAULT_PRS}; quick {QUICK_PRS})")
     p.add_argument("--stages", help=f"comma-separated stage names (default all {len(suite.STAGES) + len(STREAM)}; "
                                     f"quick {','.join(QUICK_STAGES)})")
     p.add_argument("--changed", type=int, help=f"stages a sized PR changes (default {DEFAULT_CHANGED}; quick {QUICK_CHANGED})")
