@@ -148,7 +148,8 @@ def translate(exc: BaseException, what: str, options: ClientOptions | None = Non
     retriable, wait, answered = False, 0.0, True
     if isinstance(exc, BadCredentialsException):
         error: PublishError = PublishError(
-            f"GitHub rejected the token (401 Bad credentials) while {what}: check the github-token input")
+            f"GitHub rejected the token (401 Bad credentials) while {what}: check the token (the Action's "
+            "github-token input; at the CLI, the variable --token-env names)")
     elif isinstance(exc, RateLimitExceededException):
         wait = _rate_wait(exc.headers, time.time())
         retriable = wait <= options.max_rate_wait
