@@ -145,7 +145,7 @@ def execute(plan: Plan, out: Path, progress: Progress | None = None, shard: shar
         judged = judge_measured(measuring.measure(settings, setups, out, progress, judge=walltime_verdicts.judge, **more),
                                 MemoryRule.of(settings))
         moved = flagged(judged.stages, INSTRUCTIONS)
-        if moved:
+        if moved and settings.wall_sizes:
             # How much wall time the counted changes moved, shown beside the count (which still decides): by
             # the paired engine whatever times the other stages, counted stages being short and single-threaded.
             add_sizes(judged, measure_sizes(settings, setups, out, moved, progress))

@@ -59,6 +59,9 @@ class Settings:
     approve_by_review: bool = False
     template_dir: str | None = None
     profile: bool = True  # profile the regressed stages
+    # Time the wall-time size of counted changes with the paired engine (about 8 s per run that flags a counted
+    # stage); shown beside the count, never a verdict.
+    wall_sizes: bool = True
     pass_env: list[str] = field(default_factory=list)  # variables the benchmarks read, passed to every measured pass
     # Memory (decide/memory.py, docs/measurement.md "Memory"): allocations and bytes of one call repeat exactly,
     # so a tight relative floor; the absolute minimums keep a few objects more in a tiny stage from going red.

@@ -172,6 +172,19 @@ def test_counted_changes_get_their_paired_wall_time_beside_the_count(tmp_path, m
     assert results.environment["sizes"] == {"engine": "paired", "stages": 1, "seconds": 0.0}
 
 
+def test_no_wall_sizes_skips_the_paired_size_and_the_count_still_decides(tmp_path, monkeypatch):
+    repo, sha = _tiny_repo(tmp_path)
+    _fake_env(monkeypatch)
+    asked = []
+    monkeypatch.setattr(pipeline.measuring, "measure", lambda *a, **k: _counted(
+        {"t::fast": 12_300_000, "t::same": 5_000_000}, {"t::fast": 9_940_000, "t::same": 5_000_000}))
+    monkeypatch.setattr(pipeline, "measure_sizes", lambda *a: asked.append(a))
+    settings = Settings().updated({"wall-sizes": False}, "--no-wall-sizes")
+    pipeline.execute(pipeline.Plan(repo, CommitRef("main", sha), CommitRef("head", sha), settings), tmp_path / "out")
+    fast = {s.name: s for s in Results.read(tmp_path / "out" / "results.json").stages}["t::fast"]
+    assert asked == [] and fast.wall_size is None and fast.verdict == "improved"
+
+
 def test_wall_size_renders_reads_back_and_old_results_still_read(tmp_path):
     stage = StageComparison("t::x", REGRESSED, measure=INSTRUCTIONS, ratio=0.808, ci=[0.808, 0.808],
                             wall_size=WallSize(ratio=0.54, ci=[0.52, 0.56], pairs=6))

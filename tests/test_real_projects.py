@@ -75,6 +75,7 @@ def _bolt() -> list[str]:
 def _environ(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["BOLT_CACHE_DIR"] = str(cache)
+    env.pop("BOLT_WALL_SIZES", None)  # every default, as a user runs it (tests/conftest.py)
     # As in a shell where Bolt was pip-installed: its folder (with uv, a dependency of Bolt) is on PATH.
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env

@@ -177,7 +177,7 @@ def test_report_md_gives_every_time_per_call_of_the_stage(full):
     first = next(line for line in bottlenecks.splitlines() if line.startswith("1. "))
     assert "of own time per call of benchmarks/test_pipeline.py::test_transform (" in first, first
     assert "% of the time of all stages together (one call of each)" in first
-    hot = report.split("## Hot functions per stage", 1)[1]
+    hot = report.split("## Hot functions per stage", 1)[1].split("## Memory per stage", 1)[0]
     for block in hot.split("<details><summary>")[1:]:
         stage_time = _seconds(block.split("</summary>", 1)[0].rsplit(":", 1)[1])
         assert "scaled to its " in block and "without the profiler (cProfile's overhead removed)" in block

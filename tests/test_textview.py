@@ -76,7 +76,7 @@ def test_memory_that_moved_gets_a_line_and_memory_that_did_not_none():
                                                 base=MemorySide(10, 1_000_000, 500), head=MemorySide(10, 1_500_000, 500))
     results.stages[1].memory = MemoryComparison("unchanged", base=MemorySide(10, 100, 50), head=MemorySide(10, 100, 50))
     text = render_text(results)
-    assert "benchmarks/test_pipeline.py::test_parse: regressed, allocated +50.0 % (1 MB → 1.5 MB)" in text
+    assert "benchmarks/test_pipeline.py::test_parse: regressed, allocated +488 KiB (+50 %)" in text  # the comment's units
     assert "test_render: unchanged" not in text
 
 

@@ -10,7 +10,6 @@ I/O, threads, caches; bolt_bot/measure/routing.py says how waiting and threads a
 
 from __future__ import annotations
 
-import concurrent.futures
 
 import json
 import shutil
@@ -228,7 +227,7 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
                       f"{len(run.failed)} failed, in {run.seconds:.1f} s")
 
     # Counts do not depend on load, so base and head are counted at the same time, one core each.
-    _in_parallel(count, [BASE, HEAD])
+    process.in_parallel(count, [BASE, HEAD])
     if HEAD not in errors and runs[HEAD].counts:
         # The repeat runs in the very same workdir as the first pass (its path is an argument of the
         # measured process: another name of the same length still moved a stage by 15 instructions);
@@ -242,25 +241,6 @@ def measure_counts(setups: dict[str, SideSetup], plan: CountPlan, workdir: Path,
         raise BoltError(f"instruction counts failed on both sides: {errors[HEAD]}")
     notices = _package_drift(setups)
     return CountRun(runs=runs, errors=errors, seconds=time.monotonic() - started, notices=notices)
-
-
-def _in_parallel(fn: Callable[[str], None], sides: list[str]) -> None:
-    """fn(side) for every side, each in a thread of its own; an exception here stops them all at once.
-
-    Ctrl-C and SIGTERM (made an exception by gitrepo.terminate_as_exception) reach only this thread:
-    the workers' valgrind passes are killed and the workers not waited for, so the exception reaches
-    the caller's cleanup in seconds, not when the passes end. The killed workers end with PassStopped,
-    which nobody reads.
-    """
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(sides))
-    try:
-        for future in [pool.submit(fn, side) for side in sides]:
-            future.result()
-    except BaseException:
-        process.stop_all()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
 
 
 def _move(run: InstructionRun, src: Path, dst: Path) -> None:

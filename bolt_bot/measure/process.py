@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,3 +189,22 @@ def error_line(output: str, limit: int = 300) -> str:
         if _CAUSE.search(line):
             return line[:limit]
     return (lines[-1] if lines else "no output")[:limit]
+
+
+def in_parallel(fn: Callable[[str], None], sides: list[str]) -> None:
+    """fn(side) for every side, each in a thread of its own; an exception here stops them all at once.
+
+    Ctrl-C and SIGTERM (made an exception by gitrepo.terminate_as_exception) reach only this thread:
+    the workers' valgrind passes are killed and the workers not waited for, so the exception reaches
+    the caller's cleanup in seconds, not when the passes end. The killed workers end with PassStopped,
+    which nobody reads.
+    """
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(sides))
+    try:
+        for future in [pool.submit(fn, side) for side in sides]:
+            future.result()
+    except BaseException:
+        stop_all()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()

@@ -15,6 +15,7 @@ from bolt_bot.report.render import (
     format_size,
     in_warning_band,
 )
+from bolt_bot.report.memory import change_text as memory_change
 from bolt_bot.report.textfilter import shorten
 
 UNCHANGED_ROWS = 20  # a long suite's unchanged stages would bury the rest; results.json has them all
@@ -81,27 +82,13 @@ def stage_rows(stages: list[StageComparison]) -> list[str]:
     return _table(rows, right=(2, 3))
 
 
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "–"
-    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value} B"
-
-
 def memory_line(stage: StageComparison) -> str | None:
     """One line on a stage's memory when the memory pass found it moved (or could not measure it)."""
     memory = stage.memory
     if memory is None or not (memory.moved or (memory.verdict == FAILED and memory.note)):
         return None
-    parts = []
-    for kind in memory.moved:
-        base = getattr(memory.base, kind, None) if memory.base else None
-        head = getattr(memory.head, kind, None) if memory.head else None
-        show = _bytes if kind != "allocations" else (lambda n: "–" if n is None else f"{n:,} blocks")
-        parts.append(f"{plain(kind, 20)} {format_change(memory.ratio(kind))} ({show(base)} → {show(head)})")
-    detail = ", ".join(parts) or plain(memory.note, 200)
+    # The comment's words and units (KiB, MiB; 12.3 k allocations), made plain for a terminal.
+    detail = plain(memory_change(stage), 300) or plain(memory.note, 200)
     return f"{plain(stage.name, NAME_LIMIT)}: {plain(memory.verdict, 20)}, {detail}"
 
 
