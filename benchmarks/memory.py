@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, for `detection.*` and `shards`
 
 from detection import suite  # noqa: E402  (the path above first)
-from shards import DONE, bolt_environ, invoke, machine, yardstick  # noqa: E402
+from shards import DONE, bolt_environ, invoke, machine, run_and_write, yardstick  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 UNCHANGED, CACHE = "unchanged", "cache"
@@ -384,29 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.monotonic()
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        if any(args.workdir.iterdir()):
-            raise SystemExit(f"memory: --workdir {args.workdir} is not empty")
-        work, cleanup = args.workdir.resolve(), None
-    else:
-        cleanup = tempfile.TemporaryDirectory(prefix="bolt-memory-")
-        work = Path(cleanup.name)
-    try:
-        record = run_all(args, work)
-    finally:
-        if cleanup is not None:
-            cleanup.cleanup()
-    record["seconds"] = time.monotonic() - started
-    record["machine"]["load_average_end"] = os.getloadavg()[0]
-    text = render(record)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(text)
-    log(f"done in {record['seconds']:.0f} s; table in {args.out}, raw data in {args.out.with_suffix('.json')}")
+    record = run_and_write("memory", parse_args(argv), run_all, render, log)
     return 0 if all(rec["stages"] and rec["returncode"] in (0, 1) for rec in record["prs"]) else 1
 
 

@@ -374,16 +374,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_and_write(name: str, args: argparse.Namespace, run_all, render, say) -> dict:
+    """A benchmark's main: run it in --workdir (which must be empty) or a temporary folder, then write the
+    markdown table to --out and the raw record beside it (.json). memory.py runs through it too."""
     started = time.monotonic()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         if any(args.workdir.iterdir()):
-            raise SystemExit(f"shards: --workdir {args.workdir} is not empty")
+            raise SystemExit(f"{name}: --workdir {args.workdir} is not empty")
         work, cleanup = args.workdir.resolve(), None
     else:
-        cleanup = tempfile.TemporaryDirectory(prefix="bolt-shards-")
+        cleanup = tempfile.TemporaryDirectory(prefix=f"bolt-{name}-")
         work = Path(cleanup.name)
     try:
         record = run_all(args, work)
@@ -397,7 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(text)
-    log(f"done in {record['seconds']:.0f} s; table in {args.out}, raw data in {args.out.with_suffix('.json')}")
+    say(f"done in {record['seconds']:.0f} s; table in {args.out}, raw data in {args.out.with_suffix('.json')}")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    record = run_and_write("shards", parse_args(argv), run_all, render, log)
     return 0 if all(row["equal"] and not row["failed"] for row in summarize(record)) else 1
 
 

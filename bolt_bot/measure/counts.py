@@ -37,7 +37,6 @@ length: path strings are hashed and copied by imports and show up in the counts.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -162,7 +161,7 @@ def measure_instructions(
         pre = process.run([str(python), "-m", "pytest", *mode_args, "--collect-only", "-q"], checkout,
                           {**run_env, "BOLT_COUNT_EVENTS": str(pre_events)}, timeout, log=workdir / "collect.log",
                           since=since)
-        pre_ev = _read_events(pre_events)
+        pre_ev = process.read_events(pre_events)
         if mode == "stub" and (pre.returncode not in (0, 1, 5) or not _items(pre_ev)) and not pre.timed_out \
                 and not any(e["ev"] == "collect_error" for e in pre_ev):
             continue
@@ -182,7 +181,7 @@ def measure_instructions(
     ]
     res = process.run(cmd, checkout, {**run_env, "BOLT_COUNT_EVENTS": str(events)}, timeout,
                       log=workdir / "valgrind.log", since=since)
-    ev = _read_events(events)
+    ev = process.read_events(events)
     items = _items(ev)
     if any(e["ev"] == "collect_error" for e in ev):
         _raise_for_setup(2, res.output, ev, False, timeout)
@@ -268,20 +267,6 @@ def read_dump_header(path: Path) -> tuple[str | None, int | None]:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _read_events(path: Path) -> list[dict]:
-    out = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # a line cut by a crash
-    return out
 
 
 def _items(events: list[dict]) -> dict[str, str | None]:

@@ -14,7 +14,6 @@ and they are not the allocation-bound stages this gate is for; `"off"` skips the
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +87,7 @@ def measure_memory(python: Path, checkout: Path, pytest_args: list[str], *, env:
     res = process.run([str(python), "-m", "pytest", *args], checkout,
                       {**run_env, EVENTS_VARIABLE: str(events), "BOLT_MEMORY_TOP": str(TOP_LINES)},
                       timeout, log=workdir / "pytest.log", memory_mb=memory_mb, since=since)
-    return read_pass(_read_events(events), res, timeout)
+    return read_pass(process.read_events(events), res, timeout)
 
 
 def read_pass(events: list[dict], res: process.Finished, timeout: float) -> MemoryPass:
@@ -170,20 +169,6 @@ def measure_sides(setups: dict, pytest_args: list[str], workdir: Path, progress:
     run.passes = {side: run.passes[side] for side in (BASE, HEAD) if side in run.passes}  # base first, always
     run.seconds = time.monotonic() - started
     return run
-
-
-def _read_events(path: Path) -> list[dict]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # a line cut by a crash
-    return out
 
 
 def _first_line(text: str | None) -> str:
