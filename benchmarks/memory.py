@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, for `de
 
 from detection import suite  # noqa: E402  (the path above first)
 from shards import DONE, bolt_environ, invoke, machine, run_and_write, yardstick  # noqa: E402
+from bolt_bot.model import MEMORY_KINDS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 UNCHANGED, CACHE = "unchanged", "cache"
@@ -48,7 +49,6 @@ DEFAULT_PRS, QUICK_PRS = 10, 5  # cycled over KINDS: two PRs of each kind, or on
 DEFAULT_CHANGED, QUICK_CHANGED = 2, 1
 KEEP_EVERY = 4
 MEMORY_PASS = "Tracing one call of each stage for its memory"  # Bolt's progress group of the memory pass
-MEMORY_KINDS = ("allocations", "allocated", "peak")
 # Two top-level modules: setuptools' automatic discovery would refuse the project, so they are named.
 PYPROJECT = suite.PYPROJECT + '\n[tool.setuptools]\npy-modules = ["synth_stages", "memory_stages"]\n'
 

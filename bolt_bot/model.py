@@ -25,6 +25,9 @@ REMOVED = "removed"
 STAGE_VERDICTS = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, UNCHANGED, ADDED, REMOVED)
 RUN_VERDICTS = (REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, UNCHANGED)
 
+# What the memory pass compares of one call, in the order the report names them (MemoryComparison.moved).
+MEMORY_KINDS = ("allocations", "allocated", "peak")
+
 WALLTIME = "walltime"
 INSTRUCTIONS = "instructions"
 

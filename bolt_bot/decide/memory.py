@@ -17,6 +17,7 @@ from bolt_bot.model import (
     ADDED,
     FAILED,
     IMPROVED,
+    MEMORY_KINDS,
     REGRESSED,
     REMOVED,
     UNCHANGED,
@@ -26,7 +27,7 @@ from bolt_bot.model import (
     StageComparison,
 )
 
-KINDS = ("allocations", "allocated", "peak")
+KINDS = MEMORY_KINDS
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import collections
 import math
 from collections.abc import Iterable
 
-from bolt_bot.model import IMPROVED, REGRESSED, UNCHANGED, MemoryComparison, StageComparison
+from bolt_bot.model import IMPROVED, MEMORY_KINDS, REGRESSED, UNCHANGED, MemoryComparison, StageComparison
 
-KINDS = ("allocations", "allocated", "peak")
+KINDS = MEMORY_KINDS
 # Keys of the headline's count beside the time verdicts, for a stage whose time is unchanged and whose memory moved.
 MEMORY_REGRESSED = "memory-regressed"
 MEMORY_IMPROVED = "memory-improved"
