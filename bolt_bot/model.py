@@ -145,10 +145,14 @@ class MemoryComparison:
     lines: list[AllocLine] = field(default_factory=list)  # where head allocates more than base, most first
     note: str | None = None
 
+    def values(self, kind: str) -> tuple[int | None, int | None]:
+        """(base, head) of "allocations", "allocated" or "peak"; None for a side that lacks it."""
+        return (getattr(self.base, kind, None) if self.base else None,
+                getattr(self.head, kind, None) if self.head else None)
+
     def ratio(self, kind: str) -> float | None:
-        """head/base of "allocations", "allocated" or "peak"; None when either side lacks it or base is 0."""
-        base = getattr(self.base, kind, None) if self.base else None
-        head = getattr(self.head, kind, None) if self.head else None
+        """head/base of `kind`; None when either side lacks it or base is 0."""
+        base, head = self.values(kind)
         return None if base is None or head is None or base == 0 else head / base
 
 

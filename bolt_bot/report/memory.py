@@ -68,15 +68,9 @@ def moved(stage: StageComparison) -> bool:
     return memory is not None and (memory.verdict in (REGRESSED, IMPROVED) or bool(memory.moved))
 
 
-def _values(memory: MemoryComparison, kind: str) -> tuple[float | None, float | None]:
-    base = getattr(memory.base, kind, None) if memory.base else None
-    head = getattr(memory.head, kind, None) if memory.head else None
-    return base, head
-
-
 def kind_change(memory: MemoryComparison, kind: str) -> str:
     """ "allocations +98 % (1,020 → 2,020)", "allocated +2.1 MiB (+105 %)": one kind, as a regression names it."""
-    base, head = _values(memory, kind)
+    base, head = memory.values(kind)
     if base is None or head is None:
         return f"{kind} n/a"
     if kind == "allocations":
@@ -102,7 +96,7 @@ def side_cell(stage: StageComparison, kind: str) -> str:
     memory = stage.memory
     if memory is None:
         return "–"
-    base, head = _values(memory, kind)
+    base, head = memory.values(kind)
     if base is None and head is None:
         return "–"
     text = f"{amount(base, kind)} → {amount(head, kind)}"
