@@ -6,18 +6,11 @@ import contextlib
 import os
 import sys
 import time
-import unicodedata
 from collections.abc import Iterator
 
 import click
 
-
-def _shown(message: str) -> str:
-    """Messages name stages and quote failures of the measured project: none of its control or format
-    characters (an escape sequence, a carriage return, a bidi override) reaches the terminal or the log."""
-    if message.isprintable():
-        return message
-    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else c for c in message)
+from bolt_bot.words import visible
 
 
 class Progress:
@@ -32,15 +25,15 @@ class Progress:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            click.echo(f"bolt: {_shown(message)}", file=self.stream)
+            click.echo(f"bolt: {visible(message)}", file=self.stream)
 
     def warn(self, message: str) -> None:
         if self.quiet:
             return
         if self.actions:
-            click.echo(f"::warning title=Bolt::{_shown(message)}", file=sys.stdout)
+            click.echo(f"::warning title=Bolt::{visible(message)}", file=sys.stdout)
         else:
-            click.echo(f"bolt: warning: {_shown(message)}", file=self.stream)
+            click.echo(f"bolt: warning: {visible(message)}", file=self.stream)
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:

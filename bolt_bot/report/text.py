@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import unicodedata
 from pathlib import Path
 
 from bolt_bot.model import FAILED, INSTRUCTIONS, REGRESSED, Results, StageComparison
@@ -17,6 +16,7 @@ from bolt_bot.report.render import (
 )
 from bolt_bot.report.memory import change_text as memory_change
 from bolt_bot.report.textfilter import shorten
+from bolt_bot.words import visible
 
 UNCHANGED_ROWS = 20  # a long suite's unchanged stages would bury the rest; results.json has them all
 NAME_LIMIT = 120
@@ -24,19 +24,6 @@ PROFILE_ROWS = 12
 MEASURES = {"walltime": "wall time", INSTRUCTIONS: "instructions"}  # a stage's measure, in the table
 HOW = {"walltime": "wall time", INSTRUCTIONS: "instruction counts (callgrind)",
        "mixed": "instruction counts (callgrind) and wall time"}  # the run's, in the footer
-# Categories a terminal may act on rather than print: C0/C1 controls (ESC starts an escape sequence, \r
-# rewrites the line), format characters (bidi overrides reorder what is shown), and the rest of "C" and "Z[lp]".
-_HIDDEN = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
-
-
-def visible(value: object) -> str:
-    """`value` with every control or format character a space: nothing in it a terminal would act on."""
-    text = "" if value is None else str(value)
-    if text.isprintable():
-        return text
-    return "".join(" " if unicodedata.category(c) in _HIDDEN else c for c in text)
-
-
 def plain(value: object, limit: int = 300) -> str:
     """Project text fit for a terminal: visible, on one line, at most `limit` characters."""
     return shorten(" ".join(visible(value).split()), limit)

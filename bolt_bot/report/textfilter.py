@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
+
+from bolt_bot.words import visible
 
 # Characters with meaning in GitHub markdown or HTML, replaced by numeric entities. Entities render as the
 # character itself but are never parsed as markup, mentions (@), issue links (#) or table cells (|).
@@ -50,17 +51,9 @@ STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 above this
 
 
 def _visible(text: str) -> str:
-    """Replace control, format (bidi overrides, zero-width) and line/paragraph separators by spaces."""
-    if text.isprintable():  # the common case: no control or format characters at all
-        return " ".join(text.split())
-    out = []
-    for char in text:
-        category = unicodedata.category(char)
-        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            out.append(" ")
-        else:
-            out.append(char)
-    return " ".join("".join(out).split())
+    """Replace control, format (bidi overrides, zero-width) and line/paragraph separators by spaces, and runs
+    of white space by one space."""
+    return " ".join(visible(text).split())
 
 
 def shorten(text: str, limit: int) -> str:
